@@ -1,0 +1,372 @@
+"""VMOps: the contract every backend fulfils.
+
+Signatures follow Nova's virt drivers (``nova.virt.vmwareapi.vmops.VMwareVMOps`` and
+``nova.virt.xenapi.vmops.VMOps``) so that a Nova-style compute service can call them
+unchanged. ``context`` is passed through untouched. Arguments are duck-typed: the
+dataclasses of :mod:`virtdriver.common.model`, or Nova's own objects with the same
+attributes. Every error is a :mod:`virtdriver.common.exceptions` type; server references
+(morefs, OpaqueRefs) never escape a backend.
+
+Where a hypervisor truly cannot do a thing, its backend raises
+:class:`UnsupportedOperation` naming the operation and backend, and ``capabilities`` says
+so. Nothing is silently a no-op.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from virtdriver.common.exceptions import UnsupportedOperation
+from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
+from virtdriver.common.progress import ProgressCallback, ProgressReporter
+
+__all__ = ["VMOps", "UnsupportedOperation", "DEFAULT_CAPABILITIES"]
+
+#: Capability names and their defaults. The ``has_``/``supports_`` names are Nova's
+#: ``ComputeDriver.capabilities`` keys where the meaning is the same; the operation
+#: names below them say which optional operations a backend can do.
+DEFAULT_CAPABILITIES: dict[str, bool] = {
+    "has_imagecache": False,
+    "supports_evacuate": False,
+    "supports_migrate_to_same_host": False,
+    "supports_attach_interface": False,
+    "supports_device_tagging": False,
+    "supports_multiattach": False,
+    "supports_trusted_certs": False,
+    "supports_pcpus": False,
+    "supports_accelerators": False,
+    "supports_image_type_vmdk": False,
+    "supports_image_type_vhd": False,
+    "supports_image_type_raw": False,
+    "supports_image_type_iso": False,
+    "supports_config_drive": False,
+    "supports_live_migration": False,
+    "supports_block_migration": False,
+    "supports_rescue": False,
+    "supports_pause": False,
+    "supports_suspend": False,
+    "supports_soft_delete": False,
+    "supports_set_admin_password": False,
+    "supports_inject_file": False,
+    "supports_reset_network": False,
+    "supports_console_output": False,
+    "supports_bandwidth_counters": False,
+    "supports_security_rules": False,
+}
+
+
+class VMOps(abc.ABC):
+    """The operations a backend performs on instances.
+
+    A backend is built with ``Backend(conf, image_store=None, progress_callback=None)``
+    (see :func:`virtdriver.load_backend`). ``conf`` is an oslo.config ``ConfigOpts`` with
+    :func:`virtdriver.register_opts` applied; ``image_store`` is where images come from and
+    snapshots go; ``progress_callback(instance, percent, step)`` hears every step of a long
+    operation. Operations on one instance are serialized; different instances never wait
+    on each other.
+    """
+
+    #: The backend's name, as registered in the ``virtdriver.backends`` entry points.
+    backend_name: str = "base"
+    #: What this backend can do (plain data; see DEFAULT_CAPABILITIES).
+    capabilities: dict[str, bool] = DEFAULT_CAPABILITIES
+
+    def __init__(self, conf: Any, image_store: Any = None,
+                 progress_callback: ProgressCallback | None = None) -> None:
+        self.conf = conf
+        self.image_store = image_store
+        self.progress = ProgressReporter(progress_callback)
+
+    def unsupported(self, operation: str, reason: str = "") -> UnsupportedOperation:
+        """The error to raise for an operation this hypervisor cannot do."""
+        return UnsupportedOperation(operation, self.backend_name, reason)
+
+    def close(self) -> None:
+        """Log out and release every server session and thread the backend holds."""
+
+    def __enter__(self) -> VMOps:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
+              admin_password: str | None, network_info: Any = None,
+              block_device_info: Any = None) -> None:
+        """Create the instance's VM from the image and the flavor, and power it on.
+
+        Every input is validated before the first server call (InvalidInput). Progress is
+        reported step by step. If any step fails, everything spawn made (VM, disks, files,
+        networks) is undone and the error raised; a cached image may stay. An instance that
+        already has a VM is InstanceExists.
+        """
+
+    @abc.abstractmethod
+    def destroy(self, instance: Any, network_info: Any = None, block_device_info: Any = None,
+                destroy_disks: bool = True) -> None:
+        """Power off, unregister and delete the instance's VM (and disks if asked).
+
+        Destroying an instance whose VM is already gone is a no-op, not an error. A rescue
+        VM belonging to the instance is destroyed too.
+        """
+
+    @abc.abstractmethod
+    def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
+               bad_volumes_callback: Callable[..., Any] | None = None) -> None:
+        """Reboot: SOFT asks the guest and falls back to HARD; HARD resets the VM."""
+
+    @abc.abstractmethod
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        """Power the VM off; with ``timeout`` > 0 ask the guest to shut down first.
+
+        The guest gets ``timeout`` seconds (checked every ``retry_interval``) before a hard
+        power-off. An already stopped VM stays stopped without error.
+        """
+
+    @abc.abstractmethod
+    def power_on(self, instance: Any) -> None:
+        """Power the VM on; an already running VM is left running."""
+
+    @abc.abstractmethod
+    def suspend(self, instance: Any) -> None:
+        """Suspend a running VM to disk."""
+
+    @abc.abstractmethod
+    def resume(self, instance: Any) -> None:
+        """Resume a suspended VM."""
+
+    @abc.abstractmethod
+    def pause(self, instance: Any) -> None:
+        """Pause a running VM in memory."""
+
+    @abc.abstractmethod
+    def unpause(self, instance: Any) -> None:
+        """Unpause a paused VM."""
+
+    @abc.abstractmethod
+    def soft_delete(self, instance: Any) -> None:
+        """Power the VM off and keep it from starting, so :meth:`restore` can undo it."""
+
+    @abc.abstractmethod
+    def restore(self, instance: Any) -> None:
+        """Undo :meth:`soft_delete`: allow the VM to start again and start it."""
+
+    @abc.abstractmethod
+    def poll_rebooting_instances(self, timeout: int, instances: Iterable[Any]) -> list[Any]:
+        """Find instances stuck rebooting for ``timeout`` seconds or more, and hard-reboot them.
+
+        Returns the instances it hard-rebooted.
+        """
+
+    @abc.abstractmethod
+    def set_bootable(self, instance: Any, is_bootable: bool) -> None:
+        """Allow or forbid the VM to be started."""
+
+    # -- rescue -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
+               rescue_password: str | None = None) -> None:
+        """Boot the instance from a copy of ``image_meta`` with its own disk attached."""
+
+    @abc.abstractmethod
+    def unrescue(self, instance: Any, power_on: bool = True) -> None:
+        """Leave rescue: remove the rescue disk or VM and boot from the instance's disk."""
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def snapshot(self, context: Any, instance: Any, image_id: str,
+                 update_task_state: Callable[..., Any]) -> None:
+        """Upload the instance's root disk to the image store under ``image_id``.
+
+        ``update_task_state(task_state=..., expected_state=...)`` is called as Nova's
+        compute manager expects: ``image_pending_upload`` then ``image_uploading``. Nothing
+        temporary (server snapshot, clone, temp file) is left behind, success or failure.
+        """
+
+    @abc.abstractmethod
+    def post_interrupted_snapshot_cleanup(self, context: Any, instance: Any) -> None:
+        """Remove whatever an interrupted snapshot left on the server."""
+
+    # -- resize and cold migration --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
+                                   block_device_info: Any = None) -> Any:
+        """First half of a resize or cold migration: power off and move or grow the disks.
+
+        Shrinking a disk is refused (MigrationError) before anything changes. Returns the
+        ``disk_info`` that :meth:`finish_migration` needs.
+        """
+
+    @abc.abstractmethod
+    def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
+                         network_info: Any, image_meta: Any, resize_instance: bool = False,
+                         block_device_info: Any = None, power_on: bool = True) -> None:
+        """Second half: bring the instance up with its new flavor (and host)."""
+
+    @abc.abstractmethod
+    def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
+        """Keep the resized instance; delete what a revert would have needed."""
+
+    @abc.abstractmethod
+    def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
+                                block_device_info: Any = None, power_on: bool = True) -> None:
+        """Undo a resize: restore the old flavor, disks and location."""
+
+    # -- live migration -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def check_can_live_migrate_destination(self, context: Any, instance: Any,
+                                           block_migration: bool = False,
+                                           disk_over_commit: bool = False) -> dict[str, Any]:
+        """On the destination: check it can take the instance; return the data to pass on."""
+
+    @abc.abstractmethod
+    def check_can_live_migrate_source(self, context: Any, instance: Any,
+                                      dest_check_data: dict[str, Any]) -> dict[str, Any]:
+        """On the source: check the instance can move there; return the migrate data."""
+
+    @abc.abstractmethod
+    def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
+                           network_info: Any, disk_info: Any,
+                           migrate_data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """On the destination, before the move: prepare networks and storage."""
+
+    @abc.abstractmethod
+    def live_migrate(self, context: Any, instance: Any, destination_hostname: str,
+                     post_method: Callable[..., Any], recover_method: Callable[..., Any],
+                     block_migration: bool = False,
+                     migrate_data: dict[str, Any] | None = None) -> None:
+        """Move the running instance; call ``post_method`` on success, ``recover_method`` on
+        failure (then re-raise)."""
+
+    @abc.abstractmethod
+    def post_live_migration(self, context: Any, instance: Any,
+                            migrate_data: dict[str, Any] | None = None) -> None:
+        """On the source, after the move: clean up what the source kept."""
+
+    @abc.abstractmethod
+    def post_live_migration_at_destination(self, context: Any, instance: Any, network_info: Any,
+                                           block_migration: bool = False,
+                                           block_device_info: Any = None) -> None:
+        """On the destination, after the move: finish configuring the instance."""
+
+    @abc.abstractmethod
+    def rollback_live_migration_at_destination(self, instance: Any,
+                                               block_device_info: Any = None) -> None:
+        """On the destination, after a failed move: remove what pre_live_migration made."""
+
+    # -- network ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def attach_interface(self, instance: Any, image_meta: Any, vif: Any) -> None:
+        """Add one NIC for ``vif`` to the VM (hot-plugged when it runs)."""
+
+    @abc.abstractmethod
+    def detach_interface(self, instance: Any, vif: Any) -> None:
+        """Remove the NIC of ``vif`` from the VM."""
+
+    @abc.abstractmethod
+    def plug_vifs(self, instance: Any, network_info: Any) -> None:
+        """Make sure every VIF of ``network_info`` has its NIC and network."""
+
+    @abc.abstractmethod
+    def unplug_vifs(self, instance: Any, network_info: Any) -> None:
+        """Unplug every VIF of ``network_info`` from the VM."""
+
+    @abc.abstractmethod
+    def inject_network_info(self, instance: Any, network_info: Any) -> None:
+        """Publish the network configuration where the guest's tools read it."""
+
+    @abc.abstractmethod
+    def reset_network(self, instance: Any) -> None:
+        """Ask the guest to re-read its network configuration."""
+
+    @abc.abstractmethod
+    def refresh_instance_security_rules(self, instance: Any) -> None:
+        """Re-apply the instance's security rules, as far as the hypervisor enforces them."""
+
+    @abc.abstractmethod
+    def refresh_security_group_rules(self, security_group_id: str) -> None:
+        """Re-apply the rules of a security group on every instance that uses it."""
+
+    @abc.abstractmethod
+    def unfilter_instance(self, instance: Any, network_info: Any) -> None:
+        """Remove the instance's network filters."""
+
+    # -- guest --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def inject_file(self, instance: Any, path: str, contents: bytes | str) -> None:
+        """Write a file inside the running guest."""
+
+    @abc.abstractmethod
+    def set_admin_password(self, instance: Any, new_pass: str) -> None:
+        """Set the guest's administrator password."""
+
+    @abc.abstractmethod
+    def change_instance_metadata(self, instance: Any, diff: dict[str, list[Any]]) -> None:
+        """Apply a metadata diff (``{key: ['+', value] | ['-']}``) where the guest can read it."""
+
+    # -- facts --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_info(self, instance: Any) -> InstanceInfo:
+        """The instance's power state; InstanceNotFound when it has no VM."""
+
+    @abc.abstractmethod
+    def list_instances(self) -> list[str]:
+        """Names of the instances' VMs this backend manages."""
+
+    @abc.abstractmethod
+    def list_instance_uuids(self) -> list[str]:
+        """UUIDs of the instances this backend manages."""
+
+    @abc.abstractmethod
+    def get_diagnostics(self, instance: Any) -> dict[str, Any]:
+        """Hypervisor-specific diagnostics as a flat mapping."""
+
+    @abc.abstractmethod
+    def get_instance_diagnostics(self, instance: Any) -> Diagnostics:
+        """Diagnostics in Nova's common shape."""
+
+    @abc.abstractmethod
+    def get_all_bw_counters(self, instances: Iterable[Any]) -> list[dict[str, Any]]:
+        """Bandwidth counters of each NIC of the given running instances."""
+
+    @abc.abstractmethod
+    def get_per_instance_usage(self) -> dict[str, dict[str, Any]]:
+        """Memory use of each running instance, keyed by instance uuid."""
+
+    @abc.abstractmethod
+    def get_console_output(self, instance: Any) -> bytes:
+        """The tail of the instance's console log."""
+
+    @abc.abstractmethod
+    def get_vnc_console(self, instance: Any) -> ConsoleInfo:
+        """Where the instance's graphical console can be reached."""
+
+    # -- host ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def manage_image_cache(self, context: Any, instances: Iterable[Any]) -> None:
+        """Age out cached images that no instance uses any more."""
+
+    @abc.abstractmethod
+    def get_datacenter_ref_and_name(self, ds_ref: Any) -> tuple[Any, str]:
+        """The datacenter that holds a datastore (VMware)."""
+
+    @abc.abstractmethod
+    def check_cache_folder(self, ds_name: str, ds_ref: Any) -> None:
+        """Make sure the image-cache folder exists on the datastore or SR."""
+
+    @abc.abstractmethod
+    def check_temp_folder(self, ds_name: str, ds_ref: Any) -> None:
+        """Make sure the temporary folder for uploads exists on the datastore or SR."""
