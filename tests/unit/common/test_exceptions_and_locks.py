@@ -1,0 +1,61 @@
+"""The exception tree and the per-instance lock."""
+
+import threading
+import time
+
+from virtdriver.common import exceptions as exc
+from virtdriver.common.locks import instance_lock
+
+
+def test_everything_is_a_virtdriver_error():
+    for name in ("InvalidInput", "UnsupportedOperation", "InstanceNotFound", "InstanceExists",
+                 "InstanceInvalidState", "InstanceNotInRescueMode", "ImageNotFound",
+                 "ImageError", "MigrationError", "MigrationPreCheckError", "AgentError",
+                 "AgentTimeout", "BackendError", "ConnectionFailed", "CertificateRejected",
+                 "AuthenticationFailed", "SessionExpired", "TaskFailed", "TaskTimeout"):
+        assert issubclass(getattr(exc, name), exc.VirtDriverError), name
+
+
+def test_invalid_input_is_a_value_error_naming_field_and_value():
+    error = exc.InvalidInput("flavor.memory_mb", -1, "must be a positive integer")
+    assert isinstance(error, ValueError)
+    assert str(error) == "invalid flavor.memory_mb=-1: must be a positive integer"
+
+
+def test_backend_error_keeps_code_params_and_cause():
+    fault = RuntimeError("VM_BAD_POWER_STATE")
+    try:
+        try:
+            raise fault
+        except RuntimeError as cause:
+            raise exc.BackendError("bad state", "VM_BAD_POWER_STATE",
+                                   ["OpaqueRef:1", "halted", "running"]) from cause
+    except exc.BackendError as error:
+        assert error.code == "VM_BAD_POWER_STATE"
+        assert error.params == ("OpaqueRef:1", "halted", "running")
+        assert error.__cause__ is fault
+
+
+def test_instance_lock_serializes_one_instance_but_not_others():
+    order = []
+    a, b = {"uuid": "aaaa"}, {"uuid": "bbbb"}
+    inside = threading.Event()
+
+    def hold(instance, tag, wait):
+        with instance_lock(instance):
+            order.append(f"{tag}-in")
+            inside.set()
+            time.sleep(wait)
+            order.append(f"{tag}-out")
+
+    first = threading.Thread(target=hold, args=(a, "a1", 0.2))
+    first.start()
+    inside.wait(2)
+    other = threading.Thread(target=hold, args=(b, "b", 0))
+    same = threading.Thread(target=hold, args=(a, "a2", 0))
+    other.start()
+    same.start()
+    for thread in (first, other, same):
+        thread.join(5)
+    assert order.index("b-out") < order.index("a1-out")  # another instance never waits
+    assert order.index("a2-in") > order.index("a1-out")  # the same instance does
