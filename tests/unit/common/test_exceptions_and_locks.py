@@ -59,3 +59,40 @@ def test_instance_lock_serializes_one_instance_but_not_others():
         thread.join(5)
     assert order.index("b-out") < order.index("a1-out")  # another instance never waits
     assert order.index("a2-in") > order.index("a1-out")  # the same instance does
+
+
+EVENTLET_SCRIPT = """
+import eventlet
+eventlet.monkey_patch()
+import time
+from virtdriver.common.locks import instance_lock
+
+order = []
+
+def hold(uuid, tag, wait):
+    with instance_lock({"uuid": uuid}):
+        order.append(tag + "-in")
+        eventlet.sleep(wait)
+        order.append(tag + "-out")
+
+pool = eventlet.GreenPool()
+pool.spawn(hold, "aaaa", "a1", 0.2)
+eventlet.sleep(0.05)
+pool.spawn(hold, "bbbb", "b", 0)
+pool.spawn(hold, "aaaa", "a2", 0)
+pool.waitall()
+assert order.index("b-out") < order.index("a1-out"), order
+assert order.index("a2-in") > order.index("a1-out"), order
+print("ok")
+"""
+
+
+def test_instance_lock_under_eventlet_monkey_patching():
+    """The same lock serializes green threads when eventlet has patched threading."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
