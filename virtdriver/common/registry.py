@@ -32,7 +32,10 @@ def load_backend(name: str, conf: Any, image_store: Any = None,
     if not matches:
         installed = ", ".join(available_backends()) or "none"
         raise InvalidInput("backend", name, f"is not installed (installed: {installed})")
-    backend_class = matches[0].load()
+    try:
+        backend_class = matches[0].load()
+    except ImportError as error:
+        raise InvalidInput("backend", name, f"could not be imported: {error}") from error
     if not (isinstance(backend_class, type) and issubclass(backend_class, VMOps)):
         raise InvalidInput("backend", name,
                            f"entry point {matches[0].value} is not a VMOps subclass")
