@@ -184,12 +184,15 @@ def run(args: argparse.Namespace) -> None:
         return
     relay = ProgressRelay()
     conf = load_conf(args)
-    with load_backend(args.backend, conf, image_store=images,
-                      progress_callback=relay) as ops:
-        ctx = commands.Context(ops=ops, backend=args.backend,
-                               state=StateFile(state_dir / "instances.json"), images=images,
-                               out=out, relay=relay)
+    ctx = commands.Context(
+        load_ops=lambda: load_backend(args.backend, conf, image_store=images,
+                                      progress_callback=relay),
+        backend=args.backend, state=StateFile(state_dir / "instances.json"), images=images,
+        out=out, relay=relay)
+    try:
         args.func(ctx, args)
+    finally:
+        ctx.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import secrets
 import types
 import uuid
@@ -17,14 +18,27 @@ from virtdriver.common.model import VIF, Flavor
 
 @dataclasses.dataclass
 class Context:
-    """What every instance command needs: the backend, its name, the state and the images."""
+    """What every instance command needs: the backend, its name, the state and the images.
 
-    ops: Any
+    The backend is built on first use, so input errors are reported before it is loaded.
+    """
+
+    load_ops: Any
     backend: str
     state: StateFile
     images: Any
     out: Any
     relay: Any
+
+    @functools.cached_property
+    def ops(self) -> Any:
+        """The backend, loaded on first use."""
+        return self.load_ops()
+
+    def close(self) -> None:
+        """Release the backend's sessions if it was loaded."""
+        if "ops" in self.__dict__:
+            self.ops.close()
 
 
 def random_mac() -> str:
@@ -74,10 +88,10 @@ def spawn(ctx: Context, args: argparse.Namespace) -> None:
     """Create and boot an instance named by the user."""
     if args.name in ctx.state.records(ctx.backend):
         raise InvalidInput("name", args.name, f"is already an instance on {ctx.backend}")
+    flavor = _flavor(args)
     image = ctx.images.find(args.image)
     vifs = [VIF(id=str(uuid.uuid4()), address=random_mac(), network=network)
             for network in args.network]
-    flavor = _flavor(args)
     record = {"uuid": str(uuid.uuid4()), "flavor": dataclasses.asdict(flavor),
               "image_id": image.id, "config_drive": args.config_drive,
               "vifs": [dataclasses.asdict(vif) for vif in vifs]}
