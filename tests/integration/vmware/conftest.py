@@ -1,0 +1,77 @@
+"""Fixtures for VMware integration tests: one vCenter simulator per test module.
+
+``vcsim`` (module scope) starts the project's launcher (``tests/vcsim``) on a
+free loopback port, over TLS with a freshly generated test CA, with required
+credentials, and stops it by PID after the module.  A module may override the
+module-scoped ``vcsim_flags`` fixture to choose the inventory and options
+(keyword arguments of ``tests.vcsim.launcher.Vcsim.start``)::
+
+    @pytest.fixture(scope="module")
+    def vcsim_flags():
+        return {"ds": 2, "standalone_host": 1, "idle": "30s"}
+
+When ``VCSIM_URL`` is set (with ``VCSIM_USERNAME``, ``VCSIM_PASSWORD`` and
+optionally ``VCSIM_CA_FILE``), ``vcsim`` describes that server instead; its
+``inject``/``expire_sessions`` raise ``FaultInjectionUnavailable``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.vcsim.launcher import RemoteVcsim, Vcsim, build_vcsim
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under this directory as an integration test."""
+    for item in items:
+        if HERE in pathlib.Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def vcsim_binary() -> pathlib.Path | None:
+    """The launcher binary (built once per session); None with VCSIM_URL."""
+    if os.environ.get("VCSIM_URL"):
+        return None
+    return build_vcsim()
+
+
+@pytest.fixture(scope="module")
+def vcsim_flags() -> dict[str, Any]:
+    """Keyword arguments for ``Vcsim.start``; override per module."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def vcsim(
+    vcsim_binary: pathlib.Path | None, vcsim_flags: dict[str, Any]
+) -> Iterator[Vcsim | RemoteVcsim]:
+    """A running simulator for this module (or the VCSIM_URL server)."""
+    if os.environ.get("VCSIM_URL"):
+        yield RemoteVcsim.from_env()
+        return
+    sim = Vcsim(vcsim_binary)
+    sim.start(**vcsim_flags)
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def vcsim_faults(vcsim: Vcsim | RemoteVcsim) -> Iterator[Vcsim | RemoteVcsim]:
+    """The module's simulator, with every injection rule cleared after the test."""
+    if not vcsim.can_inject:
+        pytest.skip("needs the vcsim launcher's fault endpoint (VCSIM_URL is set)")
+    try:
+        yield vcsim
+    finally:
+        vcsim.clear_faults()
