@@ -103,7 +103,7 @@ func (ic *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ic.dispatch(w, r, body, true)
 	default:
-		ic.guarded(w, r, "", nil)
+		ic.guarded(w, r, nil, nil)
 	}
 }
 
@@ -121,7 +121,7 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil {
 		// Let the simulator produce its own fault for undecodable requests.
-		ic.guarded(w, r, "", body)
+		ic.guarded(w, r, nil, body)
 		return
 	}
 	c := &call{w: w, r: r, body: body, method: method}
@@ -134,6 +134,16 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 		}
 	}
 
+	if guard, ok := guards[method.Name]; ok {
+		if fault, msg := guard(method); fault != nil && ic.touchSession(r) {
+			task := newTask(method.This, method.Name)
+			startTask(task)
+			finishTask(task, nil, fault, msg)
+			writeTaskResult(w, method.Name, task.Self)
+			return
+		}
+	}
+
 	if standIn, ok := standIns[method.Name]; ok {
 		if ic.standInApplies(method) {
 			if !ic.touchSession(r) {
@@ -142,7 +152,7 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 				}, "")
 				return
 			}
-			ic.guardedFunc(w, method.Name, func(tw http.ResponseWriter) {
+			ic.guardedFunc(w, method, func(tw http.ResponseWriter) {
 				c.w = tw
 				standIn(ic, c)
 			})
@@ -150,14 +160,14 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 		}
 	}
 
-	ic.guarded(w, r, method.Name, body)
+	ic.guarded(w, r, method, body)
 }
 
 // guarded passes a request to the simulator. A handler panic becomes a
 // SystemError fault (an empty result for Fetch) instead of a dropped
 // connection. Session cookies issued by the simulator are recorded so that
 // /_vcsim/expire-sessions can end them.
-func (ic *interceptor) guarded(w http.ResponseWriter, r *http.Request, method string, body []byte) {
+func (ic *interceptor) guarded(w http.ResponseWriter, r *http.Request, method *simulator.Method, body []byte) {
 	if body != nil {
 		r.Body = ioutil.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
@@ -192,8 +202,13 @@ func (h *headerTracker) Write(b []byte) (int, error) {
 	return h.ResponseWriter.Write(b)
 }
 
-func (ic *interceptor) guardedFunc(w http.ResponseWriter, method string, f func(http.ResponseWriter)) {
+func (ic *interceptor) guardedFunc(w http.ResponseWriter, m *simulator.Method, f func(http.ResponseWriter)) {
 	tracker := &headerTracker{ResponseWriter: w}
+	started := time.Now()
+	method := ""
+	if m != nil {
+		method = m.Name
+	}
 	defer func() {
 		p := recover()
 		if p == nil {
@@ -203,6 +218,10 @@ func (ic *interceptor) guardedFunc(w http.ResponseWriter, method string, f func(
 			panic(p)
 		}
 		log.Printf("recovered panic in %s: %v\n%s", method, p, debug.Stack())
+		reason := fmt.Sprintf("vcsim handler panic in %s: %v", method, p)
+		if m != nil {
+			recentTasks.failStuck(m.This, started, reason)
+		}
 		if tracker.wrote {
 			return // too late for a fault; net/http closes the connection
 		}
@@ -215,7 +234,7 @@ func (ic *interceptor) guardedFunc(w http.ResponseWriter, method string, f func(
 			})
 			return
 		}
-		writeSystemError(w, fmt.Sprintf("vcsim handler panic in %s: %v", method, p))
+		writeSystemError(w, reason)
 	}()
 	f(tracker)
 }
@@ -588,6 +607,7 @@ func (taskEntityHook) PutObject(obj mo.Reference) {
 		return
 	}
 	ref := *task.Info.Entity
+	recentTasks.add(task, ref)
 	target := simulator.Map.Get(ref)
 	if _, ok := target.(mo.Entity); ok {
 		return
@@ -611,4 +631,53 @@ func (taskEntityHook) RemoveObject(types.ManagedObjectReference) {}
 
 func installRegistryHooks() {
 	simulator.Map.AddHandler(taskEntityHook{})
+}
+
+// taskRecord remembers which object a task was created for.
+type taskRecord struct {
+	task    *simulator.Task
+	target  types.ManagedObjectReference
+	created time.Time
+}
+
+// taskLog keeps the tasks of the last minute so that a handler panic can end
+// the tasks it left `running` (vcsim runs tasks inside the SOAP call).
+type taskLog struct {
+	mu      sync.Mutex
+	records []taskRecord
+}
+
+var recentTasks = &taskLog{}
+
+func (l *taskLog) add(task *simulator.Task, target types.ManagedObjectReference) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keep := l.records[:0]
+	for _, r := range l.records {
+		if now.Sub(r.created) < time.Minute {
+			keep = append(keep, r)
+		}
+	}
+	l.records = append(keep, taskRecord{task: task, target: target, created: now})
+}
+
+// failStuck ends in SystemError every task created for target since start
+// that is still queued or running.
+func (l *taskLog) failStuck(target types.ManagedObjectReference, since time.Time, reason string) {
+	l.mu.Lock()
+	var stuck []*simulator.Task
+	for _, r := range l.records {
+		if r.target == target && !r.created.Before(since) {
+			stuck = append(stuck, r.task)
+		}
+	}
+	l.mu.Unlock()
+	for _, t := range stuck {
+		var state types.TaskInfoState
+		simulator.Map.WithLock(t, func() { state = t.Info.State })
+		if state == types.TaskInfoStateRunning || state == types.TaskInfoStateQueued {
+			finishTask(t, nil, &types.SystemError{Reason: reason}, reason)
+		}
+	}
 }

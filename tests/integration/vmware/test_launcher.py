@@ -362,23 +362,52 @@ def test_fetch_of_unset_property_returns_none(si: vim.ServiceInstance) -> None:
 
 
 def test_handler_panic_becomes_fault(si: vim.ServiceInstance) -> None:
-    vm = vm_by_power(si, "poweredOn")
-    nic = vim.vm.device.VirtualEthernetCard()
-    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName="no-such-net")
-    nic.key = -1
+    """vcsim 0.24.2 panics on an unknown pool moref inside CreateVM's task."""
+    folder = next(iter(inventory(si, vim.Datacenter, "vmFolder").values()))["vmFolder"]
     spec = vim.vm.ConfigSpec(
-        deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=nic)]
+        name="panic-test", guestId="otherGuest", files=vim.vm.FileInfo(vmPathName="[LocalDS_0]")
     )
+    bogus_pool = vim.ResourcePool("resgroup-404", si._stub)
     try:
-        task = vm.ReconfigVM_Task(spec)
+        task = folder.CreateVM_Task(spec, bogus_pool)
     except vmodl.fault.SystemError as exc:
         assert "panic" in exc.msg
     except http.client.RemoteDisconnected:  # pragma: no cover - the failure this guards
         pytest.fail("a handler panic dropped the connection")
     else:
         pytest.fail(f"expected a SystemError fault, got {task}")
-    # the server keeps serving
-    assert retrieve(si, vm, "name")["name"]
+    # the task the panicking handler had started does not stay running
+    recent = retrieve(si, si.content.taskManager, "recentTask")["recentTask"]
+    names = {t: task_state(si, t)["info.state"] for t in recent}
+    assert "running" not in names.values()
+    # the server keeps serving, and no VM was made
+    vms = inventory(si, vim.VirtualMachine, "name")
+    assert "panic-test" not in {p.get("name") for p in vms.values()}
+
+
+def test_guard_unknown_datastore_or_network_faults_without_ghost_vm(
+    si: vim.ServiceInstance,
+) -> None:
+    """Arguments that panic vcsim 0.24.2 end the task in a fault instead."""
+    dc = next(iter(inventory(si, vim.Datacenter, "vmFolder").values()))
+    pool = next(iter(inventory(si, vim.ResourcePool)))
+    before = set(inventory(si, vim.VirtualMachine))
+    spec = vim.vm.ConfigSpec(
+        name="ghost", guestId="otherGuest", files=vim.vm.FileInfo(vmPathName="[NoSuchDS]")
+    )
+    task = dc["vmFolder"].CreateVM_Task(spec, pool)
+    assert wait_task(si, task)[-1] == "error"
+    assert isinstance(task_state(si, task)["info.error"], vim.fault.InvalidDatastore)
+    assert set(inventory(si, vim.VirtualMachine)) == before
+
+    vm = vm_by_power(si, "poweredOn")
+    nic = vim.vm.device.VirtualVmxnet3()
+    nic.key = -1
+    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName="no-such-net")
+    change = vim.vm.device.VirtualDeviceSpec(operation="add", device=nic)
+    task = vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change]))
+    assert wait_task(si, task)[-1] == "error"
+    assert isinstance(task_state(si, task)["info.error"], vim.fault.InvalidDeviceBacking)
 
 
 # -- task entity fix -----------------------------------------------------------
