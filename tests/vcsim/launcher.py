@@ -136,11 +136,14 @@ class Vcsim:
     def start(
         self,
         *,
+        dc: int = 1,
         cluster: int = 1,
         host: int = 3,
         standalone_host: int = 1,
         vm: int = 2,
         ds: int = 1,
+        pool: int = 0,
+        portgroup: int = 1,
         autostart: bool = True,
         idle: str | float | None = None,
         method_delay: Mapping[str, int] | None = None,
@@ -149,6 +152,13 @@ class Vcsim:
         extra_args: list[str] | None = None,
     ) -> Vcsim:
         """Start the launcher with the given inventory and options.
+
+        Inventory (as vcsim counts it): ``dc`` datacenters, each with
+        ``cluster`` clusters of ``host`` hosts, ``standalone_host`` standalone
+        hosts, ``vm`` VMs per standalone host and per cluster (and per child
+        pool), ``ds`` datastores LocalDS_N mounted on every host, ``pool``
+        child resource pools per cluster, ``portgroup`` DVS portgroups;
+        ``autostart`` powers the initial VMs on.
 
         ``idle`` is the session idle timeout (seconds or a Go duration such as
         ``"30s"``); ``method_delay`` maps SOAP method names to milliseconds of
@@ -162,11 +172,14 @@ class Vcsim:
         try:
             args = [
                 str(binary),
+                f"-dc={dc}",
                 f"-cluster={cluster}",
                 f"-host={host}",
                 f"-standalone-host={standalone_host}",
                 f"-vm={vm}",
                 f"-ds={ds}",
+                f"-pool={pool}",
+                f"-pg={portgroup}",
                 f"-autostart={'true' if autostart else 'false'}",
                 f"-l={listen}",
                 f"-username={self.username}",

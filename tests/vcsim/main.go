@@ -26,6 +26,9 @@ import (
 
 // options holds the parsed command line.
 type options struct {
+	dc          int
+	pool        int
+	portgroup   int
 	cluster     int
 	clusterHost int
 	standalone  int
@@ -45,10 +48,13 @@ type options struct {
 
 func parseFlags() *options {
 	o := &options{}
-	flag.IntVar(&o.cluster, "cluster", 1, "number of clusters in the datacenter")
+	flag.IntVar(&o.dc, "dc", 1, "number of datacenters")
+	flag.IntVar(&o.cluster, "cluster", 1, "number of clusters per datacenter")
 	flag.IntVar(&o.clusterHost, "host", 3, "number of hosts per cluster")
 	flag.IntVar(&o.standalone, "standalone-host", 1, "number of standalone hosts")
 	flag.IntVar(&o.vm, "vm", 2, "number of VMs per standalone host and per cluster (as vcsim does)")
+	flag.IntVar(&o.pool, "pool", 0, "number of child resource pools per cluster")
+	flag.IntVar(&o.portgroup, "pg", 1, "number of distributed portgroups per datacenter")
 	flag.IntVar(&o.ds, "ds", 1, "number of local datastores (LocalDS_N), mounted on every host")
 	flag.BoolVar(&o.autostart, "autostart", true, "power on the VMs created at startup")
 	flag.StringVar(&o.listen, "l", "127.0.0.1:0", "SOAP listen address")
@@ -120,6 +126,9 @@ func main() {
 	simulator.SessionIdleTimeout = o.idle
 
 	model := simulator.VPX()
+	model.Datacenter = o.dc
+	model.Pool = o.pool
+	model.Portgroup = o.portgroup
 	model.Cluster = o.cluster
 	model.ClusterHost = o.clusterHost
 	model.Host = o.standalone

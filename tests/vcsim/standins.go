@@ -79,7 +79,7 @@ func invalidPowerState(c *call, want, have types.VirtualMachinePowerState) {
 		fmt.Sprintf("The attempted operation cannot be performed in the current state (%s).", have))
 }
 
-// rebootGuest: STAND-IN: not in vcsim 0.24.2; the VM stays poweredOn (its
+// STAND-IN: not in vcsim 0.24.2; RebootGuest: the VM stays poweredOn (its
 // boot time is refreshed); InvalidPowerState unless it is poweredOn.
 func rebootGuest(ic *interceptor, c *call) {
 	vm, st, ok := lookupVM(c)
@@ -120,7 +120,7 @@ func vmCfgFile(vm *simulator.VirtualMachine) string {
 
 const fakeThumbprint = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33"
 
-// acquireTicket: STAND-IN: not in vcsim 0.24.2; returns a fake ticket (a
+// STAND-IN: not in vcsim 0.24.2; AcquireTicket: returns a fake ticket (a
 // uuid, the launcher's host and port, the VM's cfgFile, a dummy thumbprint
 // and for "webmks" a wss:// URL nothing listens on); InvalidPowerState
 // unless the VM is poweredOn.
@@ -155,7 +155,7 @@ func acquireTicket(ic *interceptor, c *call) {
 	writeResult(c.w, "AcquireTicket", &types.AcquireTicketResponse{Returnval: t})
 }
 
-// acquireMksTicket: STAND-IN: not in vcsim 0.24.2; a fake MKS ticket like
+// STAND-IN: not in vcsim 0.24.2; AcquireMksTicket: a fake MKS ticket like
 // acquireTicket's; InvalidPowerState unless the VM is poweredOn.
 func acquireMksTicket(ic *interceptor, c *call) {
 	vm, st, ok := lookupVM(c)
@@ -201,7 +201,7 @@ func flatFile(local string) string {
 	return strings.TrimSuffix(local, ".vmdk") + "-flat.vmdk"
 }
 
-// extendVirtualDisk: STAND-IN: not in vcsim 0.24.2; truncates the disk's
+// STAND-IN: not in vcsim 0.24.2; ExtendVirtualDisk_Task: truncates the disk's
 // -flat.vmdk to newCapacityKb (it refuses to shrink: InvalidArgument) and
 // updates nothing else (no VM device capacity, no descriptor). The task runs
 // synchronously, like vcsim's, and has no entity.
@@ -256,7 +256,7 @@ func hostPool(host types.ManagedObjectReference) *types.ManagedObjectReference {
 	return &ref
 }
 
-// migrateVM: STAND-IN: not in vcsim 0.24.2; translated into
+// STAND-IN: not in vcsim 0.24.2; MigrateVM_Task: translated into
 // RelocateVM_Task with the same pool and host (the pool defaults to the
 // host's root pool), replayed through vcsim; the state argument, when given,
 // must match the VM's power state (InvalidPowerState). The returned task is
@@ -389,7 +389,7 @@ func (e *exportLeases) serve(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, parts[1], st.ModTime(), f)
 }
 
-// exportVM: STAND-IN: not in vcsim 0.24.2; InvalidPowerState when the VM is
+// STAND-IN: not in vcsim 0.24.2; ExportVm: InvalidPowerState when the VM is
 // poweredOn; otherwise a `ready` HttpNfcLease whose deviceUrl entries
 // (https://*/nfc-export/<lease>/disk-N.vmdk, "*" to be replaced by the
 // client with the server's host:port) GET the raw bytes of each disk's
@@ -481,7 +481,7 @@ func unitNumber(d *types.VirtualDisk) int32 {
 	return *d.UnitNumber
 }
 
-// leaseGetManifest: STAND-IN: not in vcsim 0.24.2; sha1 and size of each
+// STAND-IN: not in vcsim 0.24.2; HttpNfcLeaseGetManifest: sha1 and size of each
 // export device's current bytes.
 func leaseGetManifest(ic *interceptor, c *call) {
 	l := ic.exports.get(c.method.This.Value)
@@ -504,7 +504,7 @@ func leaseGetManifest(ic *interceptor, c *call) {
 	writeResult(c.w, "HttpNfcLeaseGetManifest", &types.HttpNfcLeaseGetManifestResponse{Returnval: entries})
 }
 
-// leaseProgress: STAND-IN: records the percentage on an export lease.
+// STAND-IN: not in vcsim 0.24.2 for export leases; HttpNfcLeaseProgress: records the percentage on an export lease.
 func leaseProgress(ic *interceptor, c *call) {
 	req := c.method.Body.(*types.HttpNfcLeaseProgress)
 	l := ic.exports.get(c.method.This.Value)
@@ -516,7 +516,7 @@ func leaseProgress(ic *interceptor, c *call) {
 	writeResult(c.w, "HttpNfcLeaseProgress", &types.HttpNfcLeaseProgressResponse{})
 }
 
-// leaseComplete: STAND-IN: completes (or aborts) an export lease: its
+// STAND-IN: not in vcsim 0.24.2 for export leases; HttpNfcLeaseComplete/Abort: completes (or aborts) an export lease: its
 // device URLs stop serving and the lease moref is gone.
 func leaseComplete(ic *interceptor, c *call) {
 	id := c.method.This.Value

@@ -590,6 +590,7 @@ def test_second_launcher_flags_and_stop_cleans_up(vcsim_binary: pathlib.Path) ->
         autostart=False,
         idle="1s",
         method_delay={"PowerOnVM_Task": 300},
+        trace=True,
     )
     pid, tmpdir = sim.pid, sim.tmpdir
     dirs = list(sim.datastores.values())
@@ -610,6 +611,8 @@ def test_second_launcher_flags_and_stop_cleans_up(vcsim_binary: pathlib.Path) ->
         time.sleep(2.2)  # -idle 1s: expiry happens between 1 and 2 s of idleness
         with pytest.raises(vim.fault.NotAuthenticated):
             vm.PowerOffVM_Task()
+        assert sim.log_file is not None
+        assert "PowerOnVM_Task" in sim.log_file.read_text()  # -trace
     finally:
         sim.stop()
     assert not sim.running
@@ -617,3 +620,11 @@ def test_second_launcher_flags_and_stop_cleans_up(vcsim_binary: pathlib.Path) ->
         os.kill(pid, 0)
     assert tmpdir is not None and not tmpdir.exists()
     assert dirs and not any(os.path.exists(d) for d in dirs)
+
+
+def test_startup_failure_is_reported_and_cleaned_up(vcsim_binary: pathlib.Path) -> None:
+    sim = Vcsim(vcsim_binary)
+    with pytest.raises(VcsimError, match="method-delay"):
+        sim.start(method_delay={"PowerOnVM_Task": -5})
+    assert not sim.running
+    assert sim.tmpdir is not None and not sim.tmpdir.exists()
