@@ -405,7 +405,7 @@ class RemoteVcsim:
     def _unavailable(self, what: str) -> FaultInjectionUnavailable:
         return FaultInjectionUnavailable(
             f"{what} needs the project's vcsim launcher; the server at {self.url} "
-            "(VCSIM_URL) is a real server and has no fault endpoint"
+            "(VCSIM_URL) is not the project's launcher and has no fault endpoint"
         )
 
     def inject(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

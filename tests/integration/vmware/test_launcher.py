@@ -25,7 +25,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from tests.vcsim.launcher import Vcsim, VcsimError
+from tests.vcsim.launcher import FaultInjectionUnavailable, RemoteVcsim, Vcsim, VcsimError
 
 PC = vmodl.query.PropertyCollector
 
@@ -608,7 +608,7 @@ def test_second_launcher_flags_and_stop_cleans_up(vcsim_binary: pathlib.Path) ->
         task = vm.PowerOnVM_Task()
         assert time.monotonic() - start >= 0.3  # -method-delay
         assert task_state(inst, task)["info.state"] == "success"
-        time.sleep(2.2)  # -idle 1s: expiry happens between 1 and 2 s of idleness
+        time.sleep(2.5)  # -idle 1s: expiry happens between 1 and 2 s of idleness
         with pytest.raises(vim.fault.NotAuthenticated):
             vm.PowerOffVM_Task()
         assert sim.log_file is not None
@@ -628,3 +628,20 @@ def test_startup_failure_is_reported_and_cleaned_up(vcsim_binary: pathlib.Path) 
         sim.start(method_delay={"PowerOnVM_Task": -5})
     assert not sim.running
     assert sim.tmpdir is not None and not sim.tmpdir.exists()
+
+
+def test_remote_server_has_no_fault_endpoint() -> None:
+    remote = RemoteVcsim.from_env(
+        {
+            "VCSIM_URL": "https://vc.example:8443/sdk",
+            "VCSIM_USERNAME": "u",
+            "VCSIM_PASSWORD": "s3cret-pw",
+        }
+    )
+    assert (remote.host, remote.port, remote.ca_file) == ("vc.example", 8443, None)
+    assert "s3cret-pw" not in repr(remote)
+    with pytest.raises(FaultInjectionUnavailable, match="no fault endpoint"):
+        remote.inject("PowerOnVM_Task", "fault", fault="SystemError")
+    with pytest.raises(FaultInjectionUnavailable, match="no fault endpoint"):
+        remote.expire_sessions()
+    remote.clear_faults()  # nothing to clear: a no-op
