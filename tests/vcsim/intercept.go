@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/ioutil"
 	"log"
 	"net"
@@ -94,6 +95,11 @@ func (ic *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ic.controlHandler().ServeHTTP(w, r)
 	case strings.HasPrefix(r.URL.Path, exportPrefix):
 		ic.exports.serve(w, r)
+	case strings.HasPrefix(r.URL.Path, "/folder/"):
+		if ic.injectHTTP(w, r) {
+			return
+		}
+		ic.guarded(w, r, nil, nil)
 	case isSDKPath(r.URL.Path) && r.Method == http.MethodPost:
 		body, err := ioutil.ReadAll(r.Body)
 		_ = r.Body.Close()
@@ -217,7 +223,11 @@ func (ic *interceptor) guardedFunc(w http.ResponseWriter, m *simulator.Method, f
 		if p == http.ErrAbortHandler {
 			panic(p)
 		}
-		log.Printf("recovered panic in %s: %v\n%s", method, p, debug.Stack())
+		if method == "Fetch" {
+			log.Printf("recovered panic in Fetch (unset property?): %v", p)
+		} else {
+			log.Printf("recovered panic in %s: %v\n%s", method, p, debug.Stack())
+		}
 		reason := fmt.Sprintf("vcsim handler panic in %s: %v", method, p)
 		if m != nil {
 			recentTasks.failStuck(m.This, started, reason)
@@ -563,12 +573,46 @@ func (ic *interceptor) controlHandler() http.Handler {
 	})
 }
 
+// datastoreHTTPPrefix names the pseudo-methods of datastore HTTP access
+// (/folder/...) for injection rules: "DatastoreHTTP.PUT", "DatastoreHTTP.GET"...
+const datastoreHTTPPrefix = "DatastoreHTTP."
+
+// injectHTTP applies injection rules to datastore HTTP transfers. The rule's
+// moref, when given, is matched against the dsName query parameter. "fault"
+// and "taskfault" answer HTTP 500 with the message (nothing is written);
+// "delay" answers delayMs late. It reports whether the request was answered.
+func (ic *interceptor) injectHTTP(w http.ResponseWriter, r *http.Request) bool {
+	m := &simulator.Method{
+		Name: datastoreHTTPPrefix + r.Method,
+		This: types.ManagedObjectReference{Type: "Datastore", Value: r.URL.Query().Get("dsName")},
+	}
+	rl := ic.takeRule(m)
+	if rl == nil {
+		return false
+	}
+	if rl.Mode == "delay" {
+		time.Sleep(time.Duration(rl.DelayMs) * time.Millisecond)
+		return false
+	}
+	msg := rl.Message
+	if msg == "" {
+		msg = "injected datastore HTTP failure"
+	}
+	_, _ = io.Copy(ioutil.Discard, r.Body)
+	http.Error(w, msg, http.StatusInternalServerError)
+	return true
+}
+
 func validateRule(rl *rule) error {
 	if rl.Method == "" {
 		return fmt.Errorf("method is required")
 	}
+	httpRule := strings.HasPrefix(rl.Method, datastoreHTTPPrefix)
 	switch rl.Mode {
 	case "fault", "taskfault":
+		if httpRule && rl.Fault == "" {
+			break
+		}
 		if _, err := newFault(rl.Fault, types.ManagedObjectReference{}); err != nil {
 			return err
 		}

@@ -336,7 +336,9 @@ class Vcsim:
         ``delay_ms`` and then runs the real method).  ``fault`` is a vim fault
         type name such as ``"InvalidPowerState"``.  ``count`` is how many calls
         the rule applies to (negative: until ``clear_faults``).  ``moref``
-        limits the rule to one object (``"vm-42"``).
+        limits the rule to one object (``"vm-42"``).  ``method`` may also be
+        ``"DatastoreHTTP.PUT"`` (or another verb) to fail (HTTP 500) or delay
+        datastore ``/folder`` transfers; ``moref`` then matches the dsName.
         """
         rule: dict[str, Any] = {"method": method, "mode": mode, "count": count}
         if fault is not None:

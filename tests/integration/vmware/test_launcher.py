@@ -645,3 +645,21 @@ def test_remote_server_has_no_fault_endpoint() -> None:
     with pytest.raises(FaultInjectionUnavailable, match="no fault endpoint"):
         remote.expire_sessions()
     remote.clear_faults()  # nothing to clear: a no-op
+
+
+def test_inject_datastore_http_failure(si: vim.ServiceInstance, vcsim: Vcsim) -> None:
+    """Pseudo-method "DatastoreHTTP.<verb>": fail or delay a /folder transfer."""
+    url = f"https://{vcsim.host}:{vcsim.port}/folder/inject-test/a.bin?dcPath=DC0&dsName=LocalDS_0"
+    local = pathlib.Path(vcsim.datastores["LocalDS_0"]) / "inject-test" / "a.bin"
+    vcsim.inject("DatastoreHTTP.PUT", "fault", message="disk full", moref="LocalDS_0")
+    req = urllib.request.Request(url, data=b"abc", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, context=vcsim.ssl_context(), timeout=10)
+    assert info.value.code == 500 and b"disk full" in info.value.read()
+    assert not local.exists()
+    vcsim.inject("DatastoreHTTP.PUT", "delay", delay_ms=300)
+    start = time.monotonic()
+    with urllib.request.urlopen(req, context=vcsim.ssl_context(), timeout=10) as resp:
+        assert resp.status == 200
+    assert time.monotonic() - start >= 0.3
+    assert local.read_bytes() == b"abc"
