@@ -32,5 +32,12 @@ if [ ! -x "$bin" ]; then
     ) >&2
     mv -f "$tmp" "$bin"
     trap - EXIT
+    # Drop binaries built from older sources (running ones keep their inode).
+    for old in "$cache"/vcsim/vcsim-*; do
+        case "$old" in
+            "$bin" | *.tmp.*) ;;
+            *) rm -f "$old" ;;
+        esac
+    done
 fi
 printf '%s\n' "$bin"
