@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
 from tests.vcsim.launcher import FaultInjectionUnavailable, RemoteVcsim, Vcsim, VcsimError
@@ -426,6 +427,11 @@ def test_snapshot_task_info_deserializes(si: vim.ServiceInstance) -> None:
     remove = snap.RemoveSnapshot_Task(False)
     assert wait_task(si, remove)[-1] == "success"
     assert retrieve(si, remove, "info")["info"].entity == vm
+    # so pyVim's WaitForTask (which reads the whole info) works on them too
+    task = vm.CreateSnapshot_Task("entity-check-2", "", False, False)
+    assert WaitForTask(task, si=si) == "success"
+    snap = task_state(si, task)["info.result"]
+    assert WaitForTask(snap.RemoveSnapshot_Task(False), si=si) == "success"
 
 
 def test_manager_task_info_deserializes(si: vim.ServiceInstance, vcsim: Vcsim) -> None:
