@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -400,7 +401,9 @@ func (ic *interceptor) applyRule(c *call, rl *rule) bool {
 		}
 		task := newTask(m.This, m.Name)
 		startTask(task)
-		r := c.r
+		// The replay runs after this handler returns: keep a copy of the
+		// request (cookies, remote address) rather than the server's own.
+		r := c.r.Clone(context.Background())
 		body := c.body
 		go func() {
 			time.Sleep(d)
