@@ -257,6 +257,36 @@ def test_inject_fault_mode(si: vim.ServiceInstance, vcsim: Vcsim) -> None:
     assert state == "poweredOn"  # the real method did not run
 
 
+FAULT_TYPES = [
+    "InvalidPowerState",
+    "NotAuthenticated",
+    "TaskInProgress",
+    "InsufficientResourcesFault",
+    "SystemError",
+    "InvalidState",
+    "FileNotFound",
+    "DuplicateName",
+    "NoPermission",
+    "InvalidArgument",
+    "NotSupported",
+    "RequestCanceled",
+    "HostConnectFault",
+]
+
+
+@pytest.mark.parametrize("fault", FAULT_TYPES)
+def test_inject_fault_types_deserialize(si: vim.ServiceInstance, vcsim: Vcsim, fault: str) -> None:
+    """Each fault type reaches pyvmomi as that type, as a SOAP fault and as a task error."""
+    vm = vm_by_power(si, "poweredOn")
+    vcsim.inject("ResetVM_Task", "fault", fault=fault, message=f"m-{fault}")
+    with pytest.raises(vmodl.MethodFault) as info:
+        vm.ResetVM_Task()
+    assert info.value._wsdlName == fault and info.value.msg == f"m-{fault}"
+    vcsim.inject("ResetVM_Task", "taskfault", fault=fault)
+    error = task_state(si, vm.ResetVM_Task())["info.error"]
+    assert error._wsdlName == fault
+
+
 def test_inject_fault_on_property_collector(si: vim.ServiceInstance, vcsim: Vcsim) -> None:
     vm = vm_by_power(si, "poweredOn")
     vcsim.inject("RetrievePropertiesEx", "fault", fault="NotAuthenticated", count=2)
