@@ -1,0 +1,321 @@
+"""XenAPISession policy: pooling, re-login, retries, accounting, translation, task waits.
+
+The fake sits at the one seam (the XML-RPC proxy the session is given); nothing sleeps.
+"""
+
+import logging
+import threading
+import xmlrpc.client
+
+import pytest
+import XenAPI
+
+from virtdriver.common import exceptions as exc
+from virtdriver.xen.session import (
+    Backoff,
+    RetryPolicy,
+    XenAPISession,
+    is_handle_invalid,
+    parse_task_result,
+)
+
+PASSWORD = "s3cr3t-pa55"
+
+
+class FakeServer:
+    """Answers XML-RPC calls like xapi: dict replies, session handles, tasks."""
+
+    def __init__(self):
+        self.calls = []
+        self.sessions = set()
+        self.logins = 0
+        self.handlers = {}
+        self.lock = threading.Lock()
+
+    def reply(self, method, params):
+        with self.lock:
+            self.calls.append((method, params))
+        if method == "session.login_with_password":
+            if params[1] != PASSWORD:
+                return failure("SESSION_AUTHENTICATION_FAILED", params[0], "bad credentials")
+            with self.lock:
+                self.logins += 1
+                handle = f"OpaqueRef:session-{self.logins}"
+                self.sessions.add(handle)
+            return ok(handle)
+        if method == "session.logout":
+            self.sessions.discard(params[0])
+            return ok("")
+        if params and params[0] not in self.sessions:
+            return failure("SESSION_INVALID", params[0])
+        handler = self.handlers.get(method)
+        if handler is None:
+            return failure("MESSAGE_METHOD_UNKNOWN", method)
+        result = handler(*params[1:])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def methods(self):
+        return [method for method, _ in self.calls]
+
+
+def ok(value):
+    return {"Status": "Success", "Value": value}
+
+
+def failure(code, *params):
+    return {"Status": "Failure", "ErrorDescription": [code, *params]}
+
+
+class FakeProxy:
+    def __init__(self, server):
+        self._server = server
+
+    def __getattr__(self, name):
+        return lambda *params: self._server.reply(name, params)
+
+
+class FakeTransport:
+    timeout = None
+
+
+def make_session(server, **kwargs):
+    sleeps = []
+    kwargs.setdefault("sleep", sleeps.append)
+    session = XenAPISession("http://xapi.example", "root", PASSWORD,
+                            proxy_factory=lambda: (FakeProxy(server), FakeTransport()),
+                            **kwargs)
+    session.sleeps = sleeps
+    return session
+
+
+@pytest.fixture
+def server():
+    return FakeServer()
+
+
+def test_construction_sends_nothing(server):
+    session = make_session(server)
+    assert server.calls == []
+    assert session.stats.total == 0
+
+
+def test_first_call_logs_in_and_is_counted(server):
+    server.handlers["VM.get_all"] = lambda: ok(["OpaqueRef:a"])
+    session = make_session(server)
+    assert session.xenapi.VM.get_all() == ["OpaqueRef:a"]
+    assert server.methods() == ["session.login_with_password", "VM.get_all"]
+    assert server.calls[0][1][2:] == ("2.1", "virtdriver")
+    assert session.stats.counts == {"session.login_with_password": 1, "VM.get_all": 1}
+    assert session.stats.seconds["VM.get_all"] >= 0
+    session.stats.reset()
+    assert session.stats.total == 0
+
+
+def test_failure_is_translated_with_code_params_and_cause(server):
+    server.handlers["VM.start"] = lambda *a: failure("VM_BAD_POWER_STATE", "OpaqueRef:v",
+                                                     "halted", "running")
+    session = make_session(server)
+    with pytest.raises(exc.BackendError) as caught:
+        session.call("VM.start", "OpaqueRef:v", False, False)
+    assert caught.value.code == "VM_BAD_POWER_STATE"
+    assert caught.value.params == ("OpaqueRef:v", "halted", "running")
+    assert isinstance(caught.value.__cause__, XenAPI.Failure)
+
+
+def test_handle_invalid_helper(server):
+    server.handlers["VM.get_record"] = lambda ref: failure("HANDLE_INVALID", "VM", ref)
+    session = make_session(server)
+    with pytest.raises(exc.BackendError) as caught:
+        session.call("VM.get_record", "OpaqueRef:gone")
+    assert is_handle_invalid(caught.value, "VM")
+    assert not is_handle_invalid(caught.value, "VDI")
+
+
+def test_session_invalid_relogs_in_exactly_once(server):
+    session = make_session(server)
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session.call("VM.get_all")
+    server.sessions.clear()  # the server forgot every session (expiry, restart)
+    assert session.call("VM.get_all") == []
+    assert server.logins == 2
+
+
+def test_second_session_invalid_is_session_expired(server):
+    session = make_session(server)
+    server.handlers["VM.get_all"] = lambda: failure("SESSION_INVALID", "x")
+    with pytest.raises(exc.SessionExpired) as caught:
+        session.call("VM.get_all")
+    assert caught.value.code == "SESSION_INVALID"
+    assert server.logins == 2  # first login plus exactly one re-login
+
+
+def test_bad_credentials_are_authentication_failed_without_password(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    session = XenAPISession("http://xapi.example", "root", "wrong-password-xyz",
+                            proxy_factory=lambda: (FakeProxy(server), FakeTransport()))
+    with pytest.raises(exc.AuthenticationFailed) as caught:
+        session.call("VM.get_all")
+    assert "wrong-password-xyz" not in str(caught.value)
+    assert "wrong-password-xyz" not in repr(session)
+    assert "wrong-password-xyz" not in caplog.text
+
+
+def test_password_never_in_repr_or_logs(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server)
+    session.call("VM.get_all")
+    assert PASSWORD not in repr(session)
+    assert PASSWORD not in caplog.text
+    assert "session-1" not in caplog.text  # handles are truncated
+
+
+def test_connection_failures_retried_with_backoff_then_succeed(server):
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            return ConnectionRefusedError("refused")
+        return ok("fine")
+
+    server.handlers["pool.get_all"] = flaky
+    session = make_session(server, retry=RetryPolicy(attempts=3, backoff=Backoff(1, 2, 10)))
+    assert session.call("pool.get_all") == "fine"
+    assert session.sleeps == [1, 2]
+    assert session.stats.counts["pool.get_all"] == 3
+
+
+def test_connection_failures_bounded(server):
+    server.handlers["pool.get_all"] = lambda: ConnectionResetError("reset")
+    session = make_session(server, retry=RetryPolicy(attempts=2, backoff=Backoff(1, 2, 3)))
+    with pytest.raises(exc.ConnectionFailed):
+        session.call("pool.get_all")
+    assert session.sleeps == [1, 2]
+    assert session.stats.counts["pool.get_all"] == 3
+
+
+def test_backoff_is_capped():
+    backoff = Backoff(initial=1, factor=10, maximum=5)
+    assert [backoff.delay(n) for n in range(3)] == [1, 5, 5]
+
+
+def test_pool_never_exceeds_concurrency(server):
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, concurrent=2)
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait()
+            for _ in range(5):
+                session.call("VM.get_all")
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert server.logins <= 2
+
+
+def test_close_logs_out_every_session(server):
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server)
+    session.call("VM.get_all")
+    session.close()
+    assert "session.logout" in server.methods()
+    assert server.sessions == set()
+    with pytest.raises(exc.SessionExpired):
+        session.call("VM.get_all")
+
+
+def task_record(status, result="", error_info=(), progress=0.0):
+    return {"status": status, "result": result, "error_info": list(error_info),
+            "progress": progress}
+
+
+def scripted_events(server, records):
+    """event.from answers each record in turn as a mod of the task."""
+    script = list(records)
+
+    def event_from(classes, token, timeout):
+        assert isinstance(timeout, float)
+        record = script.pop(0)
+        return ok({"events": [{"ref": "OpaqueRef:task", "class": "task", "operation": "mod",
+                               "snapshot": record}],
+                   "token": f"{len(script):020d}", "valid_ref_counts": {}})
+
+    server.handlers["event.from"] = event_from
+    server.handlers["task.destroy"] = lambda task: ok("")
+
+
+def test_async_waits_by_event_from_and_destroys_task(server):
+    server.handlers["Async.VM.clone"] = lambda *a: ok("OpaqueRef:task")
+    scripted_events(server, [task_record("pending", progress=0.5),
+                             task_record("success", "<value>OpaqueRef:new</value>", progress=1.0)])
+    seen = []
+    session = make_session(server)
+    assert session.call_async("VM.clone", "OpaqueRef:vm", "copy", progress=seen.append) \
+        == "OpaqueRef:new"
+    assert seen == [0.5, 1.0]
+    assert "task.get_record" not in server.methods()  # no polling
+    assert server.methods()[-1] == "task.destroy"
+
+
+def test_async_failure_is_task_failed_and_task_destroyed(server):
+    server.handlers["Async.VM.start"] = lambda *a: ok("OpaqueRef:task")
+    scripted_events(server, [task_record("failure", error_info=["VM_BAD_POWER_STATE", "v",
+                                                                 "halted", "running"])])
+    session = make_session(server)
+    with pytest.raises(exc.TaskFailed) as caught:
+        session.call_async("VM.start", "v", False, False)
+    assert caught.value.code == "VM_BAD_POWER_STATE"
+    assert server.methods()[-1] == "task.destroy"
+
+
+def test_async_timeout_cancels_and_destroys(server):
+    server.handlers["Async.VM.start"] = lambda *a: ok("OpaqueRef:task")
+    server.handlers["task.cancel"] = lambda task: ok("")
+    scripted_events(server, [task_record("pending")] * 3)
+    session = make_session(server)
+    with pytest.raises(exc.TaskTimeout):
+        session.call_async("VM.start", "v", False, False, timeout=0.0)
+    assert "task.cancel" in server.methods()
+    assert server.methods()[-1] == "task.destroy"
+
+
+def test_parse_task_result():
+    assert parse_task_result("") == ""
+    assert parse_task_result("<value>OpaqueRef:x</value>") == "OpaqueRef:x"
+    assert parse_task_result("<value><array><data><value>a</value></data></array></value>") \
+        == ["a"]
+
+
+def test_invalid_url_is_invalid_input():
+    with pytest.raises(exc.InvalidInput):
+        XenAPISession("ftp://nowhere", "root", "x")
+
+
+def test_https_verifies_by_default_and_insecure_warns(caplog):
+    import ssl
+    secure = XenAPISession("https://xapi.example", "root", "x")
+    assert secure._ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert secure._ssl_context.check_hostname
+    with caplog.at_level(logging.WARNING):
+        insecure = XenAPISession("https://xapi.example", "root", "x", insecure=True)
+    assert insecure._ssl_context.verify_mode == ssl.CERT_NONE
+    assert "insecure" in caplog.text
+
+
+def test_xmlrpc_fault_is_connection_failed(server):
+    server.handlers["VM.get_all"] = lambda: xmlrpc.client.Fault(500, "boom")
+    session = make_session(server, retry=RetryPolicy(attempts=0))
+    with pytest.raises(exc.ConnectionFailed):
+        session.call("VM.get_all")
