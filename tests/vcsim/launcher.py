@@ -102,6 +102,7 @@ class Vcsim:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        self._flags: dict[str, Any] = {}
         self._tmpdir: pathlib.Path | None = None
         self.url = ""
         self.host = ""
@@ -166,6 +167,22 @@ class Vcsim:
         """
         if self._proc is not None:
             raise VcsimError("already started")
+        self._flags = {
+            "dc": dc,
+            "cluster": cluster,
+            "host": host,
+            "standalone_host": standalone_host,
+            "vm": vm,
+            "ds": ds,
+            "pool": pool,
+            "portgroup": portgroup,
+            "autostart": autostart,
+            "idle": idle,
+            "method_delay": method_delay,
+            "trace": trace,
+            "listen": listen,
+            "extra_args": extra_args,
+        }
         binary = self._binary or build_vcsim()
         tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="vcsim-launcher-"))
         self._tmpdir = self.tmpdir = tmpdir
@@ -276,6 +293,12 @@ class Vcsim:
         tmpdir, self._tmpdir = self._tmpdir, None
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def restart(self) -> Vcsim:
+        """Stop and start again with the same flags (new port, fresh inventory)."""
+        flags = dict(self._flags)
+        self.stop()
+        return self.start(**flags)
 
     @property
     def running(self) -> bool:

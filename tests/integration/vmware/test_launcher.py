@@ -699,3 +699,18 @@ def test_inject_datastore_http_failure(si: vim.ServiceInstance, vcsim: Vcsim) ->
         assert resp.status == 200
     assert time.monotonic() - start >= 0.3
     assert local.read_bytes() == b"abc"
+
+
+def test_restart_gives_a_fresh_server_with_the_same_flags(vcsim_binary: pathlib.Path) -> None:
+    with Vcsim(vcsim_binary, tls=False).start(cluster=0, vm=1, ds=2, autostart=False) as sim:
+        first_pid, first_dir = sim.pid, sim.tmpdir
+        sim.restart()
+        assert sim.running and sim.pid != first_pid
+        assert first_dir is not None and not first_dir.exists()
+        assert sorted(sim.datastores) == ["LocalDS_0", "LocalDS_1"]
+        inst = SmartConnect(
+            protocol="http", host=sim.host, port=sim.port, user=sim.username, pwd=sim.password
+        )
+        vms = inventory(inst, vim.VirtualMachine, "runtime.powerState")
+        assert [p["runtime.powerState"] for p in vms.values()] == ["poweredOff"]
+    assert not sim.running
