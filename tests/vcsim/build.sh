@@ -32,12 +32,9 @@ if [ ! -x "$bin" ]; then
     ) >&2
     mv -f "$tmp" "$bin"
     trap - EXIT
-    # Drop binaries built from older sources (running ones keep their inode).
-    for old in "$cache"/vcsim/vcsim-*; do
-        case "$old" in
-            "$bin" | *.tmp.*) ;;
-            *) rm -f "$old" ;;
-        esac
-    done
+    # Drop binaries built from older sources more than an hour ago (a
+    # running one keeps its inode; a recent one may still be in use by path).
+    find "$cache/vcsim" -maxdepth 1 -type f -name 'vcsim-*' ! -name "vcsim-$hash" \
+        ! -name '*.tmp.*' -mmin +60 -exec rm -f {} + 2>/dev/null || true
 fi
 printf '%s\n' "$bin"
