@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="vmware", help="vmware or xen (default vmware)")
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--stats-file", type=Path,
+                        help="write the server calls the command made, as JSON, to this file")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func: Any, help_text: str, named: bool = True):
@@ -192,6 +194,8 @@ def run(args: argparse.Namespace) -> None:
     try:
         args.func(ctx, args)
     finally:
+        if args.stats_file:
+            ctx.write_stats(args.stats_file)
         ctx.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import secrets
 import types
 import uuid
@@ -34,6 +35,12 @@ class Context:
     def ops(self) -> Any:
         """The backend, loaded on first use."""
         return self.load_ops()
+
+    def write_stats(self, path: Path) -> None:
+        """Write the server calls made so far (none if the backend was never loaded)."""
+        calls = self.ops.stats.snapshot() if "ops" in self.__dict__ else {}
+        path.write_text(json.dumps({"total_calls": sum(calls.values()), "calls": calls},
+                                   indent=2, sort_keys=True))
 
     def close(self) -> None:
         """Release the backend's sessions if it was loaded."""

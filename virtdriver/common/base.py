@@ -21,6 +21,7 @@ from typing import Any
 from virtdriver.common.exceptions import UnsupportedOperation
 from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
 from virtdriver.common.progress import ProgressCallback, ProgressReporter
+from virtdriver.common.stats import CallStats
 
 __all__ = ["VMOps", "UnsupportedOperation", "DEFAULT_CAPABILITIES"]
 
@@ -65,7 +66,7 @@ class VMOps(abc.ABC):
     :func:`virtdriver.register_opts` applied; ``image_store`` is where images come from and
     snapshots go; ``progress_callback(instance, percent, step)`` hears every step of a long
     operation. Operations on one instance are serialized; different instances never wait
-    on each other.
+    on each other. ``stats`` counts every server call the backend makes, by method.
     """
 
     #: The backend's name, as registered in the ``virtdriver.backends`` entry points.
@@ -78,6 +79,7 @@ class VMOps(abc.ABC):
         self.conf = conf
         self.image_store = image_store
         self.progress = ProgressReporter(progress_callback)
+        self.stats = CallStats()
 
     def unsupported(self, operation: str, reason: str = "") -> UnsupportedOperation:
         """The error to raise for an operation this hypervisor cannot do."""

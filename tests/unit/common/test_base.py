@@ -53,3 +53,17 @@ def test_capabilities_are_plain_booleans_with_nova_names():
     assert all(isinstance(v, bool) for v in DEFAULT_CAPABILITIES.values())
     assert {"has_imagecache", "supports_attach_interface", "supports_evacuate",
             "supports_migrate_to_same_host"} <= set(DEFAULT_CAPABILITIES)
+
+
+def test_call_stats_count_time_and_reset():
+    from virtdriver.common.stats import CallStats
+
+    stats = CallStats()
+    stats.record("VM.start", 0.25)
+    stats.record("VM.start", 0.5)
+    stats.record("VM.get_record", 0.125)
+    assert stats.snapshot() == {"VM.start": 2, "VM.get_record": 1}
+    assert stats.total_calls == 3 and stats.total_seconds == 0.875
+    assert stats.seconds["VM.start"] == 0.75
+    stats.reset()
+    assert stats.total_calls == 0 and stats.snapshot() == {}
