@@ -1,0 +1,164 @@
+"""Events: ``event.from`` with tokens, class filters and coalescing; legacy register/next."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..db import Registry, copy_record
+from ..dispatch import Context, api, now
+from ..errors import XapiError
+from ..schema import CLASSES, canonical_class
+from ..wire import fmt_datetime
+
+Filter = tuple[set[str], set[tuple[str, str]], bool]
+
+
+def token_of(gen: int) -> str:
+    """Token text for a generation (compares correctly as a string)."""
+    return f"{gen:020d},{0:020d}"
+
+
+def parse_token(token: Any) -> int:
+    """Generation of a token; "" is the beginning."""
+    if token in ("", None):
+        return 0
+    try:
+        return int(str(token).split(",")[0])
+    except ValueError:
+        raise XapiError("EVENT_FROM_TOKEN_PARSE_FAILURE", token) from None
+
+
+def parse_classes(classes: Any) -> Filter:
+    """(classes, (class, ref) pairs, everything?) from a subscription list."""
+    if not isinstance(classes, list):
+        raise XapiError("EVENT_SUBSCRIPTION_PARSE_FAILURE", str(classes))
+    whole: set[str] = set()
+    objects: set[tuple[str, str]] = set()
+    everything = False
+    for item in classes:
+        text = str(item)
+        if text == "*":
+            everything = True
+            continue
+        name, _, ref = text.partition("/")
+        cls = canonical_class(name)
+        if cls is None:
+            if name.lower() in ("session", "user", "secret", "blob", "data_source"):
+                continue
+            raise XapiError("EVENT_SUBSCRIPTION_PARSE_FAILURE", text)
+        if ref:
+            objects.add((cls, ref))
+        else:
+            whole.add(cls)
+    return whole, objects, everything
+
+
+def _matches(flt: Filter, cls: str, ref: str) -> bool:
+    whole, objects, everything = flt
+    return everything or cls in whole or (cls, ref) in objects
+
+
+def collect(db: Registry, flt: Filter, gen: int) -> list[dict[str, Any]]:
+    """Coalesced events for changes after ``gen`` that match the filter."""
+    out: list[dict[str, Any]] = []
+    stamp = fmt_datetime(now())
+    with db.lock:
+        for cls, ref in db.changes_since(gen):
+            if not _matches(flt, cls, ref):
+                continue
+            born_after = db.created.get((cls, ref), 0) > gen
+            rec = db.tables[cls].get(ref)
+            if rec is None:
+                if born_after:
+                    continue
+                ev = {"operation": "del"}
+            else:
+                ev = {"operation": "add" if born_after else "mod",
+                      "snapshot": copy_record(rec)}
+            ev.update({"id": str(db.generation), "timestamp": stamp, "class": cls.lower(),
+                       "ref": ref})
+            out.append(ev)
+    return out
+
+
+def wait_events(ctx: Context, flt: Filter, gen: int, timeout: float) -> list[dict[str, Any]]:
+    """Block until events after ``gen`` exist or ``timeout`` passes (the lock is released)."""
+    db = ctx.db
+    deadline = time.monotonic() + max(0.0, timeout)
+    with db.changed:
+        while True:
+            events = collect(db, flt, gen)
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0 or ctx.backend.stopping.is_set():
+                return events
+            db.changed.wait(min(remaining, 1.0))
+
+
+@api("event.from")
+def event_from(ctx: Context, classes: list[str], token: str, timeout: Any) -> dict[str, Any]:
+    """Changes since ``token`` of the subscribed classes, waiting up to ``timeout`` seconds."""
+    flt = parse_classes(classes)
+    gen = parse_token(token)
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise XapiError("FIELD_TYPE_ERROR", "timeout") from None
+    events = wait_events(ctx, flt, gen, seconds)
+    with ctx.db.lock:
+        new_token = token_of(ctx.db.generation)
+        counts = {cls.lower(): len(ctx.db.all(cls)) for cls in CLASSES
+                  if flt[2] or cls in flt[0] or any(c == cls for c, _ in flt[1])}
+        counts["task"] = len(ctx.db.all("task"))
+    return {"events": events, "valid_ref_counts": counts, "token": new_token}
+
+
+@api("event.inject")
+def inject(ctx: Context, cls: str, ref: str) -> str:
+    """Touch an object; the returned token makes the next event.from return at once."""
+    name = canonical_class(cls)
+    if name is None:
+        raise XapiError("EVENT_SUBSCRIPTION_PARSE_FAILURE", cls)
+    with ctx.db.lock:
+        ctx.db.get(name, ref)
+        gen = ctx.db.touch(name, ref)
+    return token_of(gen - 1)
+
+
+@api("event.get_current_id")
+def get_current_id(ctx: Context) -> str:
+    """The current generation, as a string."""
+    return str(ctx.db.generation)
+
+
+@api("event.register")
+def register(ctx: Context, classes: list[str]) -> None:
+    """Legacy: subscribe the session to classes."""
+    flt = parse_classes(classes)
+    ses = ctx.backend.sessions.check(ctx.session)
+    old = ses.subscription.get("filter")
+    if old is not None:
+        flt = (flt[0] | old[0], flt[1] | old[1], flt[2] or old[2])
+    ses.subscription.update(filter=flt, gen=ses.subscription.get("gen", ctx.db.generation))
+
+
+@api("event.unregister")
+def unregister(ctx: Context, classes: list[str]) -> None:
+    """Legacy: drop the subscription."""
+    ses = ctx.backend.sessions.check(ctx.session)
+    ses.subscription.clear()
+
+
+@api("event.next")
+def next_events(ctx: Context) -> list[dict[str, Any]]:
+    """Legacy: block until events for the registered classes arrive."""
+    ses = ctx.backend.sessions.check(ctx.session)
+    if "filter" not in ses.subscription:
+        raise XapiError("SESSION_NOT_REGISTERED", ctx.session)
+    events: list[dict[str, Any]] = []
+    while not events and not ctx.backend.stopping.is_set():
+        events = wait_events(ctx, ses.subscription["filter"], ses.subscription["gen"], 30.0)
+        ses.subscription["gen"] = ctx.db.generation
+    for ev in events:
+        ev["obj_uuid"] = ev.get("snapshot", {}).get("uuid", "")
+    return events

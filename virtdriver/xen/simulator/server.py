@@ -1,0 +1,233 @@
+"""HTTP wire: XML-RPC on any path, VDI import/export, and the ``/_sim/`` test controls.
+
+This layer only parses, calls the dispatcher and serializes; it never touches state itself
+(beyond streaming VDI bytes through :mod:`storage_bytes`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import storage_bytes, wire
+from .errors import XapiError
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
+
+
+class Server(ThreadingHTTPServer):
+    """Threaded HTTP server; handler threads are joined at close."""
+
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
+        self.sim = sim
+        super().__init__(address, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One HTTP request."""
+
+    server: Server
+    protocol_version = "HTTP/1.0"
+    timeout = 15
+    server_version = "xapi-simulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Quiet: tests would drown in access logs."""
+
+    # -- helpers -------------------------------------------------------------------------
+    def _reply(self, status: int, body: bytes, ctype: str = "text/xml") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _xml(self, value: Any, status: int = 200) -> None:
+        self._reply(status, wire.response(value))
+
+    def _length(self) -> int | None:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return None
+        return length if length >= 0 else None
+
+    def _loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.client_address[0]).is_loopback
+        except ValueError:
+            return False
+
+    # -- XML-RPC ---------------------------------------------------------------------------
+    def do_POST(self) -> None:  # noqa: N802
+        """XML-RPC on any path; ``/_sim/*`` controls; ``/jsonrpc`` declines in XML."""
+        path = urlsplit(self.path).path
+        if path.startswith("/_sim/"):
+            self._sim_control(path)
+            return
+        length = self._length()
+        if length is None:
+            self._xml(wire.failure(["INTERNAL_ERROR", "Content-Length required"]), 411)
+            return
+        if length > wire.MAX_REQUEST_BYTES:
+            self._xml(wire.failure(["INTERNAL_ERROR", "request too large"]), 413)
+            self.close_connection = True
+            return
+        try:
+            body = self.rfile.read(length)
+        except OSError:
+            return
+        if len(body) < length:
+            self._xml(wire.failure(["INTERNAL_ERROR", "truncated request"]), 400)
+            return
+        if path.rstrip("/").endswith("/jsonrpc"):
+            self._xml(wire.failure(["MESSAGE_METHOD_UNKNOWN", "JSON-RPC is not served"]))
+            return
+        try:
+            method, params = wire.parse_request(body)
+        except ValueError as exc:
+            self._xml(wire.failure(["INTERNAL_ERROR", str(exc)]))
+            return
+        if method == "system.listMethods":
+            result = self.server.sim.dispatcher.call(method, params)
+            self._xml(result.get("Value", []) if result["Status"] == "Success" else result)
+            return
+        self._xml(self.server.sim.dispatcher.call(method, params))
+
+    # -- VDI import / export -----------------------------------------------------------------
+    def _vdi_from_query(self) -> tuple[str, str, str, dict[str, list[str]]] | None:
+        query = parse_qs(urlsplit(self.path).query)
+        backend = self.server.sim.backend
+        try:
+            backend.sessions.check(query.get("session_id", [""])[0])
+        except XapiError:
+            self._reply(403, b"session invalid\n", "text/plain")
+            return None
+        vdi = query.get("vdi", [""])[0]
+        db = backend.db
+        with db.lock:
+            if not db.exists("VDI", vdi):
+                vdi = db.by_uuid["VDI"].get(vdi, "")
+            if not db.exists("VDI", vdi):
+                self._reply(404, b"VDI not found\n", "text/plain")
+                return None
+            uuid = db.get("VDI", vdi)["uuid"]
+        fmt = query.get("format", ["raw"])[0]
+        if fmt not in ("raw", "vhd"):
+            self._reply(400, b"format must be raw or vhd\n", "text/plain")
+            return None
+        return vdi, uuid, fmt, query
+
+    def _finish_task(self, query: dict[str, list[str]], ok: bool, msg: str = "") -> None:
+        task = query.get("task_id", [""])[0]
+        backend = self.server.sim.backend
+        with backend.db.lock:
+            if backend.db.exists("task", task):
+                from .dispatch import now
+
+                backend.db.update("task", task, status="success" if ok else "failure",
+                                  progress=1.0, finished=now(),
+                                  error_info=[] if ok else ["INTERNAL_ERROR", msg])
+
+    def do_PUT(self) -> None:  # noqa: N802
+        """``PUT /import_raw_vdi?session_id&vdi&format=raw|vhd``."""
+        if urlsplit(self.path).path.rstrip("/") != "/import_raw_vdi":
+            self._reply(404, b"not found\n", "text/plain")
+            return
+        found = self._vdi_from_query()
+        if found is None:
+            return
+        vdi, uuid, fmt, query = found
+        backend = self.server.sim.backend
+        limit = int(backend.db.get("VDI", vdi)["virtual_size"])
+        length = self._length()
+        if length is None:
+            self._reply(411, b"Content-Length required\n", "text/plain")
+            return
+        path = backend.disks.path(uuid)
+        try:
+            if fmt == "raw":
+                if length > limit:
+                    raise ValueError("image larger than the VDI")
+                with open(path, "r+b" if os.path.exists(path) else "wb") as out:
+                    remaining = length
+                    while remaining:
+                        chunk = self.rfile.read(min(remaining, 1 << 20))
+                        if not chunk:
+                            raise ValueError("truncated upload")
+                        if chunk.strip(b"\0"):
+                            out.write(chunk)
+                        else:
+                            out.seek(len(chunk), os.SEEK_CUR)
+                        remaining -= len(chunk)
+                    out.truncate(max(limit, out.tell()))
+            else:
+                if length > limit * 2 + (1 << 20) or length > wire.MAX_REQUEST_BYTES * 16:
+                    raise ValueError("VHD too large")
+                data = self.rfile.read(length)
+                with open(path, "r+b" if os.path.exists(path) else "wb") as out:
+                    storage_bytes.vhd_import(data, out, limit)
+                    out.truncate(limit)
+        except (ValueError, OSError) as exc:
+            self._finish_task(query, False, str(exc))
+            self._reply(400, f"{exc}\n".encode(), "text/plain")
+            return
+        with backend.db.lock:
+            if backend.db.exists("VDI", vdi):
+                backend.db.set("VDI", vdi, "physical_utilisation", str(backend.disks.used(uuid)))
+        self._finish_task(query, True)
+        self._reply(200, b"", "text/plain")
+
+    def do_GET(self) -> None:  # noqa: N802
+        """``GET /export_raw_vdi?...``, ``GET /_sim/...``."""
+        path = urlsplit(self.path).path.rstrip("/")
+        if path.startswith("/_sim/"):
+            self._sim_control(path)
+            return
+        if path != "/export_raw_vdi":
+            self._reply(404, b"not found\n", "text/plain")
+            return
+        found = self._vdi_from_query()
+        if found is None:
+            return
+        _vdi, uuid, fmt, query = found
+        file = self.server.sim.backend.disks.path(uuid)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if fmt == "raw":
+            self.send_header("Content-Length", str(os.path.getsize(file)))
+            self.end_headers()
+            with open(file, "rb") as fh:
+                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+        else:
+            self.end_headers()
+            self.close_connection = True
+            for chunk in storage_bytes.vhd_stream(file):
+                self.wfile.write(chunk)
+        self._finish_task(query, True)
+
+    # -- test controls -------------------------------------------------------------------------
+    def _sim_control(self, path: str) -> None:
+        if not self._loopback():
+            self._reply(403, b'{"error": "loopback only"}', "application/json")
+            return
+        length = self._length() or 0
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            result = self.server.sim.control(path[len("/_sim/"):].strip("/"), body,
+                                             parse_qs(urlsplit(self.path).query))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._reply(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return
+        self._reply(200, json.dumps(result).encode(), "application/json")
