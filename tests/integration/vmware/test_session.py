@@ -15,8 +15,14 @@ from virtdriver.vmware.session import VMwareSession
 
 def _session(vcsim: Any, **kwargs: Any) -> VMwareSession:
     kwargs.setdefault("ca_file", vcsim.ca_file)
-    return VMwareSession(vcsim.host, vcsim.port, kwargs.pop("username", vcsim.username),
-                         kwargs.pop("password", vcsim.password), sleep=lambda s: None, **kwargs)
+    return VMwareSession(
+        vcsim.host,
+        vcsim.port,
+        kwargs.pop("username", vcsim.username),
+        kwargs.pop("password", vcsim.password),
+        sleep=lambda s: None,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +32,11 @@ def session(vcsim: Any) -> VMwareSession:
 
 @pytest.fixture
 def vm_ref(session: VMwareSession) -> Any:
-    ref = next(ref for ref, props in session.list_objects(
-        vim.VirtualMachine, ["name"]).values() if props["name"].startswith("DC0_C0"))
+    ref = next(
+        ref
+        for ref, props in session.list_objects(vim.VirtualMachine, ["name"]).values()
+        if props["name"].startswith("DC0_C0")
+    )
     if session.retrieve_one(ref, ["runtime.powerState"])["runtime.powerState"] != "poweredOff":
         session.call_task(ref, "PowerOffVM_Task")
     return ref
@@ -55,9 +64,9 @@ def test_insecure_connects_and_warns(vcsim: Any, caplog: pytest.LogCaptureFixtur
     session.logout()
 
 
-def test_wrong_password_is_authentication_failed_and_never_shown(vcsim: Any,
-                                                                 caplog: pytest.LogCaptureFixture
-                                                                 ) -> None:
+def test_wrong_password_is_authentication_failed_and_never_shown(
+    vcsim: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG), pytest.raises(exceptions.AuthenticationFailed) as err:
         _session(vcsim, password="hunter2-wrong")
     assert err.value.code == "InvalidLogin"
@@ -73,39 +82,43 @@ def test_repr_hides_password_and_cookie(session: VMwareSession, vcsim: Any) -> N
 def test_many_objects_and_paths_in_one_call(session: VMwareSession) -> None:
     vms = session.list_objects(vim.VirtualMachine, ["name"])
     session.stats.reset()
-    props = session.retrieve([ref for ref, _ in vms.values()],
-                             ["name", "runtime.powerState", "config.instanceUuid"])
+    props = session.retrieve(
+        [ref for ref, _ in vms.values()], ["name", "runtime.powerState", "config.instanceUuid"]
+    )
     assert session.stats.calls == {"RetrievePropertiesEx": 1}
     assert len(props) == len(vms)
     assert all({"name", "runtime.powerState"} <= set(p) for p in props.values())
 
 
-def test_relogin_after_expiry_repeats_the_call(session: VMwareSession, vcsim: Any,
-                                               vm_ref: Any) -> None:
+def test_relogin_after_expiry_repeats_the_call(
+    session: VMwareSession, vcsim: Any, vm_ref: Any
+) -> None:
     generation = session.generation
     assert vcsim.expire_sessions() >= 1
     session.stats.reset()
     # RetrievePropertiesEx reports NotAuthenticated in missingSet, not as a fault.
     assert session.retrieve_one(vm_ref, ["runtime.powerState"]) == {
-        "runtime.powerState": "poweredOff"}
+        "runtime.powerState": "poweredOff"
+    }
     assert session.generation == generation + 1
     assert session.stats.calls["Login"] == 1
     vcsim.expire_sessions()
     session.call_task(vm_ref, "PowerOnVM_Task")  # a task method: a real fault
-    assert session.retrieve_one(vm_ref, ["runtime.powerState"])["runtime.powerState"] == \
-        "poweredOn"
+    assert session.retrieve_one(vm_ref, ["runtime.powerState"])["runtime.powerState"] == "poweredOn"
 
 
-def test_repeated_not_authenticated_is_session_expired(session: VMwareSession,
-                                                       vcsim_faults: Any, vm_ref: Any) -> None:
+def test_repeated_not_authenticated_is_session_expired(
+    session: VMwareSession, vcsim_faults: Any, vm_ref: Any
+) -> None:
     vcsim_faults.inject("PowerOnVM_Task", "fault", fault="NotAuthenticated", count=2)
     with pytest.raises(exceptions.SessionExpired) as err:
         session.invoke(vm_ref, "PowerOnVM_Task")
     assert err.value.code == "NotAuthenticated"
 
 
-def test_faults_are_translated_with_code_and_cause(session: VMwareSession, vcsim_faults: Any,
-                                                   vm_ref: Any) -> None:
+def test_faults_are_translated_with_code_and_cause(
+    session: VMwareSession, vcsim_faults: Any, vm_ref: Any
+) -> None:
     vcsim_faults.inject("PowerOnVM_Task", "fault", fault="TaskInProgress", message="busy")
     with pytest.raises(exceptions.BackendError) as err:
         session.invoke(vm_ref, "PowerOnVM_Task")
@@ -116,8 +129,7 @@ def test_faults_are_translated_with_code_and_cause(session: VMwareSession, vcsim
     assert err.value.code == "InvalidPowerState"
 
 
-def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any,
-                                   vm_ref: Any) -> None:
+def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any, vm_ref: Any) -> None:
     vcsim_faults.inject("PowerOnVM_Task", "taskfault", fault="InsufficientResourcesFault")
     with pytest.raises(exceptions.TaskFailed) as err:
         session.call_task(vm_ref, "PowerOnVM_Task")
@@ -125,8 +137,9 @@ def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any,
     assert "PowerOnVM_Task" in str(err.value)
 
 
-def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_faults: Any,
-                                             vm_ref: Any) -> None:
+def test_a_running_task_is_waited_on_by_push(
+    session: VMwareSession, vcsim_faults: Any, vm_ref: Any
+) -> None:
     session.wait_for_task(session.invoke(vm_ref, "PowerOnVM_Task"))  # collector warm
     session.call_task(vm_ref, "PowerOffVM_Task")
     vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)

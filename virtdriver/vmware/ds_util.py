@@ -1,0 +1,138 @@
+"""Datastores: which one to use, the paths on it, and file operations through the session.
+
+Choosing a datastore and building paths is pure; the functions that take a ``session`` talk to
+vCenter (FileManager and VirtualDiskManager always get the datacenter, which vCenter needs).
+Paths are oslo.vmware :class:`DatastorePath` values (``[ds] folder/file``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from oslo_vmware.objects.datastore import DatastorePath
+from pyVmomi import vim
+
+from virtdriver.common import exceptions
+from virtdriver.vmware.session import VMwareSession, ignoring
+
+__all__ = ["Datastore", "DatastorePath", "choose_datastore", "cache_folder_name"]
+
+GiB = 1024 ** 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Datastore:
+    """A datastore as spawn needs it: reference, name, free space, and its datacenter."""
+
+    ref: Any
+    name: str
+    free_space: int
+    capacity: int
+    dc_ref: Any = None
+    dc_name: str = ""
+
+    def path(self, *parts: str) -> DatastorePath:
+        """``[name] part/part``."""
+        return DatastorePath(self.name, *parts)
+
+
+DATASTORE_PATHS = ["summary.name", "summary.freeSpace", "summary.capacity",
+                   "summary.accessible", "summary.maintenanceMode"]
+
+
+def choose_datastore(candidates: Mapping[str, tuple[Any, dict[str, Any]]],
+                     regex: str | None, needed_bytes: int = 0) -> tuple[Any, dict[str, Any]]:
+    """The usable datastore with the most free space among ``candidates``.
+
+    ``candidates`` maps moref values to ``(ref, properties)`` read with DATASTORE_PATHS.
+    Usable: accessible, not in maintenance, name matching ``regex`` (whole name), and at
+    least ``needed_bytes`` free.
+    """
+    pattern = re.compile(regex) if regex else None
+    usable = []
+    for ref, props in candidates.values():
+        name = props.get("summary.name", "")
+        if not props.get("summary.accessible", False):
+            continue
+        if props.get("summary.maintenanceMode", "normal") != "normal":
+            continue
+        if pattern is not None and not pattern.fullmatch(name):
+            continue
+        if props.get("summary.freeSpace", 0) < needed_bytes:
+            continue
+        usable.append((props.get("summary.freeSpace", 0), name, ref, props))
+    if not usable:
+        raise exceptions.BackendError(
+            f"no usable datastore (regex {regex!r}, {needed_bytes} bytes needed) among "
+            f"{sorted(p.get('summary.name', '?') for _, p in candidates.values())}",
+            code="NoValidDatastore")
+    usable.sort(key=lambda item: (-item[0], item[1]))
+    _, _, ref, props = usable[0]
+    return ref, props
+
+
+def cache_folder_name(conf: Any) -> str:
+    """The image-cache folder: ``<cache_prefix>_base``, or ``image_cache_subdirectory_name``."""
+    prefix = conf.vmware.cache_prefix
+    return f"{prefix}_base" if prefix else conf.image_cache_subdirectory_name
+
+
+# -- file operations (these talk to vCenter) ------------------------------------------------------
+
+def make_directory(session: VMwareSession, ds: Datastore, path: DatastorePath) -> None:
+    """Create a folder (and its parents); an existing one is fine."""
+    with ignoring("FileAlreadyExists"):
+        session.invoke(session.content.fileManager, "MakeDirectory", str(path), ds.dc_ref, True)
+
+
+def delete_path(session: VMwareSession, ds: Datastore, path: DatastorePath) -> None:
+    """Delete a file or a folder with its contents; a missing one is fine."""
+    with ignoring("FileNotFound"):
+        session.call_task(session.content.fileManager, "DeleteDatastoreFile_Task", str(path),
+                          ds.dc_ref)
+
+
+def move_path(session: VMwareSession, ds: Datastore, source: DatastorePath,
+              target: DatastorePath) -> None:
+    """Move a file or folder within the datacenter."""
+    session.call_task(session.content.fileManager, "MoveDatastoreFile_Task", str(source),
+                      ds.dc_ref, str(target), ds.dc_ref, False)
+
+
+def copy_disk(session: VMwareSession, ds: Datastore, source: DatastorePath,
+              target: DatastorePath) -> None:
+    """Copy a virtual disk (descriptor and extents)."""
+    session.call_task(session.content.virtualDiskManager, "CopyVirtualDisk_Task",
+                      sourceName=str(source), sourceDatacenter=ds.dc_ref, destName=str(target),
+                      destDatacenter=ds.dc_ref, force=False)
+
+
+def extend_disk(session: VMwareSession, ds: Datastore, path: DatastorePath,
+                capacity_kb: int) -> None:
+    """Grow a virtual disk to ``capacity_kb``."""
+    session.call_task(session.content.virtualDiskManager, "ExtendVirtualDisk_Task",
+                      name=str(path), datacenter=ds.dc_ref, newCapacityKb=capacity_kb,
+                      eagerZero=False)
+
+
+def delete_disk(session: VMwareSession, ds: Datastore, path: DatastorePath) -> None:
+    """Delete a virtual disk; a missing one is fine."""
+    with ignoring("FileNotFound"):
+        session.call_task(session.content.virtualDiskManager, "DeleteVirtualDisk_Task",
+                          name=str(path), datacenter=ds.dc_ref)
+
+
+def list_folder(session: VMwareSession, ds: Datastore, path: DatastorePath) -> list[str]:
+    """Names of the entries of a datastore folder (empty when it does not exist)."""
+    browser = session.retrieve_one(ds.ref, ["browser"])["browser"]
+    spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"])
+    try:
+        result = session.call_task(browser, "SearchDatastore_Task", str(path), spec)
+    except exceptions.BackendError as exc:
+        if exc.code == "FileNotFound":
+            return []
+        raise
+    return [f.path for f in (result.file or [])] if result else []

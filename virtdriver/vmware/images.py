@@ -1,0 +1,243 @@
+"""Images on datastores: the per-datastore image cache and the config drive.
+
+Cache layout: ``[ds] <cache folder>/<image id>/<image id>.vmdk`` (descriptor) and
+``<image id>-flat.vmdk`` (the image's bytes). An image is uploaded once per datastore: by
+datastore HTTP PUT into ``[ds] <temp_folder>/<random>/`` and then moved into place, so a
+half-uploaded image is never seen in the cache; concurrent spawns of one image wait on a
+named lock and upload it once. Linked clones hang off a sized copy of the cached disk,
+``<image id>.<root_gb>.vmdk``, made once per size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import uuid as uuid_module
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from virtdriver.common import exceptions
+from virtdriver.common.locks import named_lock
+from virtdriver.common.model import field_of
+from virtdriver.vmware import ds_util
+from virtdriver.vmware.ds_util import Datastore, DatastorePath
+from virtdriver.vmware.session import DatastoreHTTP, VMwareSession
+
+SECTOR = 512
+
+
+def flat_descriptor(flat_name: str, size_bytes: int, adapter: str) -> bytes:
+    """A monolithicFlat VMDK descriptor for a flat extent of ``size_bytes``."""
+    sectors = max(1, (size_bytes + SECTOR - 1) // SECTOR)
+    adapter = "ide" if adapter == "ide" else ("buslogic" if adapter == "busLogic" else "lsilogic")
+    cylinders = max(1, sectors // (255 * 63))
+    return (f"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+            f"createType=\"vmfs\"\n\n# Extent description\nRW {sectors} VMFS \"{flat_name}\"\n\n"
+            f"# The Disk Data Base\n#DDB\n\nddb.adapterType = \"{adapter}\"\n"
+            f"ddb.geometry.cylinders = \"{cylinders}\"\nddb.geometry.heads = \"255\"\n"
+            f"ddb.geometry.sectors = \"63\"\nddb.virtualHWVersion = \"13\"\n").encode()
+
+
+class ImageCache:
+    """The datastore image cache of one backend (one session, one image store)."""
+
+    def __init__(self, session: VMwareSession, image_store: Any, cache_folder: str,
+                 temp_folder: str) -> None:
+        self.session = session
+        self.http = DatastoreHTTP(session)
+        self.image_store = image_store
+        self.cache_folder = cache_folder
+        self.temp_folder = temp_folder
+
+    def folder(self, ds: Datastore, image_id: str) -> DatastorePath:
+        """``[ds] <cache>/<image id>``."""
+        return ds.path(self.cache_folder, image_id)
+
+    def disk_path(self, ds: Datastore, image_id: str, size_gb: int | None = None) -> DatastorePath:
+        """The cached disk, or its sized copy for linked clones."""
+        name = f"{image_id}.vmdk" if size_gb is None else f"{image_id}.{size_gb}.vmdk"
+        return self.folder(ds, image_id).join(name)
+
+    def iso_path(self, ds: Datastore, image_id: str) -> DatastorePath:
+        """The cached ISO of an ISO image."""
+        return self.folder(ds, image_id).join(f"{image_id}.iso")
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    def ensure(self, context: Any, image: Any, ds: Datastore, adapter: str) -> DatastorePath:
+        """Make sure the image is cached on ``ds``; return the cached disk (or ISO) path."""
+        image_id = field_of(image, "id")
+        is_iso = field_of(image, "disk_format") == "iso"
+        target = self.iso_path(ds, image_id) if is_iso else self.disk_path(ds, image_id)
+        if self.http.exists(ds.dc_name, ds.name, target.rel_path):
+            return target
+        with named_lock(f"vmware-image-{ds.name}-{image_id}"):
+            if self.http.exists(ds.dc_name, ds.name, target.rel_path):
+                return target  # another spawn uploaded it while we waited
+            self._upload(context, image, ds, adapter, is_iso)
+        return target
+
+    def _upload(self, context: Any, image: Any, ds: Datastore, adapter: str,
+                is_iso: bool) -> None:
+        image_id = field_of(image, "id")
+        temp = ds.path(self.temp_folder, f"{uuid_module.uuid4()}", image_id)
+        try:
+            size = self._put_data(context, image, ds, temp, is_iso)
+            if not is_iso:
+                descriptor = flat_descriptor(f"{image_id}-flat.vmdk", size, adapter)
+                self.http.put(ds.dc_name, ds.name, temp.join(f"{image_id}.vmdk").rel_path,
+                              [descriptor], len(descriptor))
+            ds_util.make_directory(self.session, ds, ds.path(self.cache_folder))
+            ds_util.move_path(self.session, ds, temp, self.folder(ds, image_id))
+        finally:
+            # The temp folder goes whatever happened; the cache keeps only whole images.
+            ds_util.delete_path(self.session, ds, temp.parent)
+
+    def _put_data(self, context: Any, image: Any, ds: Datastore, temp: DatastorePath,
+                  is_iso: bool) -> int:
+        image_id = field_of(image, "id")
+        name = f"{image_id}.iso" if is_iso else f"{image_id}-flat.vmdk"
+        chunks = self.image_store.download(context, image_id)
+        size = field_of(image, "size", 0) or 0
+        if size:
+            self.http.put(ds.dc_name, ds.name, temp.join(name).rel_path, chunks, size)
+            return size
+        # Content-Length must be known up front: spool an image of unknown size.
+        with tempfile.TemporaryFile() as spooled:
+            for chunk in chunks:
+                spooled.write(chunk)
+            size = spooled.tell()
+            spooled.seek(0)
+            self.http.put(ds.dc_name, ds.name, temp.join(name).rel_path,
+                          iter(lambda: spooled.read(1024 * 1024), b""), size)
+        return size
+
+    def sized_copy(self, ds: Datastore, image_id: str, root_gb: int,
+                   image_size: int) -> DatastorePath:
+        """The cached disk copied and grown to ``root_gb`` (linked clones' parent), made once."""
+        sized = self.disk_path(ds, image_id, root_gb)
+        if self.http.exists(ds.dc_name, ds.name, sized.rel_path):
+            return sized
+        with named_lock(f"vmware-image-{ds.name}-{image_id}-{root_gb}"):
+            if self.http.exists(ds.dc_name, ds.name, sized.rel_path):
+                return sized
+            ds_util.copy_disk(self.session, ds, self.disk_path(ds, image_id), sized)
+            try:
+                if root_gb * ds_util.GiB > image_size:
+                    ds_util.extend_disk(self.session, ds, sized, root_gb * ds_util.GiB // 1024)
+            except Exception:
+                ds_util.delete_disk(self.session, ds, sized)
+                raise
+        return sized
+
+    def cached_images(self, ds: Datastore) -> list[str]:
+        """Image ids cached on ``ds``."""
+        return ds_util.list_folder(self.session, ds, ds.path(self.cache_folder))
+
+
+# -- config drive --------------------------------------------------------------------------------
+
+def config_drive_files(instance: Any, injected_files: Iterable[Any], admin_password: str | None,
+                       vifs: Iterable[Any]) -> dict[str, bytes]:
+    """The OpenStack metadata layout: path -> contents."""
+    files: dict[str, bytes] = {}
+    file_entries = []
+    for n, entry in enumerate(injected_files or []):
+        path, contents = entry
+        if isinstance(contents, str):
+            contents = contents.encode()
+        content_path = f"/content/{n:04d}"
+        files[f"openstack{content_path}"] = contents
+        file_entries.append({"path": path, "content_path": content_path})
+    meta = {"uuid": field_of(instance, "uuid"), "name": field_of(instance, "name"),
+            "hostname": field_of(instance, "hostname") or field_of(instance, "name"),
+            "launch_index": 0, "availability_zone": None,
+            "meta": dict(field_of(instance, "metadata") or {}), "files": file_entries,
+            "project_id": field_of(instance, "project_id") or ""}
+    if admin_password:
+        meta["admin_pass"] = admin_password
+    key = field_of(instance, "key_data")
+    if key:
+        meta["public_keys"] = {"default": key}
+    links, networks = [], []
+    for vif in vifs:
+        links.append({"id": f"tap{vif.id[:11]}", "type": "phy", "ethernet_mac_address": vif.address,
+                      "vif_id": vif.id, "mtu": vif.mtu})
+        for ip in vif.fixed_ips:
+            networks.append({"id": f"network{len(networks)}", "type": "ipv4",
+                             "link": f"tap{vif.id[:11]}", "ip_address": ip,
+                             "network_id": vif.network_id or vif.network})
+    network_data = {"links": links, "networks": networks, "services": []}
+    for version in ("latest", "2015-10-15"):
+        files[f"openstack/{version}/meta_data.json"] = json.dumps(meta).encode()
+        files[f"openstack/{version}/network_data.json"] = json.dumps(network_data).encode()
+        files[f"openstack/{version}/user_data"] = b""
+    return files
+
+
+def build_config_drive(files: dict[str, bytes]) -> bytes:
+    """An ISO 9660 image (Joliet and Rock Ridge names) labelled ``config-2``."""
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="config-2")
+    names = _IsoNames()
+    for path in sorted(files):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in names.known:
+                iso.add_directory(names.of(folder, is_dir=True), rr_name=parts[depth - 1],
+                                  joliet_path="/" + folder)
+        data = files[path]
+        iso.add_fp(io.BytesIO(data), len(data), names.of(path, is_dir=False),
+                   rr_name=parts[-1], joliet_path="/" + path)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
+class _IsoNames:
+    """Short ISO 9660 names ([A-Z0-9_], 8.3) for long paths, unique among siblings.
+
+    Readers use the Rock Ridge and Joliet names; these only have to be valid and unique.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] = {}
+
+    def of(self, path: str, is_dir: bool) -> str:
+        if path in self.known:
+            return self.known[path]
+        parent, _, leaf = path.rpartition("/")
+        prefix = self.known[parent] if parent else ""
+        stem = "".join(c if c.isalnum() else "_" for c in leaf.upper())[:8] or "X"
+        taken = set(self.known.values())
+        n = 0
+        while True:
+            name = stem if n == 0 else f"{stem[:6]}{n:02d}"
+            full = f"{prefix}/{name}" + ("" if is_dir else ".;1")
+            if full not in taken:
+                break
+            n += 1
+        self.known[path] = full
+        return full
+
+
+def iter_file(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """A file's contents as 1 MiB chunks."""
+    with open(path, "rb") as handle:
+        yield from iter(lambda: handle.read(1024 * 1024), b"")
+
+
+def check_image(image: Any) -> None:
+    """Refuse images the VMware backend cannot boot, before any server call."""
+    if image is None:
+        raise exceptions.InvalidInput("image", None, "is required (boot from volume is "
+                                      "not supported by this backend)")
+    if field_of(image, "disk_format") not in ("vmdk", "iso", "raw"):
+        raise exceptions.InvalidInput("image.disk_format", field_of(image, "disk_format"),
+                                      "must be vmdk, raw or iso for VMware")

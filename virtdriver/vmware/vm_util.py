@@ -1,0 +1,306 @@
+"""VM config specs (pure builders, no I/O) and the few VM helpers that talk to vCenter.
+
+The first section builds ``vim.vm.ConfigSpec`` and device specs from a
+:class:`~virtdriver.common.model.VMConfigInfo`; the second section (``session`` argument)
+finds VMs and reads their properties through the session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from pyVmomi import vim
+
+from virtdriver.common import exceptions
+from virtdriver.common.model import ResourceAllocation, VMConfigInfo, field_of, image_property
+from virtdriver.vmware import vif as vif_util
+from virtdriver.vmware.ds_util import Datastore, DatastorePath, GiB
+from virtdriver.vmware.session import VMwareSession
+
+T = TypeVar("T")
+
+#: vmware_adaptertype image property -> controller class (None: IDE, built in).
+ADAPTER_TYPES: dict[str, type | None] = {
+    "lsiLogic": vim.vm.device.VirtualLsiLogicController,
+    "lsiLogicsas": vim.vm.device.VirtualLsiLogicSASController,
+    "busLogic": vim.vm.device.VirtualBusLogicController,
+    "paraVirtual": vim.vm.device.ParaVirtualSCSIController,
+    "ide": None,
+}
+DEFAULT_ADAPTER = "lsiLogic"
+DEFAULT_GUEST = "otherGuest"
+#: Key of the first IDE controller every new VM gets.
+IDE_CONTROLLER_KEY = 200
+MANAGED_BY = vim.ext.ManagedByInfo(extensionKey="org.openstack.compute", type="instance")
+VM_UUID_KEY = "nvp.vm-uuid"
+
+# keys for devices created in one spec (vCenter replaces negative keys)
+_SCSI_KEY = -100
+
+
+def adapter_type(image: Any) -> str:
+    """The disk adapter named by ``vmware_adaptertype``; InvalidInput when unknown."""
+    value = image_property(image, "vmware_adaptertype", DEFAULT_ADAPTER) if image else \
+        DEFAULT_ADAPTER
+    if value not in ADAPTER_TYPES:
+        raise exceptions.InvalidInput("image.properties['vmware_adaptertype']", value,
+                                      f"must be one of {', '.join(ADAPTER_TYPES)}")
+    return value
+
+
+def guest_id(image: Any) -> str:
+    """The vSphere guestId named by ``vmware_ostype``."""
+    value = image_property(image, "vmware_ostype", DEFAULT_GUEST) if image else DEFAULT_GUEST
+    if not isinstance(value, str) or not value.isalnum():
+        raise exceptions.InvalidInput("image.properties['vmware_ostype']", value,
+                                      "must be a vSphere guest id such as otherLinux64Guest")
+    return value
+
+
+class DiskLayout:
+    """Where each disk of a new VM goes: controller key and the next free unit number."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+        self.controller_key = IDE_CONTROLLER_KEY if ADAPTER_TYPES[adapter] is None else _SCSI_KEY
+        self._next_unit = 0
+        self._next_key = -200
+
+    def slot(self) -> tuple[int, int]:
+        """(controller key, unit number) of the next disk; SCSI skips unit 7."""
+        unit = self._next_unit
+        limit = 2 if self.controller_key == IDE_CONTROLLER_KEY else 16
+        if unit == 7 and self.controller_key != IDE_CONTROLLER_KEY:
+            unit += 1
+        if unit >= limit:
+            raise exceptions.InvalidInput("flavor", None, "too many disks for the adapter")
+        self._next_unit = unit + 1
+        return self.controller_key, unit
+
+    def key(self) -> int:
+        """A fresh negative device key."""
+        self._next_key -= 1
+        return self._next_key
+
+
+def controller_spec(adapter: str) -> vim.vm.device.VirtualDeviceSpec | None:
+    """The spec adding the SCSI controller (None for IDE, which every VM has)."""
+    cls = ADAPTER_TYPES[adapter]
+    if cls is None:
+        return None
+    return vim.vm.device.VirtualDeviceSpec(operation="add", device=cls(
+        key=_SCSI_KEY, busNumber=0, sharedBus="noSharing"))
+
+
+def _io_allocation(allocation: ResourceAllocation) -> Any:
+    if not allocation.is_set():
+        return None
+    return vim.StorageResourceManager.IOAllocationInfo(
+        limit=allocation.limit, reservation=allocation.reservation,
+        shares=_shares(allocation))
+
+
+def disk_spec(layout: DiskLayout, path: DatastorePath | str, capacity_kb: int, *,
+              create: bool, parent: DatastorePath | str | None = None,
+              io: ResourceAllocation | None = None,
+              slot: tuple[int, int] | None = None) -> vim.vm.device.VirtualDeviceSpec:
+    """A disk: created (``create``), optionally as a child of ``parent``, or attached."""
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+        fileName=str(path), diskMode="persistent", thinProvisioned=True)
+    if parent is not None:
+        backing.parent = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=str(parent))
+    controller, unit = slot or layout.slot()
+    disk = vim.vm.device.VirtualDisk(key=layout.key(), controllerKey=controller,
+                                     unitNumber=unit, capacityInKB=capacity_kb, backing=backing)
+    if io is not None and io.is_set():
+        disk.storageIOAllocation = _io_allocation(io)
+    spec = vim.vm.device.VirtualDeviceSpec(operation="add", device=disk)
+    if create:
+        spec.fileOperation = "create"
+    return spec
+
+
+def cdrom_spec(iso_path: DatastorePath | str, controller_key: int, unit: int,
+               key: int = -50) -> vim.vm.device.VirtualDeviceSpec:
+    """A CD-ROM with an ISO file, connected at power-on."""
+    cdrom = vim.vm.device.VirtualCdrom(
+        key=key, controllerKey=controller_key, unitNumber=unit,
+        backing=vim.vm.device.VirtualCdrom.IsoBackingInfo(fileName=str(iso_path)),
+        connectable=vim.vm.device.VirtualDevice.ConnectInfo(startConnected=True,
+                                                            allowGuestControl=True))
+    return vim.vm.device.VirtualDeviceSpec(operation="add", device=cdrom)
+
+
+def _shares(allocation: ResourceAllocation) -> Any:
+    if not allocation.shares_level:
+        return None
+    return vim.SharesInfo(level=allocation.shares_level, shares=allocation.shares_share or 0)
+
+
+def resource_allocation(allocation: ResourceAllocation) -> Any:
+    """A ResourceAllocationInfo for CPU (MHz) or memory (MiB); None when nothing is set."""
+    if not allocation.is_set():
+        return None
+    return vim.ResourceAllocationInfo(limit=allocation.limit, reservation=allocation.reservation,
+                                      shares=_shares(allocation))
+
+
+def extra_config(instance_uuid: str, vifs: Iterable[Any]) -> list[vim.option.OptionValue]:
+    """extraConfig that identifies the instance and each of its ports."""
+    options = [vim.option.OptionValue(key=VM_UUID_KEY, value=instance_uuid),
+               vim.option.OptionValue(key="disk.EnableUUID", value="TRUE")]
+    options += [vim.option.OptionValue(key=vif_util.iface_id_key(n), value=vif.id)
+                for n, vif in enumerate(vifs)]
+    return options
+
+
+def create_spec(info: VMConfigInfo, ds: Datastore, networks: dict[str, vif_util.NetworkRef],
+                devices: list[vim.vm.device.VirtualDeviceSpec]) -> vim.vm.ConfigSpec:
+    """The CreateVM spec: identity, sizing, tuning, NICs and the given disk specs."""
+    instance, flavor = info.instance, field_of(info.instance, "flavor")
+    uuid = field_of(instance, "uuid")
+    specs = info.extra_specs
+    model = vif_util.vif_model(image_property(info.image, "hw_vif_model") if info.image
+                               else None)
+    nics = []
+    for n, vif in enumerate(info.vifs):
+        nics.append(vif_util.nic_spec(vif, networks[vif.network], model, key=-10 - n,
+                                      allocation=specs.vif))
+    spec = vim.vm.ConfigSpec(
+        name=uuid, instanceUuid=uuid, annotation=info.metadata,
+        guestId=guest_id(info.image), numCPUs=field_of(flavor, "vcpus"),
+        memoryMB=field_of(flavor, "memory_mb"),
+        files=vim.vm.FileInfo(vmPathName=f"[{ds.name}]"),
+        managedBy=MANAGED_BY, extraConfig=extra_config(uuid, info.vifs),
+        deviceChange=devices + nics)
+    if specs.cores_per_socket:
+        spec.numCoresPerSocket = specs.cores_per_socket
+    cpu, memory = resource_allocation(specs.cpu), resource_allocation(specs.memory)
+    if cpu is not None:
+        spec.cpuAllocation = cpu
+    if memory is not None:
+        spec.memoryAllocation = memory
+    return spec
+
+
+def gib_to_kb(gib: int) -> int:
+    """GiB as KiB, the unit of capacityInKB."""
+    return gib * GiB // 1024
+
+
+# -- helpers that talk to vCenter -------------------------------------------------------------
+
+class VMRefCache:
+    """instanceUuid -> VM reference, filled by lookups and spawns, dropped when stale.
+
+    A lookup costs at most one call (SearchIndex.FindByUuid by instanceUuid).
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def find(self, session: VMwareSession, uuid: str) -> Any | None:
+        """The VM of ``uuid``, or None when vCenter has none."""
+        with self._lock:
+            ref = self._refs.get(uuid)
+        if ref is not None:
+            return ref
+        ref = session.invoke(session.content.searchIndex, "FindByUuid", None, uuid, True, True)
+        if ref is not None:
+            self.remember(uuid, ref)
+        return ref
+
+    def remember(self, uuid: str, ref: Any) -> None:
+        """Cache a reference (spawn knows it without a lookup)."""
+        with self._lock:
+            self._refs[uuid] = ref
+
+    def forget(self, uuid: str) -> None:
+        """Drop a stale or destroyed reference."""
+        with self._lock:
+            self._refs.pop(uuid, None)
+
+    def call(self, session: VMwareSession, instance: Any,
+             function: Callable[[Any], T]) -> T:
+        """Run ``function(vm_ref)``; on a stale reference look the VM up again once."""
+        uuid = field_of(instance, "uuid")
+        for attempt in (0, 1):
+            ref = self.find(session, uuid)
+            if ref is None:
+                raise exceptions.InstanceNotFound(uuid, "no VM with this instanceUuid")
+            try:
+                return function(ref)
+            except exceptions.BackendError as exc:
+                if exc.code != "ManagedObjectNotFound" or attempt:
+                    if exc.code == "ManagedObjectNotFound":
+                        self.forget(uuid)
+                        raise exceptions.InstanceNotFound(uuid, "its VM is gone") from exc
+                    raise
+                self.forget(uuid)
+        raise AssertionError("unreachable")
+
+
+def devices_of(session: VMwareSession, vm_ref: Any) -> list[Any]:
+    """The VM's device list."""
+    return list(session.retrieve_one(vm_ref, ["config.hardware.device"]).get(
+        "config.hardware.device") or [])
+
+
+def disks_of(devices: Iterable[Any]) -> list[Any]:
+    """The VM's disks, in controller/unit order."""
+    disks = [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
+    return sorted(disks, key=lambda d: (d.controllerKey, d.unitNumber or 0))
+
+
+def free_unit(devices: Iterable[Any], controller_key: int) -> int:
+    """The first free unit number on a controller."""
+    devices = list(devices)
+    used = {d.unitNumber for d in devices if getattr(d, "controllerKey", None) == controller_key}
+    limit = 2 if controller_key in (200, 201) else 16
+    for unit in range(limit):
+        if unit not in used and not (limit == 16 and unit == 7):
+            return unit
+    raise exceptions.BackendError(f"controller {controller_key} has no free unit",
+                                  code="NoFreeUnit")
+
+
+class Inventory:
+    """Where this backend's VMs live: the cluster, its pool, datastores, networks and hosts."""
+
+    def __init__(self, dc_ref: Any, dc_name: str, vm_folder: Any, cluster_ref: Any,
+                 cluster_props: dict[str, Any]) -> None:
+        self.dc_ref = dc_ref
+        self.dc_name = dc_name
+        self.vm_folder = vm_folder
+        self.cluster_ref = cluster_ref
+        self.cluster_name = cluster_props.get("name", "")
+        self.pool = cluster_props.get("resourcePool")
+        self.datastores = list(cluster_props.get("datastore") or [])
+        self.networks = list(cluster_props.get("network") or [])
+        self.hosts = list(cluster_props.get("host") or [])
+
+
+def load_inventory(session: VMwareSession, cluster_name: str | None) -> Inventory:
+    """Find the cluster (by name, or the only/first one) and its datacenter: 6 calls, once."""
+    clusters = session.list_objects(vim.ClusterComputeResource,
+                                    ["name", "resourcePool", "datastore", "network", "host",
+                                     "parent"])
+    chosen = [(ref, p) for ref, p in clusters.values()
+              if cluster_name is None or p.get("name") == cluster_name]
+    if not chosen:
+        raise exceptions.BackendError(
+            f"cluster {cluster_name!r} not found; vCenter has "
+            f"{sorted(p.get('name', '') for _, p in clusters.values())}", code="NotFound")
+    chosen.sort(key=lambda item: item[1].get("name", ""))
+    cluster_ref, props = chosen[0]
+    datacenters = session.list_objects(vim.Datacenter, ["name", "vmFolder", "hostFolder"])
+    parent = props.get("parent")
+    match = [(ref, p) for ref, p in datacenters.values()
+             if parent is not None and p.get("hostFolder") is not None
+             and p["hostFolder"]._moId == parent._moId]
+    dc_ref, dc_props = (match or sorted(datacenters.values(),
+                                        key=lambda item: item[1].get("name", "")))[0]
+    return Inventory(dc_ref, dc_props["name"], dc_props["vmFolder"], cluster_ref, props)
