@@ -37,8 +37,20 @@ class Inspector:
             result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
         return found
 
+    def _relogin(self) -> None:
+        # tests expire every session, the inspector's too
+        self.content.sessionManager._stub.cookie = ""
+        self.content.sessionManager.Login(self.vcsim.username, self.vcsim.password)
+
     def objects(self, kind: type, paths: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
         """Every object of ``kind`` in the inventory with ``paths``."""
+        try:
+            return self._objects(kind, paths)
+        except vim.fault.NotAuthenticated:
+            self._relogin()
+            return self._objects(kind, paths)
+
+    def _objects(self, kind: type, paths: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [kind], True)
         try:
             pc = vmodl.query.PropertyCollector
@@ -129,7 +141,10 @@ class Inspector:
 
     def close(self) -> None:
         """Log out."""
-        self.content.sessionManager.Logout()
+        try:
+            self.content.sessionManager.Logout()
+        except vim.fault.NotAuthenticated:
+            pass
 
 
 def devices(vm: dict[str, Any], kind: type) -> list[Any]:

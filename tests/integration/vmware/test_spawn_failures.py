@@ -1,0 +1,116 @@
+"""A spawn that fails at any step leaves nothing behind; faults and expiry mid-operation."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from typing import Any
+
+import pytest
+
+import virtdriver
+from tests.integration.vmware.helpers import (datastore_files, image_store, inspector,
+                                              make_conf, make_instance, make_vif, ops)
+from virtdriver.common import exceptions
+
+__all__ = ["image_store", "inspector", "ops"]
+
+
+def _state(inspector: Any) -> tuple[set[str], set[str]]:
+    return set(inspector.vms()), datastore_files(inspector)
+
+
+@pytest.mark.parametrize("method,mode", [
+    ("CreateVM_Task", "taskfault"),
+    ("ReconfigVM_Task", "taskfault"),
+    ("PowerOnVM_Task", "taskfault"),
+    ("PowerOnVM_Task", "fault"),
+    ("CopyVirtualDisk_Task", "taskfault"),
+    ("ExtendVirtualDisk_Task", "taskfault"),
+])
+def test_a_failed_step_leaves_nothing_behind(vcsim_faults: Any, image_store: Any,
+                                             inspector: Any, method: str, mode: str) -> None:
+    # full copies and a config drive, so every method above is on the path
+    backend = virtdriver.load_backend("vmware", make_conf(vcsim_faults, use_linked_clone=False),
+                                      image_store=image_store)
+    warm = make_instance()
+    backend.spawn(None, warm, image_store.disk, [], None, [])  # cache warm
+    backend.destroy(warm)
+    before = _state(inspector)
+    inst = make_instance(ephemeral_gb=1, root_gb=2)
+    inst.config_drive = True
+    vcsim_faults.inject(method, mode, fault="InsufficientResourcesFault", message="injected")
+    with pytest.raises(exceptions.BackendError) as err:
+        backend.spawn(None, inst, image_store.disk, [], "pw", [make_vif(7)])
+    assert err.value.code == "InsufficientResourcesFault"
+    assert _state(inspector) == before
+    assert backend.vm_refs.find(backend.session, inst.uuid) is None
+    backend.close()
+
+
+def test_failed_image_upload_leaves_no_temp_files_and_no_cache(vcsim_faults: Any, ops: Any,
+                                                                inspector: Any,
+                                                                image_store: Any,
+                                                                tmp_path: Any) -> None:
+    image = image_store.import_file(_write(tmp_path / "other.vmdk", b"x" * 4096),
+                                    disk_format="vmdk", name="other")
+    before = inspector.files()
+    vcsim_faults.inject("MoveDatastoreFile_Task", "taskfault", fault="CannotAccessFile")
+    with pytest.raises(exceptions.TaskFailed):
+        ops.spawn(None, make_instance(), image, [], None, [])
+    after = inspector.files()
+    assert not any(image.id in f for f in after - before)
+    temp = os.path.join(vcsim_faults.datastores["LocalDS_0"], "vmware_temp")
+    assert not os.path.isdir(temp) or os.listdir(temp) == []
+
+
+def test_concurrent_spawns_of_one_image_upload_it_once(ops: Any, image_store: Any,
+                                                       tmp_path: Any, vcsim: Any) -> None:
+    image = image_store.import_file(_write(tmp_path / "shared.vmdk", b"y" * 8192),
+                                    disk_format="vmdk", name="shared")
+    insts = [make_instance() for _ in range(3)]
+    ops.session.stats.reset()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda i: ops.spawn(None, i, image, [], None, []), insts))
+    assert ops.session.stats.calls["MoveDatastoreFile_Task"] == 1
+    assert ops.session.stats.calls["HTTP PUT"] == 2  # flat extent + descriptor
+    for inst in insts:
+        ops.destroy(inst)
+
+
+def test_session_expiry_mid_spawn_is_survived(ops: Any, image_store: Any, vcsim: Any,
+                                              inspector: Any) -> None:
+    ops.session.stats.reset()
+    inst = make_instance()
+    real = ops._create_vm
+
+    def expire_then_create(*args: Any) -> Any:
+        vcsim.expire_sessions()
+        return real(*args)
+    ops._create_vm = expire_then_create
+    try:
+        ops.spawn(None, inst, image_store.disk, [], None, [])
+    finally:
+        del ops._create_vm
+    assert ops.session.stats.calls["Login"] == 1
+    assert inspector.vm(inst.uuid)["runtime.powerState"] == "poweredOn"
+    ops.destroy(inst)
+
+
+def test_a_slow_task_is_waited_on_not_polled(vcsim_faults: Any, ops: Any,
+                                             image_store: Any) -> None:
+    inst = make_instance()
+    ops.spawn(None, inst, image_store.disk, [], None, [])
+    ops.power_off(inst)
+    vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
+    ops.session.stats.reset()
+    ops.power_on(inst)
+    calls = ops.session.stats.calls
+    assert calls["WaitForUpdatesEx"] <= 2 and calls["RetrievePropertiesEx"] == 0
+    assert ops.session.stats.total_calls <= 4, calls
+    ops.destroy(inst)
+
+
+def _write(path: Any, data: bytes) -> Any:
+    path.write_bytes(data)
+    return path
