@@ -1,0 +1,246 @@
+"""The steps of spawn (and of rescue's spawn of ``<name>-rescue``), each testable alone.
+
+:meth:`VMBuilder.plan` validates everything before the first server call and returns a
+:class:`SpawnPlan`; each step then does one part of the work and, as soon as it has made
+something, registers how to undo it on the :class:`~virtdriver.common.progress.Rollback`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from virtdriver.common import exceptions as exc
+from virtdriver.common.model import VIF, VMConfigInfo, field_of
+from virtdriver.common.progress import Rollback
+from virtdriver.xen import config_drive, disks, vm_utils
+from virtdriver.xen import vif as vif_utils
+from virtdriver.xen.agent import GuestAgent
+
+if TYPE_CHECKING:
+    from virtdriver.xen.vmops import XenVMOps
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SpawnPlan:
+    """Everything spawn needs, validated; filled in with server refs as steps run."""
+
+    instance: Any
+    image: Any
+    config: VMConfigInfo
+    mode: str
+    os_type: str
+    injected_files: list[tuple[str, bytes]]
+    admin_password: str | None = dataclasses.field(default=None, repr=False)
+    rescue: bool = False
+    sr_ref: str | None = None
+    vdis: dict[str, str] = dataclasses.field(default_factory=dict)
+    networks: dict[str, str] | None = None
+    original_disks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def uuid(self) -> str:
+        """The instance's uuid."""
+        return str(field_of(self.instance, "uuid"))
+
+    @property
+    def vifs(self) -> list[VIF]:
+        """The validated VIFs."""
+        return self.config.vifs
+
+    @property
+    def wants_config_drive(self) -> bool:
+        """True when the instance asks for a config drive (never for a rescue VM)."""
+        return bool(field_of(self.instance, "config_drive", False)) and not self.rescue
+
+
+def _validate_files(injected_files: Any) -> list[tuple[str, bytes]]:
+    files = []
+    for entry in injected_files or []:
+        try:
+            path, contents = entry
+        except (TypeError, ValueError):
+            raise exc.InvalidInput("injected_files", entry,
+                                   "entries must be (path, contents) pairs") from None
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise exc.InvalidInput("injected_files.path", path, "must be an absolute path")
+        if not isinstance(contents, (bytes, str)):
+            raise exc.InvalidInput("injected_files.contents", type(contents).__name__,
+                                   "must be bytes or str")
+        files.append((path, contents.encode() if isinstance(contents, str) else contents))
+    return files
+
+
+class VMBuilder:
+    """Spawn's steps, bound to one backend (its session, configuration and image store)."""
+
+    def __init__(self, ops: XenVMOps) -> None:
+        self.ops = ops
+        self.session = ops.session
+        self.xen = ops.conf.xenserver
+
+    # -- validation (no server call) ------------------------------------------------------
+
+    def plan(self, instance: Any, image: Any, injected_files: Any, admin_password: Any,
+             network_info: Any, rescue: bool = False) -> SpawnPlan:
+        """Validate every input and return the plan; InvalidInput before any server call."""
+        config = VMConfigInfo.build(instance, image, network_info)
+        if self.ops.image_store is None:
+            raise exc.InvalidInput("image_store", None, "is required to spawn on Xen")
+        disk_format = field_of(image, "disk_format")
+        if disk_format not in disks.IMPORT_FORMATS or disk_format == "iso":
+            raise exc.InvalidInput("image.disk_format", disk_format,
+                                   "must be raw or vhd on the Xen backend")
+        image_size = int(field_of(image, "size", 0) or 0)
+        if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
+            raise exc.InvalidInput("flavor.root_gb", config.root_gb,
+                                   f"is smaller than the image ({image_size} bytes)")
+        if admin_password is not None and not isinstance(admin_password, str):
+            raise exc.InvalidInput("admin_password", "<hidden>", "must be a string")
+        files = _validate_files(injected_files)
+        mode = vm_utils.vm_mode(image, instance, self.xen.default_os_type)
+        guest_os = vm_utils.os_type(image, instance, self.xen.default_os_type)
+        needs_agent = bool(admin_password or files)
+        if needs_agent and self.xen.disable_agent and not (
+                field_of(instance, "config_drive", False) and not rescue):
+            raise exc.InvalidInput("admin_password/injected_files", "<hidden>",
+                                   "need the guest agent ([xenserver] disable_agent is set) "
+                                   "or a config drive")
+        return SpawnPlan(instance=instance, image=image, config=config, mode=mode,
+                         os_type=guest_os, injected_files=files,
+                         admin_password=admin_password or None, rescue=rescue)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def check_no_vm(self, plan: SpawnPlan, name_label: str) -> None:
+        """What only the server can tell, before anything is made: no VM of that name yet
+        (else InstanceExists), and every VIF's network exists (else InvalidInput)."""
+        if vm_utils.find_vm(self.session, name_label) is not None:
+            raise exc.InstanceExists(name_label)
+        plan.networks = vif_utils.find_networks(self.session, plan.vifs)
+
+    def create_disks(self, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
+        """Root disk (CoW clone of the cached image, grown to root_gb), ephemeral, swap and
+        config drive VDIs on the configured SR."""
+        plan.sr_ref = disks.find_sr(self.session, self.xen.sr_matching_filter)
+        base = disks.cached_image(self.session, self.ops.image_store, context, plan.sr_ref,
+                                  plan.image, self.ops.conf.image_cache_subdirectory_name)
+        root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
+        root = disks.clone_for_instance(self.session, base, plan.instance,
+                                        "rescue" if plan.rescue else "root", root_size,
+                                        int(field_of(plan.image, "size", 0) or 0))
+        undo.push(vm_utils.destroy_vdi, self.session, root)
+        plan.vdis[vm_utils.DEVICE_ROOT] = root
+        if plan.rescue:
+            return
+        name = field_of(plan.instance, "name")
+        other = {"nova_instance_uuid": plan.uuid}
+        if plan.config.swap_mb:
+            swap = disks.create_vdi(self.session, plan.sr_ref, f"{name} swap",
+                                    plan.config.swap_mb * vm_utils.MiB, "swap", other)
+            undo.push(vm_utils.destroy_vdi, self.session, swap)
+            plan.vdis[vm_utils.DEVICE_SWAP] = swap
+        if plan.config.ephemeral_gb:
+            eph = disks.create_vdi(self.session, plan.sr_ref, f"{name} ephemeral",
+                                   plan.config.ephemeral_gb * vm_utils.GiB, "ephemeral", other)
+            undo.push(vm_utils.destroy_vdi, self.session, eph)
+            plan.vdis[str(vm_utils.DEVICE_EPHEMERAL)] = eph
+        if plan.wants_config_drive:
+            iso = config_drive.build_iso(config_drive.metadata_files(
+                plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
+            drive = disks.create_vdi(self.session, plan.sr_ref, f"{name} config drive",
+                                     len(iso), "configdrive", other, read_only=False)
+            undo.push(vm_utils.destroy_vdi, self.session, drive)
+            disks.upload(self.session, drive, [iso], len(iso))
+            plan.vdis[vm_utils.DEVICE_CONFIGDRIVE] = drive
+
+    def create_vm_record(self, plan: SpawnPlan, name_label: str, undo: Rollback,
+                         rescue_of: str | None = None) -> str:
+        """``VM.create`` from the flavor, image properties and extra specs."""
+        record = vm_utils.vm_record(plan.instance, plan.image, plan.config.extra_specs,
+                                    plan.mode, plan.os_type, name_label, {})
+        if rescue_of is not None:
+            record["other_config"]["nova_rescue"] = "true"
+        vm_ref = self.session.call("VM.create", record)
+        undo.push(self.session.call, "VM.destroy", vm_ref)
+        return vm_ref
+
+    def attach_devices(self, plan: SpawnPlan, vm_ref: str, undo: Rollback,
+                       rescue_of: str | None = None) -> None:
+        """A VBD per disk: root 0 (bootable), swap 2, config drive 3 (read-only),
+        ephemerals 4+; for rescue the original disks at 1, 2 and 4+."""
+        for device, vdi in sorted(plan.vdis.items()):
+            read_only = device == vm_utils.DEVICE_CONFIGDRIVE
+            self.session.call("VBD.create", vm_utils.vbd_record(
+                vm_ref, vdi, device, bootable=device == vm_utils.DEVICE_ROOT,
+                read_only=read_only))
+        for device, (_, vdi) in sorted(plan.original_disks.items()):
+            if device == vm_utils.DEVICE_CONFIGDRIVE:
+                continue
+            target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
+            self.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
+
+    def inject_instance_data(self, plan: SpawnPlan, vm_ref: str) -> None:
+        """Metadata, hostname and per-VIF networking into the VM's xenstore_data."""
+        hostname = field_of(plan.instance, "hostname") or field_of(plan.instance, "name")
+        if plan.rescue:
+            hostname = f"RESCUE-{hostname}"
+        if plan.os_type == "windows":
+            hostname = hostname[:15]  # NetBIOS names are at most 15 characters
+        data = vm_utils.metadata_xenstore(plan.instance, plan.vifs, hostname)
+        self.session.call("VM.set_xenstore_data", vm_ref, data)
+
+    def setup_network(self, plan: SpawnPlan, vm_ref: str, undo: Rollback) -> None:
+        """A VIF per network_info entry, with its MAC, network and address locking."""
+        if plan.networks is None:
+            plan.networks = vif_utils.find_networks(self.session, plan.vifs)
+        for device, vif in enumerate(plan.vifs):
+            vif_utils.create_vif(self.session, vm_ref, plan.networks[vif.network], vif,
+                                 device, running=False)
+
+    def boot_instance(self, vm_ref: str, undo: Rollback) -> None:
+        """``VM.start``; the rollback hard-stops it again."""
+        vm_utils.start(self.session, vm_ref)
+        undo.push(vm_utils.hard_shutdown, self.session, vm_ref)
+
+    def configure_booted_instance(self, plan: SpawnPlan, vm_ref: str) -> None:
+        """Through the guest agent: files, admin password, network reset."""
+        if self.xen.disable_agent:
+            return
+        if not (plan.injected_files or plan.admin_password or plan.vifs):
+            return
+        agent = GuestAgent(self.session, vm_ref, plan.uuid, self.xen.agent_timeout,
+                           self.xen.agent_resetnetwork_timeout)
+        try:
+            agent.version(self.xen.agent_version_timeout)
+        except exc.AgentError as error:
+            if plan.injected_files or plan.admin_password:
+                raise
+            # Only a network reset was wanted: the guest reads vm-data/networking at boot
+            # anyway, so a guest without an agent still gets its configuration.
+            LOG.warning("instance %s: no guest agent (%s); network not reset", plan.uuid,
+                        error)
+            return
+        for path, contents in plan.injected_files:
+            agent.inject_file(path, contents)
+        if plan.admin_password:
+            agent.set_password(plan.admin_password)
+        if plan.vifs:
+            agent.reset_network()
+
+    # -- rescue -----------------------------------------------------------------------------
+
+    def shutdown_for_rescue(self, vm_ref: str, undo: Rollback) -> None:
+        """Hard-stop the instance; the rollback starts it again if it was running."""
+        was_running = self.ops._power_state(vm_ref) == "running"
+        vm_utils.hard_shutdown(self.session, vm_ref)
+        if was_running:
+            undo.push(vm_utils.start, self.session, vm_ref)
+
+    def bootlock_for_rescue(self, vm_ref: str, undo: Rollback) -> None:
+        """Forbid starting the instance while its disks are in the rescue VM."""
+        vm_utils.set_bootlock(self.session, vm_ref, True)
+        undo.push(vm_utils.set_bootlock, self.session, vm_ref, False)

@@ -1,0 +1,238 @@
+"""Disks: the SR for instance disks, the per-SR image cache, and VDI bytes over HTTP.
+
+An image is imported once per SR into a *base* VDI (``other_config['image-id']``,
+``nova_disk_type`` ``image-cache``) and every instance gets a copy-on-write ``VDI.clone``
+of it, resized to the flavor's root disk. VDI contents move through XAPI's own HTTP
+handlers (``PUT /import_raw_vdi``, ``GET /export_raw_vdi``), never through dom0 plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from virtdriver.common import exceptions as exc
+from virtdriver.common.locks import named_lock
+from virtdriver.common.model import field_of
+from virtdriver.xen import vm_utils
+from virtdriver.xen.session import XenAPISession, is_handle_invalid
+
+LOG = logging.getLogger(__name__)
+
+#: Image disk formats we can import, and the format name XAPI's import handler takes.
+IMPORT_FORMATS = {"raw": "raw", "vhd": "vhd", "iso": "raw"}
+IMAGE_CACHE_TYPE = "image-cache"
+
+
+def parse_sr_filter(expression: str) -> tuple[str, str, str]:
+    """Parse ``sr_matching_filter``: ``default-sr:true`` or ``other-config:<key>=<value>``."""
+    kind, _, rest = (expression or "").partition(":")
+    if kind == "default-sr" and rest == "true":
+        return ("default", "", "")
+    if kind == "other-config" and "=" in rest:
+        key, _, value = rest.partition("=")
+        return ("other-config", key, value)
+    raise exc.InvalidInput("xenserver.sr_matching_filter", expression,
+                           "must be 'default-sr:true' or 'other-config:<key>=<value>'")
+
+
+def find_sr(session: XenAPISession, expression: str) -> str:
+    """The SR that holds instance disks, chosen by ``sr_matching_filter``."""
+    kind, key, value = parse_sr_filter(expression)
+    if kind == "default":
+        pools = session.call("pool.get_all")
+        sr = session.call("pool.get_default_SR", pools[0]) if pools else vm_utils.NULL_REF
+        if sr == vm_utils.NULL_REF:
+            raise exc.BackendError("the pool has no default SR", "NO_DEFAULT_SR")
+        return sr
+    for ref, record in session.call("SR.get_all_records").items():
+        if (record.get("other_config") or {}).get(key) == value:
+            return ref
+    raise exc.BackendError(f"no SR has other-config {key}={value}", "NO_MATCHING_SR")
+
+
+# -- VDIs ------------------------------------------------------------------------------------------
+
+def create_vdi(session: XenAPISession, sr_ref: str, name_label: str, size: int,
+               disk_type: str, other_config: dict[str, str] | None = None,
+               read_only: bool = False) -> str:
+    """Create an empty VDI of ``size`` bytes."""
+    record = vm_utils.vdi_record(sr_ref, name_label, size, disk_type, other_config or {},
+                                 read_only)
+    return session.call("VDI.create", record)
+
+
+def upload(session: XenAPISession, vdi_ref: str, chunks: Iterable[bytes], size: int,
+           fmt: str = "raw") -> None:
+    """Write ``size`` bytes of ``chunks`` into a VDI."""
+    session.put_vdi(vdi_ref, chunks, size, fmt)
+
+
+def download(session: XenAPISession, vdi_ref: str) -> Iterator[bytes]:
+    """The raw contents of a VDI, in chunks."""
+    return session.get_vdi(vdi_ref, "raw")
+
+
+def spooled(chunks: Iterable[bytes]) -> tuple[Any, int]:
+    """Buffer chunks of unknown total size (to disk past 64 MiB); returns (file, size)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=64 * vm_utils.MiB)  # noqa: SIM115
+    size = 0
+    for chunk in chunks:
+        spool.write(chunk)
+        size += len(chunk)
+    spool.seek(0)
+    return spool, size
+
+
+def _file_chunks(handle: Any) -> Iterator[bytes]:
+    while chunk := handle.read(vm_utils.MiB):
+        yield chunk
+
+
+# -- the image cache -------------------------------------------------------------------------------
+
+def cache_label(cache_dir: str, image_id: str) -> str:
+    """The name_label of an image's cached base VDI."""
+    return f"{cache_dir}/{image_id}"
+
+
+def find_cached_image(session: XenAPISession, sr_ref: str, cache_dir: str,
+                      image_id: str) -> str | None:
+    """The cached base VDI of ``image_id`` on ``sr_ref``, if any (one call)."""
+    expr = (f'field "SR" = {vm_utils.where_literal(sr_ref)} and field "name__label" = '
+            f'{vm_utils.where_literal(cache_label(cache_dir, image_id))}')
+    for ref, record in session.call("VDI.get_all_records_where", expr).items():
+        if (record.get("other_config") or {}).get("image-id") == image_id:
+            return ref
+    return None
+
+
+def cached_image(session: XenAPISession, image_store: Any, context: Any, sr_ref: str,
+                 image: Any, cache_dir: str) -> str:
+    """The base VDI of ``image`` on ``sr_ref``: found, or imported once (under a lock)."""
+    image_id = str(field_of(image, "id"))
+    with named_lock(f"xen-image-{sr_ref}-{image_id}"):
+        found = find_cached_image(session, sr_ref, cache_dir, image_id)
+        if found:
+            LOG.debug("image %s is cached on SR %s", image_id, sr_ref[-8:])
+            return found
+        return import_image(session, image_store, context, sr_ref, image, cache_dir)
+
+
+def import_image(session: XenAPISession, image_store: Any, context: Any, sr_ref: str,
+                 image: Any, cache_dir: str) -> str:
+    """Create the cached base VDI of ``image`` and upload the image's bytes into it."""
+    image_id = str(field_of(image, "id"))
+    disk_format = field_of(image, "disk_format")
+    fmt = IMPORT_FORMATS[disk_format]
+    size = int(field_of(image, "size", 0) or 0)
+    data: Any = image_store.download(context, image_id)
+    spool = None
+    if not size:
+        spool, size = spooled(data)
+        data = _file_chunks(spool)
+    vdi = create_vdi(session, sr_ref, cache_label(cache_dir, image_id), size,
+                     IMAGE_CACHE_TYPE, {"image-id": image_id,
+                                        "last-used": str(int(time.time()))},
+                     read_only=False)
+    try:
+        upload(session, vdi, data, size, fmt)
+    except BaseException:
+        session.call("VDI.destroy", vdi)
+        raise
+    finally:
+        if spool is not None:
+            spool.close()
+    return vdi
+
+
+def clone_for_instance(session: XenAPISession, base_vdi: str, instance: Any,
+                       disk_type: str, size: int | None, base_size: int) -> str:
+    """A copy-on-write clone of ``base_vdi`` (``base_size`` bytes) for ``instance``, grown
+    to ``size`` bytes."""
+    vdi = session.call_async("VDI.clone", base_vdi, {})
+    try:
+        session.call("VDI.set_name_label", vdi, f"{field_of(instance, 'name')} {disk_type}")
+        other = {"nova_disk_type": disk_type,
+                 "nova_instance_uuid": str(field_of(instance, "uuid"))}
+        session.call("VDI.set_other_config", vdi, other)
+        if size and size > base_size:
+            session.call_async("VDI.resize", vdi, str(size))
+    except BaseException:
+        session.call("VDI.destroy", vdi)
+        raise
+    return vdi
+
+
+def instance_vdis(session: XenAPISession, vm_ref: str) -> dict[str, tuple[str, str]]:
+    """The VM's disks: userdevice -> (VBD ref, VDI ref), one VBD read each."""
+    disks = {}
+    for vbd in session.call("VM.get_VBDs", vm_ref):
+        record = session.call("VBD.get_record", vbd)
+        if record.get("VDI") and record["VDI"] != vm_utils.NULL_REF:
+            disks[record["userdevice"]] = (vbd, record["VDI"])
+    return disks
+
+
+# -- snapshots and VHD chains ---------------------------------------------------------------------
+
+def vhd_chain(session: XenAPISession, vdi_ref: str) -> list[str]:
+    """The VDI and its VHD ancestors (``sm_config['vhd-parent']``), leaf first, as refs."""
+    chain = [vdi_ref]
+    record = session.call("VDI.get_record", vdi_ref)
+    while True:
+        parent_uuid = (record.get("sm_config") or {}).get("vhd-parent")
+        if not parent_uuid:
+            return chain
+        try:
+            parent = session.call("VDI.get_by_uuid", parent_uuid)
+        except exc.BackendError as error:
+            if error.code == "UUID_INVALID":
+                return chain
+            raise
+        chain.append(parent)
+        record = session.call("VDI.get_record", parent)
+
+
+def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str,
+                      original_parent: str | None, timeout: float,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until the live VDI's VHD parent is no longer the snapshot-time parent.
+
+    After a snapshot the SR's garbage collector merges the now-redundant base copy; an SR
+    scan triggers it. There is no event for it in XAPI, so this is the one wait that polls
+    (with SR.scan, as the storage manager expects), bounded by ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        session.call("SR.scan", sr_ref)
+        parent = (session.call("VDI.get_sm_config", vdi_ref) or {}).get("vhd-parent")
+        if parent is None or parent != original_parent:
+            return
+        if time.monotonic() >= deadline:
+            raise exc.BackendError("VHD coalesce did not finish in time", "COALESCE_TIMEOUT",
+                                   (vdi_ref,))
+        sleep(delay)
+        delay = min(1.0, delay * 2)
+
+
+def destroy_snapshots_of_chain(session: XenAPISession, vdi_ref: str) -> list[str]:
+    """Delete snapshot VDIs of ``vdi_ref`` left by an interrupted snapshot; returns them."""
+    removed = []
+    try:
+        snapshots = session.call("VDI.get_snapshots", vdi_ref)
+    except exc.BackendError as error:
+        if is_handle_invalid(error):
+            return removed
+        raise
+    for snap in snapshots:
+        other = session.call("VDI.get_other_config", snap)
+        if other.get("image-id"):
+            continue  # an uploaded image kept on purpose
+        session.call("VDI.destroy", snap)
+        removed.append(snap)
+    return removed

@@ -1,0 +1,300 @@
+"""Resize and cold migration between pools, and live migration within or across pools.
+
+Cold migration (Nova's resize flow): the source halts the VM, renames it ``<name>-orig``
+(kept for a revert) and streams each disk's bytes over XAPI's HTTP handlers into new VDIs
+of the destination pool (``dest`` is the destination's XAPI URL, or ``host[:port]`` with
+this pool's scheme; the same credentials are used). The destination builds the VM around
+those VDIs, grown to the new flavor. No rsync, no dom0 plugin.
+
+Live migration: ``VM.pool_migrate`` within a pool; across pools ``host.migrate_receive``
+on the destination and ``VM.migrate_send`` (storage included) on the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from virtdriver.common import exceptions as exc
+from virtdriver.common.model import field_of, validate_flavor, validate_instance, validate_vifs
+from virtdriver.common.progress import Rollback, make_step_decorator
+from virtdriver.xen import disks, vm_utils
+from virtdriver.xen import vif as vif_utils
+from virtdriver.xen.session import XenAPISession
+
+if TYPE_CHECKING:
+    from virtdriver.xen.vmops import XenVMOps
+
+LOG = logging.getLogger(__name__)
+RESIZE_TOTAL_STEPS = 5
+
+
+def _dest_url(ops: XenVMOps, dest: str) -> str:
+    if not isinstance(dest, str) or not dest:
+        raise exc.InvalidInput("dest", dest, "must be the destination's XAPI URL or host")
+    if "://" in dest:
+        return dest
+    scheme = urllib.parse.urlsplit(ops.session.url).scheme
+    return f"{scheme}://{dest}"
+
+
+def _dest_session(ops: XenVMOps, url: str) -> XenAPISession:
+    if url.rstrip("/") == ops.session.url.rstrip("/"):
+        return ops.session
+    return XenAPISession(url, ops.session.username, ops.session._password,
+                         concurrent=2, ca_file=ops.xen.ca_file, insecure=ops.xen.insecure,
+                         login_timeout=ops.xen.login_timeout, retry=ops.session.retry,
+                         task_timeout=ops.session.task_timeout)
+
+
+# -- cold migration --------------------------------------------------------------------------------
+
+def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest: str,
+                               flavor: Any) -> dict[str, Any]:
+    """Source side: refuse a shrink, halt, rename to ``-orig``, copy the disks to ``dest``.
+
+    Returns ``disk_info``: the destination VDI uuids by userdevice. Any failure puts the
+    source back as it was (name, power state) and deletes the copies.
+    """
+    validate_instance(instance)
+    validate_flavor(flavor)
+    url = _dest_url(ops, dest)
+    old = field_of(instance, "flavor")
+    for size in ("root_gb", "ephemeral_gb"):
+        if (field_of(flavor, size, 0) or 0) < (field_of(old, size, 0) or 0):
+            raise exc.MigrationError(f"cannot resize: the new flavor's {size} is smaller")
+    session = ops.session
+    vm_ref = ops._vm(instance)
+    name = field_of(instance, "name")
+    step = make_step_decorator(context, instance, ops.progress, total_offset=1)
+    copies: dict[str, str] = {}
+    target = _dest_session(ops, url)
+
+    @step
+    def power_off_vm(undo: Rollback) -> None:
+        if ops._power_state(vm_ref) != "halted":
+            if not vm_utils.clean_shutdown(session, vm_ref, float(ops.xen.running_timeout)):
+                vm_utils.hard_shutdown(session, vm_ref)
+            undo.push(vm_utils.start, session, vm_ref)
+
+    @step
+    def rename_vm(undo: Rollback) -> None:
+        session.call("VM.set_name_label", vm_ref, name + vm_utils.ORIG_SUFFIX)
+        undo.push(session.call, "VM.set_name_label", vm_ref, name)
+        ops._forget(instance)
+
+    @step
+    def create_destination_disks(undo: Rollback) -> None:
+        sr = disks.find_sr(target, ops.xen.sr_matching_filter)
+        for device, (_, vdi) in sorted(disks.instance_vdis(session, vm_ref).items()):
+            record = session.call("VDI.get_record", vdi)
+            kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
+            if kind == "configdrive":
+                continue  # rebuilt on the destination
+            copy = disks.create_vdi(target, sr, record["name_label"],
+                                    int(record["virtual_size"]), kind,
+                                    {"nova_instance_uuid": str(field_of(instance, "uuid")),
+                                     "migrated-from": record["uuid"]})
+            undo.push(vm_utils.destroy_vdi, target, copy)
+            copies[device] = copy
+
+    @step
+    def transfer_disks(undo: Rollback) -> None:
+        for device, copy in copies.items():
+            source = disks.instance_vdis(session, vm_ref)[device][1]
+            size = int(session.call("VDI.get_virtual_size", source))
+            disks.upload(target, copy, disks.download(session, source), size)
+
+    try:
+        with Rollback(f"migration of {name}") as undo:
+            power_off_vm(undo)
+            rename_vm(undo)
+            create_destination_disks(undo)
+            transfer_disks(undo)
+        return {"url": url, "vdis": {device: target.call("VDI.get_uuid", ref)
+                                     for device, ref in copies.items()}}
+    except exc.VirtDriverError as error:
+        if isinstance(error, exc.MigrationError):
+            raise
+        raise exc.MigrationError(f"migration of {name} failed: {error}") from error
+    finally:
+        if target is not session:
+            target.close()
+
+
+def finish_migration(ops: XenVMOps, context: Any, instance: Any, disk_info: Any,
+                     network_info: Any, image_meta: Any, resize_instance: bool,
+                     power_on: bool) -> None:
+    """Destination side: grow the moved disks to the new flavor, build the VM, boot it."""
+    if not isinstance(disk_info, dict) or not isinstance(disk_info.get("vdis"), dict):
+        raise exc.InvalidInput("disk_info", disk_info, "must come from "
+                               "migrate_disk_and_power_off")
+    builder = ops.builder
+    plan = builder.plan(instance, image_meta, [], None, network_info)
+    session = ops.session
+    step = make_step_decorator(context, instance, ops.progress, total_offset=4)
+    name = field_of(instance, "name")
+    with Rollback(f"finish_migration of {name}") as undo:
+        for device, vdi_uuid in disk_info["vdis"].items():
+            vdi = session.call("VDI.get_by_uuid", vdi_uuid)
+            undo.push(vm_utils.destroy_vdi, session, vdi)
+            plan.vdis[str(device)] = vdi
+        if resize_instance:
+            _grow(session, plan.vdis, plan.config)
+        plan.sr_ref = disks.find_sr(session, ops.xen.sr_matching_filter)
+
+        @step
+        def build_and_start() -> None:
+            builder.check_no_vm(plan, name)
+            vm_ref = builder.create_vm_record(plan, name, undo)
+            builder.attach_devices(plan, vm_ref, undo)
+            builder.inject_instance_data(plan, vm_ref)
+            builder.setup_network(plan, vm_ref, undo)
+            if power_on:
+                builder.boot_instance(vm_ref, undo)
+            ops._remember(instance, vm_ref)
+
+        build_and_start()
+    ops.progress.report(instance, 100, "finish_migration")
+
+
+def _grow(session: XenAPISession, vdis: dict[str, str], config: Any) -> None:
+    sizes = {vm_utils.DEVICE_ROOT: config.root_gb * vm_utils.GiB,
+             str(vm_utils.DEVICE_EPHEMERAL): config.ephemeral_gb * vm_utils.GiB}
+    for device, size in sizes.items():
+        vdi = vdis.get(device)
+        if vdi and size and size > int(session.call("VDI.get_virtual_size", vdi)):
+            session.call_async("VDI.resize", vdi, str(size))
+
+
+def confirm_migration(ops: XenVMOps, instance: Any) -> None:
+    """Source side: destroy the ``-orig`` VM and its disks."""
+    validate_instance(instance)
+    found = vm_utils.find_vm(ops.session, field_of(instance, "name") + vm_utils.ORIG_SUFFIX,
+                             str(field_of(instance, "uuid")))
+    if found is not None:
+        vm_utils.destroy_vm(ops.session, found[0])
+
+
+def finish_revert_migration(ops: XenVMOps, instance: Any, power_on: bool) -> None:
+    """Source side: drop a VM of the real name here, rename ``-orig`` back, start it."""
+    validate_instance(instance)
+    session = ops.session
+    name = field_of(instance, "name")
+    uuid = str(field_of(instance, "uuid"))
+    orig = vm_utils.find_vm(session, name + vm_utils.ORIG_SUFFIX, uuid)
+    if orig is None:
+        raise exc.InstanceNotFound(uuid, "no -orig VM to revert to")
+    current = vm_utils.find_vm(session, name, uuid)
+    if current is not None:
+        vm_utils.destroy_vm(session, current[0])
+    session.call("VM.set_name_label", orig[0], name)
+    ops._remember(instance, orig[0])
+    if power_on and ops._power_state(orig[0]) == "halted":
+        vm_utils.start(session, orig[0])
+
+
+# -- live migration --------------------------------------------------------------------------------
+
+def check_can_live_migrate_destination(ops: XenVMOps, instance: Any,
+                                       block_migration: bool) -> dict[str, Any]:
+    """On the destination: this host, its SR, and for block migration migrate_receive data."""
+    validate_instance(instance)
+    session = ops.session
+    host = session.host_ref
+    data: dict[str, Any] = {"block_migration": bool(block_migration),
+                            "destination_host_uuid": session.call("host.get_uuid", host),
+                            "destination_url": session.url}
+    if block_migration:
+        sr = disks.find_sr(session, ops.xen.sr_matching_filter)
+        pifs = session.call("PIF.get_all_records_where",
+                            f'field "management" = "true" and field "host" = '
+                            f'{vm_utils.where_literal(host)}')
+        if not pifs:
+            raise exc.MigrationPreCheckError("the destination host has no management PIF")
+        network = next(iter(pifs.values()))["network"]
+        data["migrate_send_data"] = session.call("host.migrate_receive", host, network, {})
+        data["destination_sr_ref"] = sr
+    return data
+
+
+def check_can_live_migrate_source(ops: XenVMOps, instance: Any,
+                                  dest_check_data: dict[str, Any]) -> dict[str, Any]:
+    """On the source: the destination host is in this pool, or XAPI accepts migrate_send."""
+    if not isinstance(dest_check_data, dict) or "destination_host_uuid" not in dest_check_data:
+        raise exc.InvalidInput("dest_check_data", dest_check_data,
+                               "must come from check_can_live_migrate_destination")
+    vm_ref = ops._vm(instance)
+    session = ops.session
+    try:
+        if dest_check_data.get("block_migration"):
+            vdi_map = _vdi_map(ops, vm_ref, dest_check_data["destination_sr_ref"])
+            session.call("VM.assert_can_migrate", vm_ref, dest_check_data["migrate_send_data"],
+                         True, vdi_map, {}, {})
+        else:
+            session.call("host.get_by_uuid", dest_check_data["destination_host_uuid"])
+    except exc.BackendError as error:
+        raise exc.MigrationPreCheckError(
+            f"cannot live-migrate {field_of(instance, 'name')}: {error.code} "
+            f"{list(error.params)}") from error
+    return dest_check_data
+
+
+def pre_live_migration(ops: XenVMOps, instance: Any, network_info: Any,
+                       migrate_data: dict[str, Any] | None) -> dict[str, Any]:
+    """On the destination: the network of every VIF, by MAC, for migrate_send's VIF map."""
+    vifs = validate_vifs(network_info)
+    networks = vif_utils.find_networks(ops.session, vifs)
+    data = dict(migrate_data or {})
+    data["vif_networks"] = {vif.address: networks[vif.network] for vif in vifs}
+    return data
+
+
+def _vdi_map(ops: XenVMOps, vm_ref: str, sr_ref: str) -> dict[str, str]:
+    return {vdi: sr_ref for _, vdi in disks.instance_vdis(ops.session, vm_ref).values()}
+
+
+def live_migrate(ops: XenVMOps, context: Any, instance: Any, destination_hostname: str,
+                 post_method: Callable[..., Any], recover_method: Callable[..., Any],
+                 block_migration: bool, migrate_data: dict[str, Any] | None) -> None:
+    """Move the running VM; ``post_method`` on success, ``recover_method`` then raise on
+    failure."""
+    data = migrate_data or {}
+    if "destination_host_uuid" not in data:
+        raise exc.InvalidInput("migrate_data", data,
+                               "must come from check_can_live_migrate_destination")
+    vm_ref = ops._vm(instance)
+    session = ops.session
+    try:
+        if block_migration or data.get("block_migration"):
+            vif_map = {}
+            for mac, (vif_ref, _) in vif_utils.vm_vifs(session, vm_ref).items():
+                if mac in data.get("vif_networks", {}):
+                    vif_map[vif_ref] = data["vif_networks"][mac]
+            session.call_async("VM.migrate_send", vm_ref, data["migrate_send_data"], True,
+                               _vdi_map(ops, vm_ref, data["destination_sr_ref"]), vif_map, {})
+        else:
+            host = session.call("host.get_by_uuid", data["destination_host_uuid"])
+            session.call_async("VM.pool_migrate", vm_ref, host, {"live": "true"})
+    except exc.VirtDriverError as error:
+        recover_method(context, instance, destination_hostname, migrate_data)
+        raise exc.MigrationError(f"live migration of {field_of(instance, 'name')} failed: "
+                                 f"{error}") from error
+    if block_migration or data.get("block_migration"):
+        ops._forget(instance)
+    post_method(context, instance, destination_hostname, block_migration, migrate_data)
+
+
+def post_live_migration_at_destination(ops: XenVMOps, instance: Any) -> None:
+    """Strip ``base_mirror`` from the arrived VDIs' sm_config (XAPI bug CA-98606)."""
+    ops._forget(instance)
+    vm_ref = ops._vm(instance)
+    for _, vdi in disks.instance_vdis(ops.session, vm_ref).values():
+        ops.session.call("VDI.remove_from_sm_config", vdi, "base_mirror")
+
+
+def rollback_live_migration_at_destination(ops: XenVMOps, instance: Any) -> None:
+    """pre_live_migration made nothing on the destination; only forget cached refs."""
+    ops._forget(instance)
