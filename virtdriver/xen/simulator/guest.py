@@ -21,6 +21,7 @@ class GuestState:
         self.network_resets = 0
         self.boot_log: list[str] = []
         self.dh: Any = None
+        self.networking: dict[str, str] = {}
         self.domid = "-1"
 
 
@@ -115,6 +116,7 @@ class Guests:
             st = self.state(vm)
             return {"password": st.password, "files": dict(st.files),
                     "network_resets": st.network_resets, "xenstore": dict(st.xenstore),
+                    "networking": dict(st.networking),
                     "domid": st.domid}
 
     def agent_ctx(self) -> Context:
