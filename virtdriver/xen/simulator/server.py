@@ -63,6 +63,18 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return length if length >= 0 else None
 
+    def _drain(self) -> None:
+        """Read and drop a request body (bounded) so the client sees our error reply."""
+        length = self._length() or 0
+        if length > wire.MAX_REQUEST_BYTES * 16:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
+
     def _loopback(self) -> bool:
         try:
             return ipaddress.ip_address(self.client_address[0]).is_loopback
@@ -112,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             backend.sessions.check(query.get("session_id", [""])[0])
         except XapiError:
+            if self.command == "PUT":
+                self._drain()
             self._reply(403, b"session invalid\n", "text/plain")
             return None
         vdi = query.get("vdi", [""])[0]
@@ -120,11 +134,15 @@ class Handler(BaseHTTPRequestHandler):
             if not db.exists("VDI", vdi):
                 vdi = db.by_uuid["VDI"].get(vdi, "")
             if not db.exists("VDI", vdi):
+                if self.command == "PUT":
+                    self._drain()
                 self._reply(404, b"VDI not found\n", "text/plain")
                 return None
             uuid = db.get("VDI", vdi)["uuid"]
         fmt = query.get("format", ["raw"])[0]
         if fmt not in ("raw", "vhd"):
+            if self.command == "PUT":
+                self._drain()
             self._reply(400, b"format must be raw or vhd\n", "text/plain")
             return None
         return vdi, uuid, fmt, query
@@ -159,8 +177,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if fmt == "raw":
                 if length > limit:
+                    self._drain()
                     raise ValueError("image larger than the VDI")
-                with open(path, "r+b" if os.path.exists(path) else "wb") as out:
+                with open(path, "wb") as out:  # the image replaces the contents
                     remaining = length
                     while remaining:
                         chunk = self.rfile.read(min(remaining, 1 << 20))
@@ -171,12 +190,13 @@ class Handler(BaseHTTPRequestHandler):
                         else:
                             out.seek(len(chunk), os.SEEK_CUR)
                         remaining -= len(chunk)
-                    out.truncate(max(limit, out.tell()))
+                    out.truncate(limit)
             else:
                 if length > limit * 2 + (1 << 20) or length > wire.MAX_REQUEST_BYTES * 16:
+                    self._drain()
                     raise ValueError("VHD too large")
                 data = self.rfile.read(length)
-                with open(path, "r+b" if os.path.exists(path) else "wb") as out:
+                with open(path, "wb") as out:  # the image replaces the contents
                     storage_bytes.vhd_import(data, out, limit)
                     out.truncate(limit)
         except (ValueError, OSError) as exc:
