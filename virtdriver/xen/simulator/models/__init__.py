@@ -1,3 +1,3 @@
 """Per-class behaviour; importing this package registers every handler."""
 
-from . import event, host, network, session, storage, task, vm, vm_copy  # noqa: F401
+from . import event, host, migrate, network, session, storage, task, vm, vm_copy  # noqa: F401

@@ -360,6 +360,9 @@ def create(ctx: Context, record: dict[str, Any]) -> str:
            if k not in ("power_state", "domid", "resident_on", "is_control_domain")}
     with ctx.db.lock:
         vm = generic_create(ctx, "VM", rec)
+        wanted = record.get("uuid")
+        if isinstance(wanted, str) and wanted and wanted not in ctx.db.by_uuid["VM"]:
+            ctx.db.set("VM", vm, "uuid", wanted)  # migration keeps the VM's identity
         ctx.db.set("VM", vm, "metrics", ctx.db.create("VM_metrics", {}))
         refresh_allowed(ctx, vm)
         return vm
