@@ -30,8 +30,9 @@ PLUGIN = "agent.py"
 #: answer 500 on older agents that still did the work.
 SUCCESS = {"version": ("0",), "key_init": ("D0",), "password": ("0",),
            "inject_file": ("0",), "resetnetwork": ("0", "500")}
-#: Message digest of OpenSSL's key derivation, as the agent's ``openssl enc -d`` uses it.
-OPENSSL_MD = "md5"
+#: Digest of OpenSSL's key derivation: the default of openssl enc since 1.1.0, which
+#: current guest agents decrypt with.
+OPENSSL_MD = "sha256"
 
 
 class SimpleDH:
@@ -92,12 +93,19 @@ class GuestAgent:
         self.instance_uuid = instance_uuid
         self.timeout = timeout
         self.resetnetwork_timeout = resetnetwork_timeout
+        self._domid: str | None = None
+
+    def _current_domid(self) -> str:
+        # One read per agent conversation: the domid changes only when the guest reboots.
+        if self._domid is None:
+            self._domid = str(self.session.call("VM.get_domid", self.vm_ref))
+        return self._domid
 
     def call(self, method: str, args: dict[str, str] | None = None,
              timeout: float | None = None) -> str:
         """Send one request and return the agent's message; errors are AgentError types."""
         wait = self.timeout if timeout is None else timeout
-        domid = self.session.call("VM.get_domid", self.vm_ref)
+        domid = self._current_domid()
         if domid in ("-1", ""):
             raise exc.AgentError(f"instance {self.instance_uuid} is not running")
         request = {"id": str(uuid.uuid4()), "dom_id": str(domid), "timeout": str(int(wait)),

@@ -179,39 +179,42 @@ def instance_vdis(session: XenAPISession, vm_ref: str) -> dict[str, tuple[str, s
 
 # -- snapshots and VHD chains ---------------------------------------------------------------------
 
-def vhd_chain(session: XenAPISession, vdi_ref: str) -> list[str]:
-    """The VDI and its VHD ancestors (``sm_config['vhd-parent']``), leaf first, as refs."""
-    chain = [vdi_ref]
-    record = session.call("VDI.get_record", vdi_ref)
+def pending_coalesce(records: dict[str, dict[str, Any]], vdi_ref: str) -> list[str]:
+    """Hidden base copies in ``vdi_ref``'s VHD chain that the garbage collector can still
+    merge (exactly one child); empty once the chain is stable."""
+    by_uuid = {rec.get("uuid"): ref for ref, rec in records.items()}
+    children: dict[str, int] = {}
+    for rec in records.values():
+        parent = (rec.get("sm_config") or {}).get("vhd-parent")
+        if parent:
+            children[parent] = children.get(parent, 0) + 1
+    pending = []
+    seen: set[str] = set()
+    record = records.get(vdi_ref) or {}
     while True:
         parent_uuid = (record.get("sm_config") or {}).get("vhd-parent")
-        if not parent_uuid:
-            return chain
-        try:
-            parent = session.call("VDI.get_by_uuid", parent_uuid)
-        except exc.BackendError as error:
-            if error.code == "UUID_INVALID":
-                return chain
-            raise
-        chain.append(parent)
-        record = session.call("VDI.get_record", parent)
+        if not parent_uuid or parent_uuid in seen or parent_uuid not in by_uuid:
+            return pending
+        seen.add(parent_uuid)
+        record = records[by_uuid[parent_uuid]]
+        if not record.get("managed", True) and children.get(parent_uuid, 0) == 1:
+            pending.append(by_uuid[parent_uuid])
 
 
-def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str,
-                      original_parent: str | None, timeout: float,
+def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str, timeout: float,
                       sleep: Callable[[float], None] = time.sleep) -> None:
-    """Wait until the live VDI's VHD parent is no longer the snapshot-time parent.
+    """Wait until no base copy in the VDI's VHD chain is left to coalesce.
 
-    After a snapshot the SR's garbage collector merges the now-redundant base copy; an SR
-    scan triggers it. There is no event for it in XAPI, so this is the one wait that polls
-    (with SR.scan, as the storage manager expects), bounded by ``timeout``.
+    An SR scan runs the storage manager's garbage collector. XAPI sends no event when it
+    finishes, so this is the one wait that polls (scan, one bulk read), with backoff and
+    bounded by ``timeout``.
     """
     deadline = time.monotonic() + timeout
     delay = 0.05
+    expr = f'field "SR" = {vm_utils.where_literal(sr_ref)}'
     while True:
-        session.call("SR.scan", sr_ref)
-        parent = (session.call("VDI.get_sm_config", vdi_ref) or {}).get("vhd-parent")
-        if parent is None or parent != original_parent:
+        session.call_async("SR.scan", sr_ref)
+        if not pending_coalesce(session.call("VDI.get_all_records_where", expr), vdi_ref):
             return
         if time.monotonic() >= deadline:
             raise exc.BackendError("VHD coalesce did not finish in time", "COALESCE_TIMEOUT",

@@ -157,7 +157,11 @@ def get_vnc_console(session: XenAPISession, vm_ref: str) -> ConsoleInfo:
             continue
         url = urllib.parse.urlsplit(record["location"])
         port = url.port or (443 if url.scheme == "https" else 80)
-        path = url.path + (f"?{url.query}" if url.query else "")
+        # The console handler authenticates by session, as Nova's console proxy did; the
+        # path is hidden from ConsoleInfo's repr.
+        query = "&".join(q for q in (url.query, f"session_id={session.console_session()}")
+                         if q)
+        path = f"{url.path}?{query}"
         return ConsoleInfo(host=url.hostname or "", port=port, internal_access_path=path,
                            type="vnc")
     raise exc.InstanceInvalidState(str(vm_ref), "get_vnc_console", "without a console")

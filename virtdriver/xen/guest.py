@@ -51,13 +51,12 @@ def snapshot(ops: XenVMOps, context: Any, instance: Any, image_id: str,
         root = _root_vdi(ops, vm_ref)
         state["root"] = root
         state["sr"] = session.call("VDI.get_SR", root)
-        state["parent"] = (session.call("VDI.get_sm_config", root) or {}).get("vhd-parent")
         state["snap"] = session.call_async("VDI.snapshot", root, {})
         update_task_state(task_state=IMAGE_PENDING_UPLOAD, expected_state=IMAGE_SNAPSHOT)
 
     @step
     def wait_for_coalesce() -> None:
-        disks.wait_for_coalesce(session, state["sr"], state["root"], state["snap_parent"],
+        disks.wait_for_coalesce(session, state["sr"], state["snap"],
                                 float(ops.xen.vhd_coalesce_timeout))
 
     @step
@@ -68,12 +67,6 @@ def snapshot(ops: XenVMOps, context: Any, instance: Any, image_id: str,
 
     try:
         snapshot_root_disk()
-        # The live disk's parent right after the snapshot is the base copy the garbage
-        # collector will merge away; coalescing is done once it has changed.
-        state["snap_parent"] = (session.call("VDI.get_sm_config", state["root"])
-                                or {}).get("vhd-parent")
-        if state["snap_parent"] == state["parent"]:
-            state["snap_parent"] = None  # no new base copy: nothing to wait for
         wait_for_coalesce()
         upload_to_image_store()
     finally:

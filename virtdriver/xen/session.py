@@ -417,6 +417,11 @@ class XenAPISession:
                                             params) from failure
         return self._host_ref
 
+    def console_session(self) -> str:
+        """A session handle for the host's console handler (one of the pool's)."""
+        with self.connection() as conn:
+            return str(conn.handle)
+
     # -- tasks ----------------------------------------------------------------------------
 
     def call_async(self, method: str, *args: Any, timeout: float | None = None,
