@@ -1,0 +1,89 @@
+"""Snapshot and its cleanup, on a simulator whose SR coalesces VHD chains after a delay."""
+
+from __future__ import annotations
+
+import pytest
+
+import virtdriver
+from virtdriver.common import exceptions as exc
+from virtdriver.xen.simulator import Simulator
+
+from .conftest import IMAGE_BYTES, disks_of, make_instance, vm_of
+
+COALESCE_DELAY = 0.3
+
+
+@pytest.fixture(scope="module")
+def sim():
+    simulator = Simulator(host="127.0.0.1", port=0, coalesce_delay=COALESCE_DELAY).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def spawned(ops, image):
+    # root_gb 0: the root disk keeps the image's size, so its bytes are quick to compare
+    instance = make_instance(flavor=virtdriver.Flavor(vcpus=1, memory_mb=256, root_gb=0))
+    ops.spawn(None, instance, image, [], None, [])
+    yield instance
+    ops.destroy(instance)
+
+
+class TaskStates:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, task_state, expected_state=None):
+        self.calls.append((task_state, expected_state))
+
+
+def snapshots_of(xapi, vdi_ref):
+    return [ref for ref, rec in xapi.VDI.get_all_records().items()
+            if rec["is_a_snapshot"] and rec["snapshot_of"] == vdi_ref]
+
+
+def test_snapshot_uploads_the_root_disk_and_removes_the_snapshot(ops, store, spawned, xapi,
+                                                                 progress):
+    target = store.create(None, {"name": "snap", "disk_format": "raw"})
+    states = TaskStates()
+    progress.clear()
+    ops.snapshot(None, spawned, target.id, states)
+    assert states.calls == [("image_pending_upload", "image_snapshot"),
+                            ("image_uploading", "image_pending_upload")]
+    data = b"".join(store.download(None, target.id))
+    assert data[:len(IMAGE_BYTES)] == IMAGE_BYTES
+    assert store.show(None, target.id).status == "active"
+    root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["ref"]
+    assert snapshots_of(xapi, root) == []
+    assert [step for _, step in progress] == ["snapshot_root_disk", "wait_for_coalesce",
+                                             "upload_to_image_store"]
+
+
+def test_second_snapshot_waits_for_the_first_chain_to_coalesce(ops, store, spawned, xapi):
+    target = store.create(None, {"name": "first", "disk_format": "raw"})
+    ops.snapshot(None, spawned, target.id, TaskStates())
+    # The first snapshot's base copy now has one child and is merged COALESCE_DELAY later;
+    # the second snapshot must not upload before that.
+    ops.session.stats.reset()
+    target = store.create(None, {"name": "second", "disk_format": "raw"})
+    ops.snapshot(None, spawned, target.id, TaskStates())
+    assert ops.session.stats.counts["Async.SR.scan"] >= 2
+    root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]
+    parent = xapi.VDI.get_by_uuid(root["sm_config"]["vhd-parent"])
+    assert "vhd-parent" not in xapi.VDI.get_sm_config(parent)  # the first base is gone
+
+
+def test_failed_upload_still_removes_the_snapshot(ops, store, spawned, xapi):
+    states = TaskStates()
+    with pytest.raises(exc.ImageNotFound):
+        ops.snapshot(None, spawned, "6f1c7c8e-0000-4000-8000-000000000000", states)
+    root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["ref"]
+    assert snapshots_of(xapi, root) == []
+
+
+def test_post_interrupted_snapshot_cleanup(ops, spawned, xapi):
+    root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["ref"]
+    xapi.VDI.snapshot(root, {})  # what an interrupted snapshot leaves
+    assert len(snapshots_of(xapi, root)) == 1
+    ops.post_interrupted_snapshot_cleanup(None, spawned)
+    assert snapshots_of(xapi, root) == []
