@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from typing import Any
@@ -89,6 +90,7 @@ class Inspector:
             "parent",
             "resourcePool",
             "datastore",
+            "config.bootOptions",
         ]
         out = {}
         for ref, props in self.objects(vim.VirtualMachine, paths).values():
@@ -141,10 +143,8 @@ class Inspector:
 
     def close(self) -> None:
         """Log out."""
-        try:
+        with contextlib.suppress(vim.fault.NotAuthenticated):
             self.content.sessionManager.Logout()
-        except vim.fault.NotAuthenticated:
-            pass
 
 
 def devices(vm: dict[str, Any], kind: type) -> list[Any]:

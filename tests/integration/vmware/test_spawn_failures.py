@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 import virtdriver
-from tests.integration.vmware.helpers import (datastore_files, image_store, inspector,
-                                              make_conf, make_instance, make_vif, ops)
+from tests.integration.vmware.helpers import (
+    datastore_files,
+    image_store,
+    inspector,
+    make_conf,
+    make_instance,
+    make_vif,
+    ops,
+)
 from virtdriver.common import exceptions
 
 __all__ = ["image_store", "inspector", "ops"]
