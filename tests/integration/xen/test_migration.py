@@ -1,0 +1,197 @@
+"""Resize and cold migration between two pools (two simulators), live migration within a
+pool (pool_migrate) and across pools with storage (migrate_receive / migrate_send)."""
+
+from __future__ import annotations
+
+import pytest
+import XenAPI
+
+import virtdriver
+from virtdriver.common import exceptions as exc
+from virtdriver.xen.simulator import Simulator
+from virtdriver.xen.vmops import XenVMOps
+
+from .conftest import (
+    IMAGE_BYTES,
+    disks_of,
+    instance_vdis,
+    make_conf,
+    make_instance,
+    make_vif,
+    vdi_bytes,
+    vm_of,
+)
+
+GiB = 1024 ** 3
+
+
+@pytest.fixture(scope="module")
+def sim():
+    simulator = Simulator(host="127.0.0.1", port=0, hosts=2).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def dest_sim():
+    simulator = Simulator(host="127.0.0.1", port=0, pool_name="pool1").start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def dest_ops(dest_sim, store):
+    backend = XenVMOps(make_conf(dest_sim.url), image_store=store)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def dest_session(dest_sim):
+    session = XenAPI.Session(dest_sim.url)
+    session.xenapi.login_with_password("root", "secret", "2.1", "tests")
+    yield session
+    session.xenapi.session.logout()
+
+
+def small_flavor(root_gb=0, ephemeral_gb=0):
+    return virtdriver.Flavor(vcpus=1, memory_mb=256, root_gb=root_gb, ephemeral_gb=ephemeral_gb)
+
+
+@pytest.fixture
+def spawned(ops, image):
+    # root_gb 0 keeps the root disk at the image's 1 MiB, so moving its bytes is quick
+    instance = make_instance(flavor=small_flavor())
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    yield instance
+    ops.destroy(instance)
+    ops.confirm_migration(None, instance, None)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+
+
+# -- resize / cold migration --------------------------------------------------------------------
+
+def test_resize_to_another_pool_then_confirm(ops, dest_ops, spawned, image, xapi, dest_sim,
+                                            dest_session):
+    dx = dest_session.xenapi
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(1))
+    orig_ref, orig = vm_of(xapi, spawned, "-orig")
+    assert orig["power_state"] == "Halted"
+    assert vm_of(xapi, spawned) is None
+    copies = instance_vdis(dx, spawned.uuid)
+    assert len(copies) == 1
+
+    spawned.flavor = small_flavor(1)
+    dest_ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image,
+                              resize_instance=True)
+    ref, vm = vm_of(dx, spawned)
+    assert vm["power_state"] == "Running"
+    root = disks_of(dx, ref)["0"]
+    assert root["virtual_size"] == str(1 * GiB)
+    assert vdi_bytes(dest_sim, dest_session._session, root["ref"], len(IMAGE_BYTES)) \
+        == IMAGE_BYTES
+    assert [dx.VIF.get_MAC(v) for v in vm["VIFs"]] == ["fa:16:3e:00:00:01"]
+    assert spawned.progress == 100
+
+    ops.confirm_migration(None, spawned, None)
+    assert vm_of(xapi, spawned, "-orig") is None
+    assert instance_vdis(xapi, spawned.uuid) == {}
+    dest_ops.destroy(spawned)
+    assert instance_vdis(dx, spawned.uuid) == {}
+
+
+def test_resize_revert_restores_the_source(ops, dest_ops, spawned, image, xapi, dest_sim,
+                                           dest_session):
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(1))
+    dest_ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, True)
+    dest_ops.destroy(spawned)  # the compute manager's revert destroys the new VM first
+    ops.finish_revert_migration(None, spawned, [make_vif(1)])
+    _, vm = vm_of(xapi, spawned)
+    assert vm["power_state"] == "Running"
+    assert vm_of(xapi, spawned, "-orig") is None
+    assert vm_of(dest_session.xenapi, spawned) is None
+    assert instance_vdis(dest_session.xenapi, spawned.uuid) == {}
+
+
+def test_shrinking_is_refused_before_anything_changes(ops, spawned, dest_sim, xapi):
+    spawned.flavor = small_flavor(root_gb=2)
+    with pytest.raises(exc.MigrationError):
+        ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(root_gb=1))
+    assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
+
+
+def test_failed_copy_rolls_the_source_back(ops, spawned, dest_sim, xapi, dest_session):
+    dest_sim.inject_fault("VDI.create", ["SR_FULL", "1", "0"])
+    with pytest.raises(exc.MigrationError):
+        ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(1))
+    _, vm = vm_of(xapi, spawned)
+    assert vm["power_state"] == "Running"
+    assert vm_of(xapi, spawned, "-orig") is None
+    assert instance_vdis(dest_session.xenapi, spawned.uuid) == {}
+
+
+# -- live migration -----------------------------------------------------------------------------
+
+def test_live_migration_within_the_pool(ops, spawned, xapi):
+    ref, vm = vm_of(xapi, spawned)
+    other = [h for h in xapi.host.get_all() if h != vm["resident_on"]][0]
+    dest = ops.check_can_live_migrate_destination(None, spawned, block_migration=False)
+    dest["destination_host_uuid"] = xapi.host.get_uuid(other)  # the other host's compute
+    data = ops.check_can_live_migrate_source(None, spawned, dest)
+    post, recover = Recorder(), Recorder()
+    ops.live_migrate(None, spawned, "host1", post, recover, False, data)
+    assert xapi.VM.get_resident_on(ref) == other
+    assert xapi.VM.get_power_state(ref) == "Running"
+    assert len(post.calls) == 1 and recover.calls == []
+
+
+def test_block_live_migration_across_pools(ops, dest_ops, image, xapi, dest_sim,
+                                           dest_session):
+    dx = dest_session.xenapi
+    instance = make_instance(flavor=small_flavor())
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    try:
+        dest = dest_ops.check_can_live_migrate_destination(None, instance, True)
+        data = ops.check_can_live_migrate_source(None, instance, dest)
+        data = dest_ops.pre_live_migration(None, instance, None, [make_vif(1)], None, data)
+        post, recover = Recorder(), Recorder()
+        ops.live_migrate(None, instance, "pool1", post, recover, True, data)
+        assert len(post.calls) == 1 and recover.calls == []
+        assert vm_of(xapi, instance) is None
+        ref, vm = vm_of(dx, instance)
+        assert vm["power_state"] == "Running"
+        root = disks_of(dx, ref)["0"]
+        assert vdi_bytes(dest_sim, dest_session._session, root["ref"], len(IMAGE_BYTES)) \
+            == IMAGE_BYTES
+        dest_ops.post_live_migration_at_destination(None, instance, [make_vif(1)], True)
+        ops.post_live_migration(None, instance, data)
+    finally:
+        ops.destroy(instance)
+        dest_ops.destroy(instance)
+    assert instance_vdis(dx, instance.uuid) == {}
+
+
+def test_failed_live_migration_calls_recover(ops, dest_ops, spawned, sim, xapi):
+    dest = dest_ops.check_can_live_migrate_destination(None, spawned, True)
+    data = ops.check_can_live_migrate_source(None, spawned, dest)
+    sim.inject_fault("VM.migrate_send", ["VM_MIGRATE_FAILED", "vm", "a", "b", "injected"])
+    post, recover = Recorder(), Recorder()
+    with pytest.raises(exc.MigrationError):
+        ops.live_migrate(None, spawned, "pool1", post, recover, True, data)
+    assert post.calls == [] and len(recover.calls) == 1
+    assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
+    dest_ops.rollback_live_migration_at_destination(spawned)
+
+
+def test_precheck_refuses_an_unknown_host(ops, spawned):
+    with pytest.raises(exc.MigrationPreCheckError):
+        ops.check_can_live_migrate_source(None, spawned, {
+            "block_migration": False,
+            "destination_host_uuid": "00000000-0000-4000-8000-000000000000"})
