@@ -235,7 +235,7 @@ class VMBuilder:
 
     def shutdown_for_rescue(self, vm_ref: str, undo: Rollback) -> None:
         """Hard-stop the instance; the rollback starts it again if it was running."""
-        was_running = self.ops._power_state(vm_ref) == "running"
+        was_running = self.ops.vm_power_state(vm_ref) == "running"
         vm_utils.hard_shutdown(self.session, vm_ref)
         if was_running:
             undo.push(vm_utils.start, self.session, vm_ref)
@@ -244,3 +244,17 @@ class VMBuilder:
         """Forbid starting the instance while its disks are in the rescue VM."""
         vm_utils.set_bootlock(self.session, vm_ref, True)
         undo.push(vm_utils.set_bootlock, self.session, vm_ref, False)
+
+    def destroy_rescue_vm(self, vm_ref: str, rescue_ref: str) -> None:
+        """Destroy the rescue VM and its own disk, keeping the instance's disks."""
+        keep = {vdi for _, vdi in disks.instance_vdis(self.session, vm_ref).values()}
+        vm_utils.destroy_vm(self.session, rescue_ref, keep_vdis=keep)
+
+    def release_bootlock(self, vm_ref: str) -> None:
+        """Allow the instance to start again."""
+        vm_utils.set_bootlock(self.session, vm_ref, False)
+
+    def start_after_rescue(self, vm_ref: str, power_on: bool) -> None:
+        """Boot the instance from its own disk again (if asked and halted)."""
+        if power_on and self.ops.vm_power_state(vm_ref) == "halted":
+            vm_utils.start(self.session, vm_ref)

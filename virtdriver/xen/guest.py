@@ -41,7 +41,7 @@ def snapshot(ops: XenVMOps, context: Any, instance: Any, image_id: str,
     """The seed's three steps: XAPI snapshot, wait for coalesce, upload to the image store."""
     if ops.image_store is None:
         raise exc.InvalidInput("image_store", None, "is required to snapshot")
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     session = ops.session
     step = make_step_decorator(context, instance, ops.progress)
     state: dict[str, Any] = {}
@@ -76,7 +76,7 @@ def snapshot(ops: XenVMOps, context: Any, instance: Any, image_id: str,
 
 def post_interrupted_snapshot_cleanup(ops: XenVMOps, instance: Any) -> None:
     """Destroy snapshot VDIs of the root disk left by an interrupted snapshot."""
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     removed = disks.destroy_snapshots_of_chain(ops.session, _root_vdi(ops, vm_ref))
     if removed:
         LOG.info("instance %s: removed %d leftover snapshot(s)", field_of(instance, "uuid"),
@@ -87,14 +87,14 @@ def post_interrupted_snapshot_cleanup(ops: XenVMOps, instance: Any) -> None:
 
 def plug_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF]) -> None:
     """Create (and hot-plug when running) each VIF the VM does not have yet (by MAC)."""
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     session = ops.session
     existing = vif_utils.vm_vifs(session, vm_ref)
     missing = [vif for vif in vifs if vif.address not in existing]
     if not missing:
         return
     networks = vif_utils.find_networks(session, missing)
-    running = ops._power_state(vm_ref) == "running"
+    running = ops.vm_power_state(vm_ref) == "running"
     used = {record["device"] for _, record in existing.values()}
     for vif in missing:
         device = vif_utils.free_device(session, vm_ref, used)
@@ -104,7 +104,7 @@ def plug_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF]) -> None:
 
 def unplug_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF], strict: bool = False) -> None:
     """Unplug and delete the VM's VIFs with the MACs of ``vifs``."""
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     existing = vif_utils.vm_vifs(ops.session, vm_ref)
     for vif in vifs:
         found = existing.get(vif.address)
@@ -118,7 +118,7 @@ def unplug_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF], strict: bool = Fa
 
 def refresh_locking(ops: XenVMOps, instance: Any) -> None:
     """Re-apply locking to each VIF from the fixed IPs recorded at ``vm-data/networking``."""
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     xenstore = ops.session.call("VM.get_xenstore_data", vm_ref)
     for mac, (ref, record) in vif_utils.vm_vifs(ops.session, vm_ref).items():
         blob = xenstore.get(vm_utils.networking_path(mac))
@@ -134,7 +134,7 @@ def refresh_locking(ops: XenVMOps, instance: Any) -> None:
 
 def unlock_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF]) -> None:
     """Put the VIFs of ``vifs`` back to the network's default locking, no allowed IPs."""
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     existing = vif_utils.vm_vifs(ops.session, vm_ref)
     for vif in vifs:
         found = existing.get(vif.address)
@@ -147,8 +147,8 @@ def unlock_vifs(ops: XenVMOps, instance: Any, vifs: list[VIF]) -> None:
 
 def inject_network_info(ops: XenVMOps, instance: Any, vifs: list[VIF]) -> None:
     """``vm-data/networking/<mac>`` for each VIF, in xenstore_data and the live xenstore."""
-    vm_ref = ops._vm(instance)
-    running = ops._power_state(vm_ref) in ("running", "paused")
+    vm_ref = ops.vm_ref_of(instance)
+    running = ops.vm_power_state(vm_ref) in ("running", "paused")
     for vif in vifs:
         vm_utils.write_xenstore(ops.session, vm_ref, vm_utils.networking_path(vif.address),
                                 json.dumps(vm_utils.network_blob(vif)), running)
@@ -166,7 +166,7 @@ def change_instance_metadata(ops: XenVMOps, instance: Any, diff: dict[str, list[
             raise exc.InvalidInput(f"diff[{key!r}]", change, "'+' needs a value")
         value = json.dumps(change[1]) if change[0] == "+" else None
         changes.append((vm_utils.user_metadata_path(key), value))
-    vm_ref = ops._vm(instance)
-    running = ops._power_state(vm_ref) in ("running", "paused")
+    vm_ref = ops.vm_ref_of(instance)
+    running = ops.vm_power_state(vm_ref) in ("running", "paused")
     for path, value in changes:
         vm_utils.write_xenstore(ops.session, vm_ref, path, value, running)

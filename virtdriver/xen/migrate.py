@@ -43,10 +43,7 @@ def _dest_url(ops: XenVMOps, dest: str) -> str:
 def _dest_session(ops: XenVMOps, url: str) -> XenAPISession:
     if url.rstrip("/") == ops.session.url.rstrip("/"):
         return ops.session
-    return XenAPISession(url, ops.session.username, ops.session._password,
-                         concurrent=2, ca_file=ops.xen.ca_file, insecure=ops.xen.insecure,
-                         login_timeout=ops.xen.login_timeout, retry=ops.session.retry,
-                         task_timeout=ops.session.task_timeout)
+    return ops.session.for_url(url, ca_file=ops.xen.ca_file, insecure=ops.xen.insecure)
 
 
 # -- cold migration --------------------------------------------------------------------------------
@@ -66,7 +63,7 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
         if (field_of(flavor, size, 0) or 0) < (field_of(old, size, 0) or 0):
             raise exc.MigrationError(f"cannot resize: the new flavor's {size} is smaller")
     session = ops.session
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     name = field_of(instance, "name")
     step = make_step_decorator(context, instance, ops.progress, total_offset=1)
     copies: dict[str, str] = {}
@@ -74,7 +71,7 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
 
     @step
     def power_off_vm(undo: Rollback) -> None:
-        if ops._power_state(vm_ref) != "halted":
+        if ops.vm_power_state(vm_ref) != "halted":
             if not vm_utils.clean_shutdown(session, vm_ref, float(ops.xen.running_timeout)):
                 vm_utils.hard_shutdown(session, vm_ref)
             undo.push(vm_utils.start, session, vm_ref)
@@ -83,7 +80,7 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
     def rename_vm(undo: Rollback) -> None:
         session.call("VM.set_name_label", vm_ref, name + vm_utils.ORIG_SUFFIX)
         undo.push(session.call, "VM.set_name_label", vm_ref, name)
-        ops._forget(instance)
+        ops.forget_vm(instance)
 
     @step
     def create_destination_disks(undo: Rollback) -> None:
@@ -154,7 +151,7 @@ def finish_migration(ops: XenVMOps, context: Any, instance: Any, disk_info: Any,
             builder.setup_network(plan, vm_ref, undo)
             if power_on:
                 builder.boot_instance(vm_ref, undo)
-            ops._remember(instance, vm_ref)
+            ops.remember_vm(instance, vm_ref)
 
         build_and_start()
     ops.progress.report(instance, 100, "finish_migration")
@@ -191,8 +188,8 @@ def finish_revert_migration(ops: XenVMOps, instance: Any, power_on: bool) -> Non
     if current is not None:
         vm_utils.destroy_vm(session, current[0])
     session.call("VM.set_name_label", orig[0], name)
-    ops._remember(instance, orig[0])
-    if power_on and ops._power_state(orig[0]) == "halted":
+    ops.remember_vm(instance, orig[0])
+    if power_on and ops.vm_power_state(orig[0]) == "halted":
         vm_utils.start(session, orig[0])
 
 
@@ -226,7 +223,7 @@ def check_can_live_migrate_source(ops: XenVMOps, instance: Any,
     if not isinstance(dest_check_data, dict) or "destination_host_uuid" not in dest_check_data:
         raise exc.InvalidInput("dest_check_data", dest_check_data,
                                "must come from check_can_live_migrate_destination")
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     session = ops.session
     try:
         if dest_check_data.get("block_migration"):
@@ -265,7 +262,7 @@ def live_migrate(ops: XenVMOps, context: Any, instance: Any, destination_hostnam
     if "destination_host_uuid" not in data:
         raise exc.InvalidInput("migrate_data", data,
                                "must come from check_can_live_migrate_destination")
-    vm_ref = ops._vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     session = ops.session
     try:
         if block_migration or data.get("block_migration"):
@@ -283,18 +280,18 @@ def live_migrate(ops: XenVMOps, context: Any, instance: Any, destination_hostnam
         raise exc.MigrationError(f"live migration of {field_of(instance, 'name')} failed: "
                                  f"{error}") from error
     if block_migration or data.get("block_migration"):
-        ops._forget(instance)
+        ops.forget_vm(instance)
     post_method(context, instance, destination_hostname, block_migration, migrate_data)
 
 
 def post_live_migration_at_destination(ops: XenVMOps, instance: Any) -> None:
     """Strip ``base_mirror`` from the arrived VDIs' sm_config (XAPI bug CA-98606)."""
-    ops._forget(instance)
-    vm_ref = ops._vm(instance)
+    ops.forget_vm(instance)
+    vm_ref = ops.vm_ref_of(instance)
     for _, vdi in disks.instance_vdis(ops.session, vm_ref).values():
         ops.session.call("VDI.remove_from_sm_config", vdi, "base_mirror")
 
 
 def rollback_live_migration_at_destination(ops: XenVMOps, instance: Any) -> None:
     """pre_live_migration made nothing on the destination; only forget cached refs."""
-    ops._forget(instance)
+    ops.forget_vm(instance)

@@ -260,6 +260,15 @@ class XenAPISession:
                    retry=RetryPolicy(attempts=xen.api_retry_count),
                    task_timeout=conf.task_timeout, **kwargs)
 
+    def for_url(self, url: str, ca_file: str | None = None,
+                insecure: bool = False) -> XenAPISession:
+        """A session to another pool (a migration's destination) with the same credentials
+        and policy, and a pool of two."""
+        return XenAPISession(url, self.username, self._password, concurrent=2,
+                             ca_file=ca_file, insecure=insecure,
+                             login_timeout=self.login_timeout, retry=self.retry,
+                             task_timeout=self.task_timeout, sleep=self._sleep)
+
     def __repr__(self) -> str:
         # Never the password, never a session handle.
         return (f"XenAPISession(url={self.url!r}, username={self.username!r}, "

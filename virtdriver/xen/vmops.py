@@ -19,12 +19,10 @@ from virtdriver.common.model import (
     ConsoleInfo,
     Diagnostics,
     InstanceInfo,
-    VMConfigInfo,
     field_of,
     validate_instance,
     validate_vifs,
 )
-from virtdriver.common.power_state import PowerState
 from virtdriver.common.progress import Rollback, make_step_decorator
 from virtdriver.xen import disks, facts, guest, migrate, vm_utils
 from virtdriver.xen.agent import GuestAgent
@@ -94,15 +92,17 @@ class XenVMOps(VMOps):
         self._vm_refs[key] = found[0]
         return found[0]
 
-    def _forget(self, instance: Any, name_label: str | None = None) -> None:
+    def forget_vm(self, instance: Any, name_label: str | None = None) -> None:
+        """Drop the cached VM ref of ``instance`` (or of its VM called ``name_label``)."""
         name = name_label or field_of(instance, "name")
         self._vm_refs.pop(f"{field_of(instance, 'uuid')}/{name}", None)
 
-    def _remember(self, instance: Any, vm_ref: str, name_label: str | None = None) -> None:
+    def remember_vm(self, instance: Any, vm_ref: str, name_label: str | None = None) -> None:
+        """Cache ``vm_ref`` as the VM of ``instance`` (or its VM called ``name_label``)."""
         name = name_label or field_of(instance, "name")
         self._vm_refs[f"{field_of(instance, 'uuid')}/{name}"] = vm_ref
 
-    def _vm(self, instance: Any) -> str:
+    def vm_ref_of(self, instance: Any) -> str:
         """The VM ref of ``instance``; InstanceNotFound when it has none."""
         validate_instance(instance)
         ref = self._lookup(instance)
@@ -113,23 +113,24 @@ class XenVMOps(VMOps):
     def _on_vm(self, instance: Any, action: Callable[[str], Any]) -> Any:
         """Run ``action(vm_ref)``; a VM that vanished since it was cached is InstanceNotFound
         after one fresh lookup."""
-        ref = self._vm(instance)
+        ref = self.vm_ref_of(instance)
         try:
             return action(ref)
         except exc.BackendError as error:
             if not (is_handle_invalid(error, "VM") and ref in error.params):
                 raise
-        self._forget(instance)
-        ref = self._vm(instance)
+        self.forget_vm(instance)
+        ref = self.vm_ref_of(instance)
         try:
             return action(ref)
         except exc.BackendError as error:
             if is_handle_invalid(error, "VM") and ref in error.params:
-                self._forget(instance)
+                self.forget_vm(instance)
                 raise exc.InstanceNotFound(str(field_of(instance, "uuid"))) from error
             raise
 
-    def _power_state(self, vm_ref: str) -> str:
+    def vm_power_state(self, vm_ref: str) -> str:
+        """The VM's XAPI power state, lower case (``halted``, ``running``...)."""
         return str(self.session.call("VM.get_power_state", vm_ref)).lower()
 
     # -- spawn ------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class XenVMOps(VMOps):
             setup_network(plan, vm_ref, undo)
             boot_instance(vm_ref, undo)
             configure_booted_instance(plan, vm_ref)
-        self._remember(plan.instance, vm_ref, name_label)
+        self.remember_vm(plan.instance, vm_ref, name_label)
         return vm_ref
 
     # -- destroy ----------------------------------------------------------------------------
@@ -198,8 +199,8 @@ class XenVMOps(VMOps):
                 vm_utils.destroy_vm(self.session, rescue[0], keep_vdis=keep)
             if vm_ref is not None:
                 vm_utils.destroy_vm(self.session, vm_ref, destroy_disks=destroy_disks)
-            self._forget(instance)
-            self._forget(instance, name + vm_utils.RESCUE_SUFFIX)
+            self.forget_vm(instance)
+            self.forget_vm(instance, name + vm_utils.RESCUE_SUFFIX)
 
     # -- power ------------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class XenVMOps(VMOps):
         """Halt the VM: a clean shutdown within ``timeout`` seconds first if > 0, then hard."""
 
         def do(vm_ref: str) -> None:
-            if self._power_state(vm_ref) == "halted":
+            if self.vm_power_state(vm_ref) == "halted":
                 return
             if timeout > 0 and vm_utils.clean_shutdown(self.session, vm_ref, float(timeout)):
                 return
@@ -250,7 +251,7 @@ class XenVMOps(VMOps):
         """Start a halted VM, resume a suspended one, unpause a paused one."""
 
         def do(vm_ref: str) -> None:
-            state = self._power_state(vm_ref)
+            state = self.vm_power_state(vm_ref)
             if state == "halted":
                 vm_utils.start(self.session, vm_ref)
             elif state == "suspended":
@@ -310,7 +311,7 @@ class XenVMOps(VMOps):
 
         def do(vm_ref: str) -> None:
             vm_utils.set_bootlock(self.session, vm_ref, False)
-            if self._power_state(vm_ref) == "halted":
+            if self.vm_power_state(vm_ref) == "halted":
                 vm_utils.start(self.session, vm_ref)
 
         with instance_lock(instance):
@@ -335,7 +336,7 @@ class XenVMOps(VMOps):
         with instance_lock(instance):
             plan = self.builder.plan(instance, image_meta, [], rescue_password, network_info,
                                      rescue=True)
-            vm_ref = self._vm(instance)
+            vm_ref = self.vm_ref_of(instance)
             rescue_name = field_of(instance, "name") + vm_utils.RESCUE_SUFFIX
             if vm_utils.find_vm(self.session, rescue_name, plan.uuid) is not None:
                 raise exc.InstanceInvalidState(plan.uuid, "rescue", "already rescued")
@@ -358,31 +359,19 @@ class XenVMOps(VMOps):
         start the instance."""
         with instance_lock(instance):
             uuid = str(field_of(instance, "uuid"))
-            vm_ref = self._vm(instance)
+            vm_ref = self.vm_ref_of(instance)
             rescue_name = field_of(instance, "name") + vm_utils.RESCUE_SUFFIX
             found = vm_utils.find_vm(self.session, rescue_name, uuid)
             if found is None:
                 raise exc.InstanceNotInRescueMode(uuid)
             step = make_step_decorator(None, instance, self.progress)
-
-            @step
-            def destroy_rescue_vm() -> None:
-                keep = {vdi for _, vdi in disks.instance_vdis(self.session, vm_ref).values()}
-                vm_utils.destroy_vm(self.session, found[0], keep_vdis=keep)
-                self._forget(instance, rescue_name)
-
-            @step
-            def release_bootlock() -> None:
-                vm_utils.set_bootlock(self.session, vm_ref, False)
-
-            @step
-            def start_instance() -> None:
-                if power_on and self._power_state(vm_ref) == "halted":
-                    vm_utils.start(self.session, vm_ref)
-
-            destroy_rescue_vm()
-            release_bootlock()
-            start_instance()
+            destroy_rescue_vm = step(self.builder.destroy_rescue_vm)
+            release_bootlock = step(self.builder.release_bootlock)
+            start_instance = step(self.builder.start_after_rescue)
+            destroy_rescue_vm(vm_ref, found[0])
+            self.forget_vm(instance, rescue_name)
+            release_bootlock(vm_ref)
+            start_instance(vm_ref, power_on)
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -454,7 +443,7 @@ class XenVMOps(VMOps):
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
         """On the source: forget the cached VM ref (the VM lives elsewhere now)."""
-        self._forget(instance)
+        self.forget_vm(instance)
 
     def post_live_migration_at_destination(self, context: Any, instance: Any,
                                            network_info: Any, block_migration: bool = False,
@@ -526,7 +515,7 @@ class XenVMOps(VMOps):
         if self.xen.disable_agent:
             raise self.unsupported(operation, "the guest agent is disabled "
                                               "([xenserver] disable_agent)")
-        return GuestAgent(self.session, self._vm(instance), str(field_of(instance, "uuid")),
+        return GuestAgent(self.session, self.vm_ref_of(instance), str(field_of(instance, "uuid")),
                           self.xen.agent_timeout, self.xen.agent_resetnetwork_timeout)
 
     def inject_file(self, instance: Any, path: str, contents: bytes | str) -> None:
@@ -562,7 +551,7 @@ class XenVMOps(VMOps):
             self._vm_refs[key] = found[0]
             return InstanceInfo(vm_utils.power_state_of(found[1]["power_state"]),
                                 internal_id=found[1].get("uuid"))
-        state = self._on_vm(instance, self._power_state)
+        state = self._on_vm(instance, self.vm_power_state)
         return InstanceInfo(vm_utils.power_state_of(state))
 
     def list_instances(self) -> list[str]:
@@ -603,7 +592,7 @@ class XenVMOps(VMOps):
         rescue = vm_utils.find_vm(self.session,
                                   field_of(instance, "name") + vm_utils.RESCUE_SUFFIX,
                                   str(field_of(instance, "uuid")))
-        vm_ref = rescue[0] if rescue else self._vm(instance)
+        vm_ref = rescue[0] if rescue else self.vm_ref_of(instance)
         return facts.get_vnc_console(self.session, vm_ref)
 
     # -- host -----------------------------------------------------------------------------------
@@ -626,4 +615,4 @@ class XenVMOps(VMOps):
         facts.check_sr(self, ds_ref)
 
 
-__all__ = ["XenVMOps", "CAPABILITIES", "PowerState", "VMConfigInfo"]
+__all__ = ["XenVMOps", "CAPABILITIES"]
