@@ -8,15 +8,19 @@ Paths are oslo.vmware :class:`DatastorePath` values (``[ds] folder/file``).
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import re
-from collections.abc import Mapping
+import ssl
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from oslo_vmware.objects.datastore import DatastorePath
 from pyVmomi import vim
 
 from virtdriver.common import exceptions
-from virtdriver.vmware.session import VMwareSession, ignoring
+from virtdriver.vmware.session import CONNECTION_ERRORS, VMwareSession, ignoring
 
 __all__ = ["Datastore", "DatastorePath", "choose_datastore", "cache_folder_name"]
 
@@ -136,3 +140,74 @@ def list_folder(session: VMwareSession, ds: Datastore, path: DatastorePath) -> l
             return []
         raise
     return [f.path for f in (result.file or [])] if result else []
+
+
+# -- datastore HTTP transfers, counted in the session's stats ---------------------------------
+
+class DatastoreHTTP:
+    """Datastore file transfers over ``/folder`` URLs with the session's cookie.
+
+    Counted in the session's stats as ``HTTP <verb>`` so a caller sees every round trip.
+    """
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, session: VMwareSession) -> None:
+        self.session = session
+        self._context: ssl.SSLContext | None = None
+
+    def _connection(self) -> http.client.HTTPSConnection:
+        if self._context is None:
+            self._context = self.session.ssl_context()
+        return http.client.HTTPSConnection(self.session.host, self.session.port,
+                                           context=self._context, timeout=300)
+
+    def _url(self, dc_name: str, ds_name: str, path: str) -> str:
+        return f"/folder/{quote(path)}?{urlencode({'dcPath': dc_name, 'dsName': ds_name})}"
+
+    def request(self, verb: str, dc_name: str, ds_name: str, path: str,
+                body: Any = None, size: int | None = None) -> tuple[int, bytes]:
+        """One HTTP request on a datastore file; returns (status, body)."""
+        headers = {"Cookie": self.session._stub.cookie}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+            headers["Content-Type"] = "application/octet-stream"
+        start = time.monotonic()
+        conn = self._connection()
+        try:
+            conn.request(verb, self._url(dc_name, ds_name, path), body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read() if verb != "HEAD" else b""
+            return response.status, data
+        except ssl.SSLCertVerificationError as exc:
+            raise exceptions.CertificateRejected(
+                f"datastore transfer: certificate of {self.session.host} not trusted",
+                code="CertificateRejected") from exc
+        except CONNECTION_ERRORS as exc:
+            raise exceptions.ConnectionFailed(f"datastore {verb} of [{ds_name}] {path} failed: "
+                                              f"{type(exc).__name__}", code=type(exc).__name__
+                                              ) from exc
+        finally:
+            conn.close()
+            self.session.stats.record(f"HTTP {verb}", time.monotonic() - start)
+
+    def exists(self, dc_name: str, ds_name: str, path: str) -> bool:
+        """Whether a datastore file exists (one HEAD)."""
+        status, _ = self.request("HEAD", dc_name, ds_name, path)
+        return status == 200
+
+    def put(self, dc_name: str, ds_name: str, path: str, chunks: Iterable[bytes],
+            size: int) -> None:
+        """Upload ``size`` bytes given as chunks to a datastore file."""
+        status, data = self.request("PUT", dc_name, ds_name, path, body=iter(chunks), size=size)
+        if status not in (200, 201, 204):
+            raise exceptions.BackendError(
+                f"upload of [{ds_name}] {path}: HTTP {status} {data[:200]!r}", code=f"HTTP{status}")
+
+    def get(self, dc_name: str, ds_name: str, path: str) -> bytes:
+        """Download a datastore file."""
+        status, data = self.request("GET", dc_name, ds_name, path)
+        if status != 200:
+            raise exceptions.BackendError(f"download of [{ds_name}] {path}: HTTP {status}",
+                                          code=f"HTTP{status}")
+        return data

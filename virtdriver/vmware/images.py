@@ -22,8 +22,8 @@ from virtdriver.common import exceptions
 from virtdriver.common.locks import named_lock
 from virtdriver.common.model import field_of
 from virtdriver.vmware import ds_util
-from virtdriver.vmware.ds_util import Datastore, DatastorePath
-from virtdriver.vmware.session import DatastoreHTTP, VMwareSession
+from virtdriver.vmware.ds_util import Datastore, DatastoreHTTP, DatastorePath
+from virtdriver.vmware.session import VMwareSession
 
 SECTOR = 512
 

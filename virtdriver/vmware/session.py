@@ -108,7 +108,7 @@ class RetryPolicy:
         return min(self.cap, self.base * (2 ** retry_number))
 
 
-_CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, TimeoutError, OSError)
+CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, TimeoutError, OSError)
 
 
 def fault_name(fault: BaseException) -> str:
@@ -283,7 +283,7 @@ class VMwareSession:
                 raise translate_fault(fault, method) from fault
             except vmodl.MethodFault:
                 raise
-            except _CONNECTION_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 if retries >= self.retry.attempts:
                     raise exceptions.ConnectionFailed(
                         f"{method}: vCenter {self.host}:{self.port} unreachable after "
@@ -539,78 +539,6 @@ def ignoring(*codes: str) -> Iterator[None]:
     except exceptions.BackendError as exc:
         if exc.code not in codes:
             raise
-
-
-# -- datastore HTTP transfers -------------------------------------------------------------------
-
-class DatastoreHTTP:
-    """Datastore file transfers over ``/folder`` URLs with the session's cookie.
-
-    Counted in the session's stats as ``HTTP <verb>`` so a caller sees every round trip.
-    """
-
-    CHUNK = 1024 * 1024
-
-    def __init__(self, session: VMwareSession) -> None:
-        self.session = session
-        self._context: ssl.SSLContext | None = None
-
-    def _connection(self) -> http.client.HTTPSConnection:
-        if self._context is None:
-            self._context = self.session.ssl_context()
-        return http.client.HTTPSConnection(self.session.host, self.session.port,
-                                           context=self._context, timeout=300)
-
-    def _url(self, dc_name: str, ds_name: str, path: str) -> str:
-        from urllib.parse import quote, urlencode
-        return f"/folder/{quote(path)}?{urlencode({'dcPath': dc_name, 'dsName': ds_name})}"
-
-    def request(self, verb: str, dc_name: str, ds_name: str, path: str,
-                body: Any = None, size: int | None = None) -> tuple[int, bytes]:
-        """One HTTP request on a datastore file; returns (status, body)."""
-        headers = {"Cookie": self.session._stub.cookie}
-        if size is not None:
-            headers["Content-Length"] = str(size)
-            headers["Content-Type"] = "application/octet-stream"
-        start = time.monotonic()
-        conn = self._connection()
-        try:
-            conn.request(verb, self._url(dc_name, ds_name, path), body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read() if verb != "HEAD" else b""
-            return response.status, data
-        except ssl.SSLCertVerificationError as exc:
-            raise exceptions.CertificateRejected(
-                f"datastore transfer: certificate of {self.session.host} not trusted",
-                code="CertificateRejected") from exc
-        except _CONNECTION_ERRORS as exc:
-            raise exceptions.ConnectionFailed(f"datastore {verb} of [{ds_name}] {path} failed: "
-                                              f"{type(exc).__name__}", code=type(exc).__name__
-                                              ) from exc
-        finally:
-            conn.close()
-            self.session.stats.record(f"HTTP {verb}", time.monotonic() - start)
-
-    def exists(self, dc_name: str, ds_name: str, path: str) -> bool:
-        """Whether a datastore file exists (one HEAD)."""
-        status, _ = self.request("HEAD", dc_name, ds_name, path)
-        return status == 200
-
-    def put(self, dc_name: str, ds_name: str, path: str, chunks: Iterable[bytes],
-            size: int) -> None:
-        """Upload ``size`` bytes given as chunks to a datastore file."""
-        status, data = self.request("PUT", dc_name, ds_name, path, body=iter(chunks), size=size)
-        if status not in (200, 201, 204):
-            raise exceptions.BackendError(
-                f"upload of [{ds_name}] {path}: HTTP {status} {data[:200]!r}", code=f"HTTP{status}")
-
-    def get(self, dc_name: str, ds_name: str, path: str) -> bytes:
-        """Download a datastore file."""
-        status, data = self.request("GET", dc_name, ds_name, path)
-        if status != 200:
-            raise exceptions.BackendError(f"download of [{ds_name}] {path}: HTTP {status}",
-                                          code=f"HTTP{status}")
-        return data
 
 
 def wait_for_property(session: VMwareSession, obj: Any, path: str,

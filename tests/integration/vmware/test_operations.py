@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from tests.integration.vmware.helpers import (IMAGE_BYTES, datastore_files, devices,
-                                              extra_config, image_store, inspector, make_conf,
-                                              make_instance, make_vif, ops)
+from tests.integration.vmware.helpers import (
+    IMAGE_BYTES,
+    datastore_files,
+    devices,
+    extra_config,
+    image_store,
+    inspector,
+    make_conf,
+    make_instance,
+    make_vif,
+    ops,
+)
 from virtdriver.common import exceptions
 from virtdriver.common.model import Flavor
 
