@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from .backend import Backend
 from .dispatch import now
+from .models.vm import ALLOWED
 
 GIB = 1024**3
+#: what a plain halted VM may do (what refresh_allowed computes for it)
+HALTED_OPS = tuple(op for op, states in ALLOWED.items() if "Halted" in states)
 MIB = 1024**2
 
 
@@ -77,4 +80,4 @@ def make_vm(backend: Backend, name: str, memory_mb: int = 256) -> str:
     return db.create("VM", {"name_label": name, "memory_static_max": size,
                             "memory_dynamic_max": size, "memory_dynamic_min": size,
                             "memory_target": size, "metrics": metrics,
-                            "allowed_operations": ["start", "clone", "copy", "destroy"]})
+                            "allowed_operations": list(HALTED_OPS)})

@@ -215,6 +215,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._sim_control(path)
             return
+        if path == "/vm_rrd":
+            self._vm_rrd()
+            return
         if path != "/export_raw_vdi":
             self._reply(404, b"not found\n", "text/plain")
             return
@@ -236,6 +239,39 @@ class Handler(BaseHTTPRequestHandler):
             for chunk in storage_bytes.vhd_stream(file):
                 self.wfile.write(chunk)
         self._finish_task(query, True)
+
+    def _vm_rrd(self) -> None:
+        """A small synthetic RRD (XML) of a running VM's data sources."""
+        query = parse_qs(urlsplit(self.path).query)
+        sim = self.server.sim
+        try:
+            sim.backend.sessions.check(query.get("session_id", [""])[0])
+        except XapiError:
+            self._reply(403, b"session invalid\n", "text/plain")
+            return
+        from .dispatch import Context
+        from .models.vm import get_data_sources
+
+        ctx = Context(sim.backend, "vm_rrd", None)
+        try:
+            vm = sim.backend.db.ref_of_uuid("VM", query.get("uuid", [""])[0])
+            sources = get_data_sources(ctx, vm)
+        except XapiError:
+            self._reply(404, b"VM not found\n", "text/plain")
+            return
+        import time as _time
+
+        out = ["<rrd><version>0003</version><step>5</step>",
+               f"<lastupdate>{int(_time.time())}</lastupdate>"]
+        for ds in sources:
+            out.append(f"<ds><name>{ds['name_label']}</name><type>GAUGE</type>"
+                       "<minimal_heartbeat>300.0000</minimal_heartbeat><min>0.0</min>"
+                       f"<max>Infinity</max><last_ds>{ds['value']}</last_ds>"
+                       f"<value>{ds['value']}</value><unknown_sec>0</unknown_sec></ds>")
+        row = "".join(f"<v>{ds['value']}</v>" for ds in sources)
+        out.append("<rra><cf>AVERAGE</cf><pdp_per_row>1</pdp_per_row><params><xff>0.5</xff>"
+                   f"</params><database><row>{row}</row></database></rra></rrd>")
+        self._reply(200, "".join(out).encode(), "text/xml")
 
     # -- test controls -------------------------------------------------------------------------
     def _sim_control(self, path: str) -> None:

@@ -28,7 +28,9 @@ class Session:
 
 
 class Sessions:
-    """Session store with idle expiry."""
+    """Session store with idle expiry; above MAX_SESSIONS the oldest is dropped (as xapi)."""
+
+    MAX_SESSIONS = 400
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -40,6 +42,8 @@ class Sessions:
         ses = Session(new_ref(), new_uuid(), username, originator, time.monotonic())
         with self.lock:
             self.by_ref[ses.ref] = ses
+            while len(self.by_ref) > self.MAX_SESSIONS:
+                del self.by_ref[next(iter(self.by_ref))]
         return ses.ref
 
     def check(self, ref: Any) -> Session:
