@@ -17,6 +17,7 @@ from virtdriver.common.progress import Rollback
 from virtdriver.xen import config_drive, disks, vm_utils
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.agent import GuestAgent
+from virtdriver.xen.session import is_handle_invalid
 
 if TYPE_CHECKING:
     from virtdriver.xen.vmops import XenVMOps
@@ -81,6 +82,13 @@ class VMBuilder:
         self.ops = ops
         self.session = ops.session
         self.xen = ops.conf.xenserver
+        self._sr_ref: str | None = None
+
+    def sr_ref(self) -> str:
+        """The SR for instance disks (chosen by sr_matching_filter once, then cached)."""
+        if self._sr_ref is None:
+            self._sr_ref = disks.find_sr(self.session, self.xen.sr_matching_filter)
+        return self._sr_ref
 
     # -- validation (no server call) ------------------------------------------------------
 
@@ -125,9 +133,15 @@ class VMBuilder:
     def create_disks(self, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
         """Root disk (CoW clone of the cached image, grown to root_gb), ephemeral, swap and
         config drive VDIs on the configured SR."""
-        plan.sr_ref = disks.find_sr(self.session, self.xen.sr_matching_filter)
-        base = disks.cached_image(self.session, self.ops.image_store, context, plan.sr_ref,
-                                  plan.image, self.ops.conf.image_cache_subdirectory_name)
+        plan.sr_ref = self.sr_ref()
+        try:
+            base = disks.cached_image(self.session, self.ops.image_store, context,
+                                      plan.sr_ref, plan.image,
+                                      self.ops.conf.image_cache_subdirectory_name)
+        except exc.BackendError as error:
+            if is_handle_invalid(error, "SR"):
+                self._sr_ref = None  # the SR went away: choose again next time
+            raise
         root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
         root = disks.clone_for_instance(self.session, base, plan.instance,
                                         "rescue" if plan.rescue else "root", root_size,

@@ -140,7 +140,7 @@ def finish_migration(ops: XenVMOps, context: Any, instance: Any, disk_info: Any,
             plan.vdis[str(device)] = vdi
         if resize_instance:
             _grow(session, plan.vdis, plan.config)
-        plan.sr_ref = disks.find_sr(session, ops.xen.sr_matching_filter)
+        plan.sr_ref = builder.sr_ref()
 
         @step
         def build_and_start() -> None:

@@ -1,0 +1,108 @@
+"""The guest agent protocol over a fake session, and config-drive images."""
+
+import io
+import json
+
+import pycdlib
+import pytest
+
+import virtdriver
+from virtdriver.common import exceptions as exc
+from virtdriver.xen import config_drive
+from virtdriver.xen.agent import GuestAgent, SimpleDH
+
+from .fakes import FakeSession, failure
+
+UUID = "11111111-2222-4333-8444-555555555555"
+
+
+def test_dh_round_trip_through_openssl():
+    ours, theirs = SimpleDH(), SimpleDH()
+    assert ours.compute_shared(theirs.public) == theirs.compute_shared(ours.public)
+    secret = ours.encrypt("pa55 word")
+    assert "pa55" not in secret
+    assert theirs.decrypt(secret) == "pa55 word\n"
+
+
+class FakeAgent:
+    """Plays the guest: answers key_init with its public key and decrypts the password."""
+
+    def __init__(self):
+        self.dh = SimpleDH()
+        self.password = None
+        self.requests = []
+
+    def __call__(self, host, plugin, method, args):
+        self.requests.append((method, args))
+        if method == "key_init":
+            self.dh.compute_shared(int(args["pub"]))
+            return json.dumps({"returncode": "D0", "message": str(self.dh.public)})
+        if method == "password":
+            self.password = self.dh.decrypt(args["enc_pass"]).rstrip("\n")
+        return json.dumps({"returncode": "0", "message": "ok"})
+
+
+def agent_with(plugin):
+    session = FakeSession({"VM.get_domid": "5", "host.call_plugin": plugin})
+    return session, GuestAgent(session, "vm", UUID, timeout=3, resetnetwork_timeout=4)
+
+
+def test_set_password_exchanges_keys_and_never_sends_plain_text():
+    fake = FakeAgent()
+    session, agent = agent_with(fake)
+    agent.set_password("t0p-secret")
+    assert fake.password == "t0p-secret"
+    assert [m for m, _ in fake.requests] == ["key_init", "password"]
+    assert all("t0p-secret" not in json.dumps(args) for _, args in fake.requests)
+    assert session.methods().count("VM.get_domid") == 1
+    assert fake.requests[0][1]["dom_id"] == "5" and fake.requests[0][1]["timeout"] == "3"
+
+
+def test_inject_file_is_base64():
+    fake = FakeAgent()
+    _, agent = agent_with(fake)
+    agent.inject_file("/etc/motd", "hi")
+    args = fake.requests[0][1]
+    assert args["b64_path"] == "L2V0Yy9tb3Rk" and args["b64_contents"] == "aGk="
+
+
+def test_timeout_reply_is_agent_timeout():
+    _, agent = agent_with(failure("XENAPI_PLUGIN_FAILURE", "version", "TimeoutError",
+                                  "TIMEOUT: No response from agent within 3 seconds."))
+    with pytest.raises(exc.AgentTimeout):
+        agent.version(3)
+
+
+def test_error_code_is_agent_error():
+    _, agent = agent_with(lambda *a: json.dumps({"returncode": "500", "message": "nope"}))
+    with pytest.raises(exc.AgentError):
+        agent.inject_file("/x", b"y")
+    agent.reset_network()  # 500 is success for resetnetwork (old agents)
+
+
+def test_halted_vm_is_agent_error():
+    session = FakeSession({"VM.get_domid": "-1"})
+    agent = GuestAgent(session, "vm", UUID, 1, 1)
+    with pytest.raises(exc.AgentError):
+        agent.version(1)
+
+
+def test_config_drive_layout():
+    inst = virtdriver.Instance(uuid=UUID, name="inst", key_data="ssh-rsa AAA",
+                               flavor=virtdriver.Flavor(vcpus=1, memory_mb=64, root_gb=0))
+    vif = virtdriver.VIF(id=UUID, address="fa:16:3e:00:00:01", network="net")
+    files = config_drive.metadata_files(inst, [("/etc/motd", b"hi")], [vif])
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(config_drive.build_iso(files)))
+
+    def read(path):
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, rr_path=path)
+        return out.getvalue()
+
+    meta = json.loads(read("/openstack/latest/meta_data.json"))
+    assert meta["uuid"] == UUID and meta["public_keys"] == {"default": "ssh-rsa AAA"}
+    assert meta["files"] == [{"path": "/etc/motd", "content_path": "/content/0000"}]
+    assert read("/openstack/content/0000") == b"hi"
+    network = json.loads(read("/openstack/latest/network_data.json"))
+    assert network["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:01"
