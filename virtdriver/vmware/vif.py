@@ -92,7 +92,8 @@ def nic_spec(vif: Any, network: NetworkRef, model: type, key: int,
     if allocation is not None and allocation.is_set():
         nic.resourceAllocation = vim.vm.device.VirtualEthernetCard.ResourceAllocation(
             limit=allocation.limit, reservation=allocation.reservation,
-            share=_shares(allocation))
+            # share is required in this type: "normal" when the flavor names none
+            share=_shares(allocation) or vim.SharesInfo(level="normal", shares=0))
     return vim.vm.device.VirtualDeviceSpec(operation="add", device=nic)
 
 
