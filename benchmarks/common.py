@@ -1,0 +1,228 @@
+"""What every benchmark section shares: timing, medians, call counts, memory, errors.
+
+A measurement is a plain dict (JSON-ready) so ``run.py`` can print it as a table and write it
+as JSON without knowing which section made it. Counting is done in two ways:
+
+* library runs read the backend session's own ``stats`` (every server call of a backend goes
+  through its ``session.py``, which counts it by method);
+* raw-client runs (floor and naive) count on the wire: :class:`CountingSoapStub` counts every
+  pyvmomi SOAP request (property reads through attribute access included, as ``Fetch``) and
+  :class:`CountingTransport` every XML-RPC request by ``methodName``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import re
+import statistics
+import threading
+import time
+import traceback
+import tracemalloc
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyVmomi import SoapStubAdapter
+
+#: Floor of a ratio's denominator, so a 0-second measurement never divides by zero.
+EPSILON = 1e-9
+
+
+class Unavailable(Exception):
+    """A measurement cannot be made (backend missing, operation unsupported, setup failed)."""
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """One line saying why a measurement could not be made, for the table and the JSON."""
+    name = type(error).__name__
+    if name == "UnsupportedOperation":
+        return f"backend operation not available: {error}"
+    if isinstance(error, Unavailable):
+        return str(error)
+    return f"backend operation not available: {name}: {error}"
+
+
+def error_entry(error: BaseException) -> dict[str, Any]:
+    """The JSON form of a failed measurement (reason plus the innermost frame for debugging)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return {"error": unavailable_reason(error), "where": where}
+
+
+# -- call counting on the wire ------------------------------------------------------------------
+
+class CallCounter:
+    """Calls by method name, thread-safe; ``reset`` between runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def add(self, method: str) -> None:
+        """Count one call."""
+        with self._lock:
+            self.calls[method] += 1
+
+    def reset(self) -> None:
+        """Forget every count."""
+        with self._lock:
+            self.calls.clear()
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the counts."""
+        with self._lock:
+            return dict(self.calls)
+
+
+class CountingSoapStub(SoapStubAdapter):
+    """A pyvmomi stub that counts every SOAP request it sends, by WSDL method name.
+
+    Attribute reads on managed objects go through ``InvokeMethod`` as ``Fetch``, so the
+    naive client's hidden round trips are counted too.
+    """
+
+    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.counter = counter
+
+    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:  # noqa: N802,N803
+        """Count, then send as pyvmomi does."""
+        self.counter.add(info.wsdlName)
+        return super().InvokeMethod(mo, info, args, outerStub)
+
+
+_METHOD_NAME = re.compile(rb"<methodName>([^<]+)</methodName>")
+
+
+class CountingTransport(xmlrpc.client.Transport):
+    """An XML-RPC transport that counts every request by its ``methodName``."""
+
+    def __init__(self, counter: CallCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def request(self, host: Any, handler: Any, request_body: Any, verbose: bool = False) -> Any:
+        """Count, then send."""
+        match = _METHOD_NAME.search(request_body if isinstance(request_body, bytes)
+                                    else request_body.encode())
+        self.counter.add(match.group(1).decode() if match else "?")
+        return super().request(host, handler, request_body, verbose)
+
+
+# -- a backend's own accounting -----------------------------------------------------------------
+
+def find_stats(backend: Any) -> Any:
+    """The call statistics object of a loaded backend.
+
+    Tries a public ``stats`` on the backend first (the hook we asked the backends for), then
+    ``session.stats`` / ``_session.stats``.
+    """
+    for path in ("stats", "session.stats", "_session.stats"):
+        obj: Any = backend
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None and hasattr(obj, "reset"):
+            return obj
+    raise Unavailable(f"backend {type(backend).__name__} exposes no call stats "
+                      "(looked for .stats, .session.stats, ._session.stats)")
+
+
+def stats_counts(stats: Any) -> dict[str, int]:
+    """Calls by method from either backend's CallStats (``snapshot()``, ``counts`` or ``calls``)."""
+    if hasattr(stats, "snapshot"):
+        return dict(stats.snapshot())
+    counts = getattr(stats, "counts", None)
+    if counts is None:
+        counts = getattr(stats, "calls", {})
+    return dict(counts)
+
+
+# -- timing ----------------------------------------------------------------------------------------
+
+def median(values: list[float]) -> float:
+    """The median, or 0.0 for no values."""
+    return float(statistics.median(values)) if values else 0.0
+
+
+def summarize(seconds: list[float], calls: list[dict[str, int]]) -> dict[str, Any]:
+    """Median wall time and the call counts of the median run, with every sample kept."""
+    totals = [sum(c.values()) for c in calls]
+    # The calls of one run are reported as a whole (the run whose total is the median), so
+    # per-method counts always add up to the total shown.
+    order = sorted(range(len(totals)), key=lambda i: totals[i])
+    typical = calls[order[len(order) // 2]] if calls else {}
+    return {
+        "runs": len(seconds),
+        "median_s": median(seconds),
+        "min_s": min(seconds) if seconds else 0.0,
+        "max_s": max(seconds) if seconds else 0.0,
+        "samples_s": [round(s, 6) for s in seconds],
+        "calls": int(sum(typical.values())),
+        "calls_by_method": dict(sorted(typical.items())),
+        "calls_min": min(totals) if totals else 0,
+        "calls_max": max(totals) if totals else 0,
+    }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing."""
+    if numerator is None or denominator is None:
+        return None
+    return numerator / max(denominator, EPSILON)
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed wall time in seconds."""
+    box: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - start)
+
+
+def repeat(run_once: Callable[[], tuple[float, dict[str, int]]], runs: int) -> dict[str, Any]:
+    """Call ``run_once`` ``runs`` times (each returns seconds and calls) and summarize."""
+    seconds: list[float] = []
+    calls: list[dict[str, int]] = []
+    for _ in range(max(1, runs)):
+        elapsed, counted = run_once()
+        seconds.append(elapsed)
+        calls.append(counted)
+    return summarize(seconds, calls)
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def peak_memory() -> Iterator[dict[str, float]]:
+    """Measure the Python heap the block added at its peak (tracemalloc), in MiB.
+
+    tracemalloc sees every allocation of this process made through Python's allocators,
+    which is where a client's parsed objects live; the simulators run in other processes,
+    so their memory is not counted.
+    """
+    result: dict[str, float] = {}
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base, _ = tracemalloc.get_traced_memory()
+    try:
+        yield result
+    finally:
+        current, peak = tracemalloc.get_traced_memory()
+        if not was_tracing:
+            tracemalloc.stop()
+        result["peak_added_mib"] = max(0.0, (peak - base) / 2**20)
+        result["retained_mib"] = max(0.0, (current - base) / 2**20)
+
+
+def target(name: str, met: bool | None, figure: str, limit: str) -> dict[str, Any]:
+    """One issue-8 target, judged from a measurement (None: could not be measured)."""
+    return {"target": name, "met": met, "figure": figure, "limit": limit}

@@ -1,0 +1,175 @@
+"""The floor on VMware: each operation as the fewest raw pyvmomi calls, waiting by push.
+
+Tasks are awaited on a property collector of our own (see :class:`PushWaiter`).
+Properties are never read by attribute access. The client keeps
+the references it made (as the library keeps its VM-reference cache), so no lookup is spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid as uuid_module
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from benchmarks import raw_vmware
+from benchmarks.raw_vmware import RawConnection, RawVM
+
+CACHE = "bench_floor_cache"
+
+
+class PushWaiter:
+    """Waits for tasks by push on a dedicated property collector.
+
+    Per task: ``CreateFilter``, then ``WaitForUpdatesEx`` from version "" (the filter's
+    current values come back at once, so a task that already ended costs no wait), then
+    with the returned version until the task ends, then ``DestroyPropertyFilter`` so the
+    next task's first answer carries only its own filter. Waiting from a stale version
+    instead would make vcsim answer on its 250 ms tick even for a finished task.
+    """
+
+    def __init__(self, content: Any) -> None:
+        self.collector = content.propertyCollector.CreatePropertyCollector()
+
+    def wait(self, task: Any, max_wait_seconds: int = 60) -> Any:
+        """Block until ``task`` ends; return its result or raise its fault."""
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=task)],
+                             propSet=[pc.PropertySpec(type=vim.Task,
+                                                      pathSet=["info.state", "info.error",
+                                                               "info.result"])])
+        task_filter = self.collector.CreateFilter(spec, partialUpdates=True)
+        state, error, result, version = None, None, None, ""
+        options = pc.WaitOptions(maxWaitSeconds=max_wait_seconds)
+        try:
+            for _ in range(10_000):  # bounded: each round blocks up to max_wait_seconds
+                update = self.collector.WaitForUpdatesEx(version, options)
+                if update is None:
+                    continue
+                version = update.version
+                for filter_update in update.filterSet or []:
+                    for obj in filter_update.objectSet or []:
+                        for change in obj.changeSet or []:
+                            if change.name == "info.state":
+                                state = str(change.val)
+                            elif change.name == "info.error":
+                                error = change.val
+                            elif change.name == "info.result":
+                                result = change.val
+                if state in ("success", "error"):
+                    break
+        finally:
+            task_filter.DestroyPropertyFilter()
+        if state == "error":
+            raise error or RuntimeError(f"task {task._moId} failed")
+        return result
+
+    def close(self) -> None:
+        """Destroy the collector (untimed teardown)."""
+        with contextlib.suppress(Exception):  # best effort at teardown
+            self.collector.DestroyPropertyCollector()
+
+
+class FloorVmware:
+    """The VMware floor client (see module docstring)."""
+
+    name = "floor"
+
+    def __init__(self, sim: Any) -> None:
+        self.conn = RawConnection(sim)
+        self.content = self.conn.content
+        self.inv = self.conn.discover()
+        self.waiter = PushWaiter(self.content)
+        self.counter = self.conn.counter
+
+    def calls(self) -> dict[str, int]:
+        """Calls counted since the last reset."""
+        return self.counter.snapshot()
+
+    def reset(self) -> None:
+        """Start counting afresh."""
+        self.counter.reset()
+
+    def close(self) -> None:
+        """Tear down the collector and log out."""
+        self.waiter.close()
+        self.conn.close()
+
+    def _task(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.waiter.wait(getattr(obj, method)(*args, **kwargs))
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def new_image(self) -> str:
+        """A fresh image id: the next spawn with it finds nothing cached."""
+        return str(uuid_module.uuid4())
+
+    def spawn(self, image_id: str, cold: bool) -> RawVM:
+        """Upload the image if ``cold`` (flat, descriptor, sized copy), create and power on."""
+        descriptor_path, flat_path, sized_path = raw_vmware.cache_paths(CACHE, image_id)
+        ds = f"[{self.inv.ds_name}] "
+        if cold:
+            data = raw_vmware.image_bytes()
+            self.conn.put_file(self.inv, flat_path, data)
+            self.conn.put_file(self.inv, descriptor_path,
+                               raw_vmware.descriptor(f"{image_id}-flat.vmdk", len(data)))
+            vdm = self.content.virtualDiskManager
+            self._task(vdm, "CopyVirtualDisk_Task", sourceName=ds + descriptor_path,
+                       sourceDatacenter=self.inv.dc, destName=ds + sized_path,
+                       destDatacenter=self.inv.dc, force=False)
+            self._task(vdm, "ExtendVirtualDisk_Task", name=ds + sized_path,
+                       datacenter=self.inv.dc, newCapacityKb=raw_vmware.ROOT_GB * raw_vmware.GIB_KB,
+                       eagerZero=False)
+        uuid = str(uuid_module.uuid4())
+        spec = raw_vmware.create_spec(self.inv, uuid, sized_path)
+        ref = self._task(self.inv.vm_folder, "CreateVM_Task", spec, self.inv.pool)
+        self._task(ref, "PowerOnVM_Task")
+        return RawVM(ref=ref, uuid=uuid)
+
+    def destroy(self, vm: RawVM) -> None:
+        """Power off and destroy (Destroy_Task deletes the VM's files)."""
+        self._task(vm.ref, "PowerOffVM_Task")
+        self._task(vm.ref, "Destroy_Task")
+
+    def reboot(self, vm: RawVM) -> None:
+        """Hard reboot: one reset task."""
+        self._task(vm.ref, "ResetVM_Task")
+
+    def power_off(self, vm: RawVM) -> None:
+        """One power-off task."""
+        self._task(vm.ref, "PowerOffVM_Task")
+
+    def power_on(self, vm: RawVM) -> None:
+        """One power-on task."""
+        self._task(vm.ref, "PowerOnVM_Task")
+
+    def snapshot(self, vm: RawVM) -> bytes:
+        """Snapshot, linked-clone the snapshot, export the clone's disk, clean up."""
+        snap = self._task(vm.ref, "CreateSnapshot_Task", name=f"{vm.uuid}-snapshot",
+                          memory=False, quiesce=False)
+        relocate = vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking")
+        clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=False,
+                                      snapshot=snap)
+        clone = self._task(vm.ref, "CloneVM_Task", folder=self.inv.vm_folder,
+                           name=f"snap-{vm.uuid}", spec=clone_spec)
+        lease = clone.ExportVm()
+        info = raw_vmware.retrieve(self.content, [lease], ["info"])[lease]["info"]
+        data = b"".join(self.conn.get_url(d.url) for d in info.deviceUrl or [] if d.disk)
+        lease.HttpNfcLeaseComplete()
+        self._task(clone, "Destroy_Task")
+        self._task(snap, "RemoveSnapshot_Task", removeChildren=False, consolidate=True)
+        return data
+
+    def resize(self, vm: RawVM, memory_mb: int = 512, vcpus: int = 2) -> None:
+        """Power off, reconfigure CPU and memory, power on."""
+        self._task(vm.ref, "PowerOffVM_Task")
+        self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(numCPUs=vcpus,
+                                                                memoryMB=memory_mb))
+        self._task(vm.ref, "PowerOnVM_Task")
+
+    def live_migrate(self, vm: RawVM) -> None:
+        """One RelocateVM_Task to the next host of the cluster."""
+        vm.host_index = (vm.host_index + 1) % len(self.inv.hosts)
+        self._task(vm.ref, "RelocateVM_Task",
+                   vim.vm.RelocateSpec(host=self.inv.hosts[vm.host_index], pool=self.inv.pool))
