@@ -1,0 +1,132 @@
+"""The session over real sockets: TLS verification, HTTP transfers over TLS, concurrency,
+task waits by event.from, session expiry."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trustme
+
+from virtdriver.common import exceptions as exc
+from virtdriver.xen.session import XenAPISession
+from virtdriver.xen.simulator import Simulator
+from virtdriver.xen.vmops import XenVMOps
+
+from .conftest import make_conf, make_instance, make_vif, vm_of
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_sim(ca, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    simulator = Simulator(host="127.0.0.1", port=0, tls_cert=str(cert_file),
+                          tls_key=str(key_file)).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(path)
+    return str(path)
+
+
+def test_tls_with_ca_file_spawns_and_moves_bytes(tls_sim, ca_file, store, image):
+    ops = XenVMOps(make_conf(tls_sim.url, ca_file=ca_file), image_store=store)
+    try:
+        instance = make_instance()
+        ops.spawn(None, instance, image, [], None, [make_vif(1)])
+        assert ops.get_info(instance).state == 1
+        assert ops.session.stats.counts["HTTP PUT /import_raw_vdi"] == 1
+        ops.destroy(instance)
+    finally:
+        ops.close()
+
+
+def test_untrusted_certificate_is_rejected_without_retries(tls_sim):
+    session = XenAPISession(tls_sim.url, "root", "secret")
+    with pytest.raises(exc.CertificateRejected):
+        session.call("pool.get_all")
+    assert session.stats.counts == {"session.login_with_password": 1}
+
+
+def test_insecure_skips_verification_with_a_warning(tls_sim, caplog):
+    session = XenAPISession(tls_sim.url, "root", "secret", insecure=True)
+    assert session.call("pool.get_all")
+    assert "insecure" in caplog.text
+    session.close()
+
+
+def test_concurrent_spawns_share_a_small_pool(sim, store, image, xapi):
+    ops = XenVMOps(make_conf(sim.url, connection_concurrent=2), image_store=store)
+    instances = [make_instance() for _ in range(4)]
+    errors = []
+
+    def spawn(instance, index):
+        try:
+            ops.spawn(None, instance, image, [], None, [make_vif(index)])
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=spawn, args=(inst, i + 1))
+               for i, inst in enumerate(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert all(vm_of(xapi, inst)[1]["power_state"] == "Running" for inst in instances)
+        assert ops.session.stats.counts["session.login_with_password"] <= 2
+    finally:
+        for inst in instances:
+            ops.destroy(inst)
+        ops.close()
+
+
+def test_async_task_is_awaited_by_events_and_destroyed(sim, xapi):
+    session = XenAPISession(sim.url, "root", "secret")
+    seen = []
+    sim.inject_delay("VM.clone", 0.3)
+    vm = xapi.VM.create({"name_label": "clone-src", "memory_static_max": str(2 ** 28),
+                         "memory_dynamic_max": str(2 ** 28), "memory_dynamic_min": str(2 ** 28),
+                         "memory_static_min": "0", "VCPUs_max": "1", "VCPUs_at_startup": "1"})
+    try:
+        clone = session.call_async("VM.clone", vm, "clone-dst", progress=seen.append)
+        assert xapi.VM.get_name_label(clone) == "clone-dst"
+        assert seen[-1] == 1.0
+        assert "task.get_record" not in session.stats.counts
+        assert session.stats.counts["task.destroy"] == 1
+        assert not [t for t in xapi.task.get_all_records().values()
+                    if t["name_label"] == "Async.VM.clone"]
+        xapi.VM.destroy(clone)
+    finally:
+        xapi.VM.destroy(vm)
+        session.close()
+
+
+def test_task_timeout_cancels_the_task(sim, xapi):
+    session = XenAPISession(sim.url, "root", "secret")
+    vm = xapi.VM.create({"name_label": "slow", "memory_static_max": str(2 ** 28),
+                         "memory_dynamic_max": str(2 ** 28), "memory_dynamic_min": str(2 ** 28),
+                         "memory_static_min": "0", "VCPUs_max": "1", "VCPUs_at_startup": "1"})
+    sim.inject_delay("VM.start", 5)
+    try:
+        with pytest.raises(exc.TaskTimeout):
+            session.call_async("VM.start", vm, False, False, timeout=0.3)
+        assert session.stats.counts["task.cancel"] == 1
+        assert xapi.VM.get_power_state(vm) == "Halted"
+    finally:
+        sim.clear_faults()
+        xapi.VM.destroy(vm)
+        session.close()
