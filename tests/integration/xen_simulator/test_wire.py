@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import xmlrpc.client
 from typing import Any
@@ -92,9 +93,31 @@ def test_underscore_alias_and_any_path(sim: Simulator, xapi: Any) -> None:
         assert call(sim, "VM_get_all", ses, path=path)["Status"] == "Success"
     assert call(sim, "VM_metrics_get_all", ses)["Status"] == "Success"
     assert call(sim, "event_from", ses, ["vm"], "", 0.0)["Status"] == "Success"
-    status, ctype, body = post(sim, b"{}", "/jsonrpc", {"Content-Type": "application/json"})
-    assert 200 <= status < 300 and ctype == "text/xml"
-    assert xmlrpc.client.loads(body)[0][0]["Status"] == "Failure"
+
+
+def jsonrpc(sim: Simulator, method: str, *params: Any) -> dict[str, Any]:
+    """One JSON-RPC 2.0 call on /jsonrpc."""
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 7})
+    status, ctype, reply = post(sim, body.encode(), "/jsonrpc",
+                                {"Content-Type": "application/json"})
+    assert status == 200 and ctype == "application/json"
+    return json.loads(reply)
+
+
+def test_json_rpc(sim: Simulator) -> None:
+    """/jsonrpc: raw results, errors as {code, message: XAPI code, data: params}."""
+    ses = jsonrpc(sim, "session.login_with_password", "root", "secret")["result"]
+    assert ses.startswith("OpaqueRef:")
+    reply = jsonrpc(sim, "VM.get_all_records", ses)
+    assert reply["id"] == 7 and reply["jsonrpc"] == "2.0"
+    assert any(r["is_control_domain"] for r in reply["result"].values())
+    err = jsonrpc(sim, "VM.get_record", ses, "OpaqueRef:x")["error"]
+    assert err["message"] == "HANDLE_INVALID" and err["data"] == ["VM", "OpaqueRef:x"]
+    assert "VM.start" in jsonrpc(sim, "system.listMethods")["result"]
+    ev = jsonrpc(sim, "event.from", ses, ["task"], "", 0.0)["result"]
+    assert isinstance(ev["valid_ref_counts"]["task"], int)
+    status, _, body = post(sim, b"{not json", "/jsonrpc")
+    assert status == 200 and json.loads(body)["error"]["code"] == -32700
 
 
 def test_enums_read_in_any_case(xapi: Any) -> None:

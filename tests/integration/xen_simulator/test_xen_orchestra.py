@@ -42,13 +42,16 @@ def xen_api_module() -> pathlib.Path:
     return entry
 
 
-def test_xo_connect_list_start_event(sim: Simulator, xen_api_module: pathlib.Path) -> None:
+@pytest.mark.parametrize("transport", ["auto", "xml-rpc", "json-rpc"])
+def test_xo_connect_list_start_event(sim: Simulator, xen_api_module: pathlib.Path,
+                                     transport: str) -> None:
     """connect, initial sync, list VMs, Async VM.start watched by events, the VM's update
-    event, then VM_BAD_POWER_STATE for a second start."""
+    event, then VM_BAD_POWER_STATE for a second start; over each transport."""
     node = shutil.which("node")
     assert node is not None
     proc = subprocess.run([node, str(HERE / "xo_client.mjs"), str(xen_api_module), sim.url,
-                           "root", "secret"], capture_output=True, text=True, timeout=90)
+                           "root", "secret", transport], capture_output=True, text=True,
+                          timeout=90)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["vms"] == ["vm0", "vm1"]
@@ -58,3 +61,4 @@ def test_xo_connect_list_start_event(sim: Simulator, xen_api_module: pathlib.Pat
     assert out["poolName"] == "pool0"
     assert {"VM", "host", "pool", "SR", "network", "task"} <= set(out["types"])
     assert "_watchEvents" not in proc.stderr
+    sim.reset()  # the next transport starts from two halted VMs again

@@ -1,13 +1,13 @@
 // Drives the simulator with Xen Orchestra's xen-api client: connect, list VMs, start one
 // (through Async + task events), see the VM's event, and get VM_BAD_POWER_STATE on a second
-// start.  Usage: node xo_client.mjs <xen-api index.mjs> <url> <user> <password>
-const [modulePath, url, user, password] = process.argv.slice(2)
+// start.  Usage: node xo_client.mjs <xen-api index.mjs> <url> <user> <password> <transport>
+const [modulePath, url, user, password, transport] = process.argv.slice(2)
 const { createClient } = await import(modulePath)
 
 const timeout = (ms, what) =>
   new Promise((_, reject) => setTimeout(() => reject(new Error('timeout: ' + what)), ms))
 
-const xapi = createClient({ url, auth: { user, password }, allowUnauthorized: true })
+const xapi = createClient({ url, auth: { user, password }, allowUnauthorized: true, transport })
 await xapi.connect()
 await Promise.race([xapi.objectsFetched, timeout(15000, 'objectsFetched')])
 const all = Object.values(xapi.objects.all)

@@ -14,7 +14,7 @@ from .schema import CLASSES, ENUMS
 
 HTTP = [
     ("POST any path except /jsonrpc and /_sim/*", "XML-RPC (compact XML, {Status, Value})"),
-    ("POST /jsonrpc", "declined with a text/xml Failure so clients fall back to XML-RPC"),
+    ("POST /jsonrpc", "JSON-RPC 2.0: raw results; errors {code, message: XAPI code, data}"),
     ("PUT /import_raw_vdi?session_id&vdi&format=raw|vhd[&task_id]",
      "write VDI bytes (raw, or fixed/dynamic VHD)"),
     ("GET /export_raw_vdi?session_id&vdi&format=raw|vhd[&task_id]",
@@ -27,7 +27,8 @@ HTTP = [
 ]
 
 NOT_MODELLED = [
-    "JSON-RPC (`/jsonrpc`): declined, so Xen Orchestra falls back to XML-RPC.",
+    "JSON-RPC values are the XML-RPC ones: int fields stay decimal strings (real xapi "
+    "sends JSON numbers for ints under JSON-RPC); datetimes are `YYYYMMDDTHH:MM:SSZ` strings.",
     "Classes: VGPU, GPU_group, PCI, PGPU, VUSB, VTPM, Bond, VLAN, tunnel, PVS, cluster, "
     "subject/role (RBAD), secret, blob, message.create (records exist for XO only), "
     "VM_appliance, VMSS, DR tasks, certificates.",

@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from .simulator import Simulator
 
 
+def _json_default(value: Any) -> Any:
+    import datetime as _dt
+
+    if isinstance(value, _dt.datetime):
+        return wire.fmt_datetime(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
 class Server(ThreadingHTTPServer):
     """Threaded HTTP server; handler threads are joined at close."""
 
@@ -104,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             self._xml(wire.failure(["INTERNAL_ERROR", "truncated request"]), 400)
             return
         if path.rstrip("/").endswith("/jsonrpc"):
-            self._xml(wire.failure(["MESSAGE_METHOD_UNKNOWN", "JSON-RPC is not served"]))
+            self._json_rpc(body)
             return
         try:
             method, params = wire.parse_request(body)
@@ -116,6 +126,28 @@ class Handler(BaseHTTPRequestHandler):
             self._xml(result.get("Value", []) if result["Status"] == "Success" else result)
             return
         self._xml(self.server.sim.dispatcher.call(method, params))
+
+    def _json_rpc(self, body: bytes) -> None:
+        """JSON-RPC 2.0 (or 1.0): results are raw values, errors {code, message, data}."""
+        try:
+            request = json.loads(body)
+            method, params = request["method"], request.get("params", [])
+            req_id = request.get("id")
+            if not isinstance(method, str) or not isinstance(params, list):
+                raise TypeError("method must be a string and params a list")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32700, "message": "INTERNAL_ERROR", "data": [str(exc)]}}
+        else:
+            result = self.server.sim.dispatcher.call(method, params)
+            if result["Status"] == "Success":
+                reply = {"jsonrpc": "2.0", "id": req_id, "result": result["Value"]}
+            else:
+                desc = result["ErrorDescription"]
+                reply = {"jsonrpc": "2.0", "id": req_id,
+                         "error": {"code": 1, "message": desc[0], "data": desc[1:]}}
+        text = json.dumps(reply, default=_json_default, separators=(",", ":"))
+        self._reply(200, text.encode(), "application/json")
 
     # -- VDI import / export -----------------------------------------------------------------
     def _vdi_from_query(self) -> tuple[str, str, str, dict[str, list[str]]] | None:
