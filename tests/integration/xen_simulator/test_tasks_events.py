@@ -207,3 +207,17 @@ def test_legacy_events(xapi: Any) -> None:
     assert any(e["ref"] == vm and e["class"] == "vm" for e in events)
     xapi.event.unregister(["vm"])
     assert int(xapi.event.get_current_id()) > 0
+
+
+def test_overlapping_hard_shutdown_wins(sim: Simulator, xapi: Any) -> None:
+    """A slow pause overtaken by hard_shutdown fails instead of pausing a halted VM."""
+    vm = new_vm(xapi, "race")
+    xapi.VM.start(vm, False, False)
+    sim.inject_delay("VM.pause", 0.4)
+    task = xapi.Async.VM.pause(vm)
+    time.sleep(0.1)
+    xapi.VM.hard_shutdown(vm)
+    snap = wait_task(xapi, task)
+    assert snap["status"] == "failure"
+    assert snap["error_info"] == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
+    assert xapi.VM.get_power_state(vm) == "Halted"

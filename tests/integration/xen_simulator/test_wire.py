@@ -178,3 +178,11 @@ def test_handle_invalid_and_uuid_invalid(xapi: Any) -> None:
     assert failure(xapi.VM.start, "OpaqueRef:nope", False, False) == [
         "HANDLE_INVALID", "VM", "OpaqueRef:nope"]
     assert failure(xapi.SR.get_by_uuid, "x") == ["UUID_INVALID", "SR", "x"]
+
+
+def test_control_characters_stay_well_formed(sim: Simulator) -> None:
+    """Characters XML 1.0 cannot carry (settable over JSON-RPC) are replaced in XML replies."""
+    ses = login(sim)
+    vm = call(sim, "VM.create", ses, {"name_label": "ok"})["Value"]
+    assert "result" in jsonrpc(sim, "VM.set_name_description", ses, vm, "a\x01b")
+    assert call(sim, "VM.get_name_description", ses, vm)["Value"] == "a\ufffdb"

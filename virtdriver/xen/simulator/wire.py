@@ -6,12 +6,14 @@ Only the wire layer uses this module; models deal in plain Python values.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import xmlrpc.client
 from typing import Any
 from xml.sax.saxutils import escape
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 INT32 = 2**31
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class Fragment(str):
@@ -28,7 +30,7 @@ def value_xml(value: Any, out: list[str]) -> None:
     if isinstance(value, bool):
         out.append(f"<value><boolean>{int(value)}</boolean></value>")
     elif isinstance(value, str):
-        out.append("<value>" + escape(value) + "</value>")
+        out.append("<value>" + escape(_NOT_XML.sub("\ufffd", value)) + "</value>")
     elif isinstance(value, int):
         if -INT32 <= value < INT32:
             out.append(f"<value><i4>{value}</i4></value>")

@@ -89,7 +89,12 @@ def begin(ctx: Context, vm: str, op: str) -> dict[str, Any]:
         ctx.begin_op("VM", vm, op)
     ctx.wait()
     with ctx.db.lock:
-        return ctx.db.get("VM", vm)
+        rec = ctx.db.get("VM", vm)
+        allowed = ALLOWED.get(op, ANY)
+        if rec["power_state"] not in allowed:  # changed by an overlapping op while we waited
+            raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(s.lower() for s in allowed),
+                            rec["power_state"].lower())
+        return rec
 
 
 # -- memory ----------------------------------------------------------------------------
