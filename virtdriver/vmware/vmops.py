@@ -161,6 +161,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         info = self._spawn_config(instance, image_meta, network_info)
         step = make_step_decorator(context, instance, self.progress)
         check_absent = step(self._check_absent)
+        find_networks = step(self._networks_for)
         choose_datastore = step(self._choose_datastore)
         cache_image = step(self._cache_image)
         create_vm = step(self._create_vm)
@@ -168,6 +169,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         power_on = step(self._power_on_new_vm)
         with instance_lock(instance), Rollback(f"spawn of {field_of(instance, 'uuid')}") as undo:
             check_absent(instance)
+            find_networks(info.vifs)
             ds = choose_datastore(info)
             cached = cache_image(context, info, ds)
             vm = create_vm(info, ds, cached, undo)
@@ -176,6 +178,9 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
 
     def _spawn_config(self, instance: Any, image_meta: Any, network_info: Any) -> VMConfigInfo:
         """Every input checked, before the first server call."""
+        if self.image_store is None:
+            raise exceptions.InvalidInput("image_store", None,
+                                          "is required to spawn from an image")
         check_image(image_meta)
         info = VMConfigInfo.build(instance, image_meta, network_info)
         vm_util.adapter_type(image_meta)

@@ -73,21 +73,20 @@ class MigrateOpsMixin:
         export = step(self._snapshot_export)
         with instance_lock(instance):
             vm, ds, root, props = find_disk(instance)
-            with Rollback(f"snapshot of {uuid}") as undo:
-                update_task_state(task_state="image_pending_upload",
-                                  expected_state="image_snapshot")
-                snap = take(vm, uuid)
+            update_task_state(task_state="image_pending_upload",
+                              expected_state="image_snapshot")
+            snap = take(vm, uuid)
+            try:
+                update_task_state(task_state="image_uploading",
+                                  expected_state="image_pending_upload")
+                clone_vm = clone(vm, snap, ds, uuid)
                 try:
-                    update_task_state(task_state="image_uploading",
-                                      expected_state="image_pending_upload")
-                    clone_vm = clone(vm, snap, ds, uuid)
-                    try:
-                        export(context, clone_vm, ds, image_id, root, props)
-                    finally:
-                        step(self._snapshot_delete_clone)(clone_vm)
+                    export(context, clone_vm, ds, image_id, root, props)
                 finally:
-                    step(self._snapshot_remove)(snap)
-                undo.discard()
+                    # the clone and the server snapshot go, success or failure
+                    step(self._snapshot_delete_clone)(clone_vm)
+            finally:
+                step(self._snapshot_remove)(snap)
 
     def _snapshot_find_disk(self, instance: Any) -> tuple[Any, Datastore, Any, dict[str, Any]]:
         vm, devices, props = self._vm_disks(instance)

@@ -12,6 +12,7 @@ from pyVmomi import vim
 
 from tests.integration.vmware.helpers import (
     IMAGE_BYTES,
+    datastore_files,
     devices,
     extra_config,
     image_store,
@@ -39,7 +40,7 @@ def test_spawn_builds_the_vm_and_destroy_removes_it(ops: Any, image_store: Any,
         ops.spawn(None, inst, image_store.disk, [("/etc/motd", "hi")], "s3cret", vifs)
     finally:
         ops.progress.callback = None
-    assert progress[-1] == 100 and len(progress) == 6
+    assert progress[-1] == 100 and len(progress) == 7  # one report per step
     vm = inspector.vm(inst.uuid)
     assert vm["runtime.powerState"] == "poweredOn"
     hw = vm["config.hardware"]
@@ -166,3 +167,39 @@ def test_lookup_is_cached_and_refreshed_when_stale(ops: Any, image_store: Any,
     ops.vm_refs.remember(inst.uuid, vim.VirtualMachine("vm-999999", ops.session._stub))
     assert ops.get_info(inst).state == PowerState.RUNNING
     ops.destroy(inst)
+
+
+def test_iso_image_boots_from_a_cdrom_with_a_blank_root_disk(ops: Any, image_store: Any,
+                                                             inspector: Any, vcsim: Any) -> None:
+    inst = make_instance(root_gb=1)
+    ops.spawn(None, inst, image_store.iso, [], None, [make_vif(9)])
+    vm = inspector.vm(inst.uuid)
+    (cdrom,) = devices(vm, vim.vm.device.VirtualCdrom)
+    assert cdrom.backing.fileName == \
+        f"[LocalDS_0] _base/{image_store.iso.id}/{image_store.iso.id}.iso"
+    (disk,) = devices(vm, vim.vm.device.VirtualDisk)
+    assert disk.backing.parent is None and disk.capacityInKB == 1024 ** 2
+    nic = devices(vm, vim.vm.device.VirtualEthernetCard)[0]
+    assert isinstance(nic, vim.vm.device.VirtualE1000)  # the default NIC model
+    assert vm["runtime.powerState"] == "poweredOn"
+    ops.destroy(inst)
+
+
+def test_unknown_network_is_refused_before_anything_is_made(ops: Any, image_store: Any,
+                                                            inspector: Any) -> None:
+    before = (set(inspector.vms()), datastore_files(inspector))
+    ops.session.stats.reset()
+    with pytest.raises(exceptions.InvalidInput, match="no-such-net"):
+        ops.spawn(None, make_instance(), image_store.disk, [], None,
+                  [make_vif(4, network="no-such-net")])
+    assert "CreateVM_Task" not in ops.session.stats.calls
+    assert (set(inspector.vms()), datastore_files(inspector)) == before
+
+
+def test_spawn_without_an_image_store_is_invalid_input(vcsim: Any, image_store: Any) -> None:
+    import virtdriver
+    from tests.integration.vmware.helpers import make_conf
+    backend = virtdriver.load_backend("vmware", make_conf(vcsim))
+    with pytest.raises(exceptions.InvalidInput, match="image_store"):
+        backend.spawn(None, make_instance(), image_store.disk, [], None, [])
+    assert backend._session is None  # not even logged in
