@@ -34,14 +34,20 @@ class Unavailable(Exception):
     """A measurement cannot be made (backend missing, operation unsupported, setup failed)."""
 
 
+def _one_line(error: BaseException) -> str:
+    # pyvmomi faults print as multi-line structures; their ``msg`` says it in one line.
+    text = getattr(error, "msg", None) or str(error)
+    return " ".join(str(text).split())[:300]
+
+
 def unavailable_reason(error: BaseException) -> str:
     """One line saying why a measurement could not be made, for the table and the JSON."""
     name = type(error).__name__
     if name == "UnsupportedOperation":
-        return f"backend operation not available: {error}"
+        return f"backend operation not available: {_one_line(error)}"
     if isinstance(error, Unavailable):
-        return str(error)
-    return f"backend operation not available: {name}: {error}"
+        return _one_line(error)
+    return f"backend operation not available: {name}: {_one_line(error)}"
 
 
 def error_entry(error: BaseException) -> dict[str, Any]:

@@ -115,6 +115,10 @@ class XenSim:
         """Make the next ``count`` calls of ``method`` (``VM.start``) last ``seconds``."""
         self.command({"delay": [method, seconds, count]})
 
+    def clear_faults(self) -> None:
+        """Drop every pending injected delay."""
+        self.command({"clear": True})
+
     def __exit__(self, *exc_info: Any) -> None:
         proc, self._proc = self._proc, None
         if proc is None:

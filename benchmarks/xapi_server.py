@@ -6,6 +6,7 @@ Protocol: one JSON line on stdout once listening (``{"url": ..., "pid": ...}``);
 stdin line is a JSON command answered by one JSON line:
 
 * ``{"delay": ["VM.start", 1.0, 1]}``: ``Simulator.inject_delay(method, seconds, count)``;
+* ``{"clear": true}``: ``Simulator.clear_faults()``;
 * ``{"ping": true}``: answers ``{"ok": true}``.
 
 End of stdin (the parent closed it or died) stops the simulator and exits, so no server
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "delay" in command:
                     method, seconds, count = command["delay"]
                     sim.inject_delay(method, float(seconds), int(count))
+                if command.get("clear"):
+                    sim.clear_faults()
                 _answer({"ok": True})
             except Exception as error:  # reported to the parent, never fatal
                 _answer({"ok": False, "error": f"{type(error).__name__}: {error}"})

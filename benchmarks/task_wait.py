@@ -1,0 +1,336 @@
+"""Waiting on a task that lasts 1 s (issue 8 §4): how late does the caller hear, at what cost.
+
+The simulators make the power-on task of a stopped VM stay running for the given time
+(vcsim: an injection rule in ``delay`` mode, whose task stays ``running`` and then runs the
+real method; the XAPI simulator: ``inject_delay``, whose task stays ``pending``). Then:
+
+* **when the server finished** is read from the server itself. VMware: the task's
+  ``info.completeTime`` (for the library, which does not hand out its task, found in
+  ``TaskManager.recentTask`` read through the backend's ``session`` once the call counts
+  are taken). Xen: a separate observer session follows every task with
+  ``event.from`` and notes the moment a task leaves ``pending`` (or, for a synchronous call's
+  hidden task, is deleted); its own lag is that of one event on loopback.
+* **heard after** = the moment the caller's call returned minus that finish time.
+* **wait calls** = the calls spent waiting: VMware ``CreateFilter``, ``WaitForUpdates(Ex)``,
+  ``DestroyPropertyFilter``, ``CreatePropertyCollector`` and, for pyVim's ``WaitForTask``, the
+  ``Fetch`` of ``task.info``; Xen ``event.from`` and ``task.get_*`` (``task.destroy``, which
+  releases the task rather than waits for it, is shown but not counted).
+
+Clients: the library (``VMOps.power_on``), the floor (push waiting on raw calls) and the
+naive client (VMware: ``pyVim.task.WaitForTask``; Xen: a synchronous ``VM.start_on`` then
+Nova's power-state poll, and ``Async.VM.start`` polled with ``task.get_status`` every 0.5 s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import common
+
+WAIT_METHODS = {
+    "vmware": {"CreateFilter", "WaitForUpdatesEx", "WaitForUpdates", "DestroyPropertyFilter",
+               "CreatePropertyCollector", "CancelWaitForUpdates"},
+    "xen": {"event.from", "event_from", "task.get_status", "task.get_record",
+            "task.get_result", "task.get_progress", "task.get_error_info"},
+}
+POLL_INTERVAL = 0.5
+
+
+def wait_calls(backend: str, calls: dict[str, int], fetch_is_wait: bool = False) -> dict[str, int]:
+    """The calls of ``calls`` that were spent waiting (see module docstring)."""
+    methods = set(WAIT_METHODS[backend])
+    if fetch_is_wait:
+        methods.add("Fetch")
+    return {m: n for m, n in calls.items() if m in methods}
+
+
+def summarize_waits(samples: list[tuple[float, dict[str, int], dict[str, int]]],
+                    note: str = "") -> dict[str, Any]:
+    """Median heard-after and the wait calls of the median run, with every sample kept."""
+    heard = [s[0] for s in samples]
+    order = sorted(range(len(samples)), key=lambda i: heard[i])
+    _, waited, everything = samples[order[len(order) // 2]]
+    return {"runs": len(samples), "heard_after_s": common.median(heard),
+            "heard_after_samples_s": [round(h, 6) for h in heard],
+            "wait_calls": sum(waited.values()),
+            "wait_calls_by_method": dict(sorted(waited.items())),
+            "calls_by_method": dict(sorted(everything.items())), "note": note}
+
+
+# -- server-side finish times ----------------------------------------------------------------------
+
+def vmware_complete_time(content: Any, task: Any) -> float:
+    """A task's ``info.completeTime`` as a Unix time."""
+    from benchmarks.raw_vmware import retrieve
+    info = retrieve(content, [task], ["info"])[task]["info"]
+    if info.completeTime is None:
+        raise common.Unavailable(f"task {task._moId} has no completeTime")
+    return info.completeTime.timestamp()
+
+
+def vmware_latest_complete(session: Any, name: str, since: float) -> float:
+    """completeTime of the latest task whose descriptionId has ``name`` and ended after ``since``.
+
+    vcsim lists in ``recentTask`` only the tasks of the asking session, so this reads them
+    through the library's own session (after its calls were counted).
+    """
+    manager = session.content.taskManager
+    tasks = list(session.retrieve_one(manager, ["recentTask"]).get("recentTask") or [])
+    infos = session.retrieve(tasks, ["info"])
+    ends = [i["info"].completeTime.timestamp() for i in infos.values()
+            if i.get("info") is not None and i["info"].completeTime is not None
+            and name.lower() in str(i["info"].descriptionId or "").lower()]
+    ends = [e for e in ends if e >= since - 0.01]
+    if not ends:
+        raise common.Unavailable(f"no finished {name} task found in recentTask")
+    return max(ends)
+
+
+class XenTaskObserver:
+    """Follows every XAPI task with ``event.from`` in a thread; notes when each one ended."""
+
+    def __init__(self, sim: Any) -> None:
+        from benchmarks.raw_xen import RawXen
+        self.raw = RawXen(sim)
+        self.ended: dict[str, tuple[str, float]] = {}
+        self.names: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._follow, name="task-observer", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        token = ""
+        while not self._stop.is_set():
+            try:
+                reply = self.raw.api.event_from(["task"], token, 0.5)
+            except Exception:  # noqa: BLE001 - the simulator is going away
+                return
+            now = time.time()
+            token = reply["token"]
+            with self._lock:
+                for event in reply["events"]:
+                    ref = event["ref"]
+                    snapshot = event.get("snapshot") or {}
+                    if snapshot.get("name_label"):
+                        self.names[ref] = snapshot["name_label"]
+                    status = str(snapshot.get("status", "pending")).lower()
+                    ended = event["operation"] == "del" or status != "pending"
+                    if ended and ref not in self.ended:
+                        self.ended[ref] = (self.names.get(ref, ""), now)
+
+    def end_of(self, ref: str, timeout: float = 5.0) -> float:
+        """When task ``ref`` ended (waits briefly for the observer to catch up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if ref in self.ended:
+                    return self.ended[ref][1]
+            time.sleep(0.005)
+        raise common.Unavailable(f"observer never saw task {ref} end")
+
+    def latest_end(self, name: str, since: float, timeout: float = 5.0) -> float:
+        """When the latest task called ``name`` that ended after ``since`` ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                ends = [t for n, t in self.ended.values() if n == name and t >= since]
+            if ends:
+                return max(ends)
+            time.sleep(0.005)
+        raise common.Unavailable(f"observer saw no {name} task end")
+
+    def close(self) -> None:
+        """Stop following and log out."""
+        self._stop.set()
+        self._thread.join(5)
+        self.raw.close()
+
+
+# -- per backend -----------------------------------------------------------------------------
+
+def _repeat(runs: int, one: Callable[[], tuple[float, dict[str, int], dict[str, int]]],
+            note: str = "") -> dict[str, Any]:
+    try:
+        return summarize_waits([one() for _ in range(max(1, runs))], note)
+    except Exception as error:  # noqa: BLE001 - reported per client
+        return common.error_entry(error)
+
+
+def _vmware(spec: Any, running: Any, seconds: float, runs: int) -> dict[str, Any]:
+    from pyVim.task import WaitForTask
+    sim = spec.raw_sim(running)
+    delay_ms = int(seconds * 1000)
+    out: dict[str, Any] = {"library": {}, "floor": {}, "naive": {}}
+
+    floor = spec.floor(running)
+    try:
+        try:
+            library = spec.library(running)
+        except common.Unavailable as error:
+            out["library"]["power_on"] = {"error": str(error)}
+            library = None
+        if library is not None:
+            try:
+                instance = library.spawn(library.new_image(), True)
+                library.power_off(instance)
+
+                def library_once() -> tuple[float, dict[str, int], dict[str, int]]:
+                    sim.inject("PowerOnVM_Task", "delay", delay_ms=delay_ms)
+                    library.reset()
+                    start = time.time()
+                    library.power_on(instance)
+                    heard = time.time()
+                    calls = library.calls()
+                    end = vmware_latest_complete(library.ops.session, "PowerOn", start)
+                    library.power_off(instance)
+                    return heard - end, wait_calls("vmware", calls), calls
+
+                out["library"]["power_on"] = _repeat(runs, library_once, "VMOps.power_on")
+            except Exception as error:  # noqa: BLE001
+                out["library"]["power_on"] = common.error_entry(error)
+            finally:
+                library.close()
+
+        vm = floor.spawn(floor.new_image(), True)
+        floor.power_off(vm)
+
+        def floor_once() -> tuple[float, dict[str, int], dict[str, int]]:
+            sim.inject("PowerOnVM_Task", "delay", delay_ms=delay_ms)
+            task = vm.ref.PowerOnVM_Task()
+            floor.reset()
+            floor.waiter.wait(task)
+            heard = time.time()
+            calls = floor.calls()
+            end = vmware_complete_time(floor.content, task)
+            floor.power_off(vm)
+            return heard - end, wait_calls("vmware", calls), calls
+
+        out["floor"]["push"] = _repeat(runs, floor_once,
+                                       "CreateFilter + WaitForUpdatesEx from '' per task")
+
+        def naive_once() -> tuple[float, dict[str, int], dict[str, int]]:
+            sim.inject("PowerOnVM_Task", "delay", delay_ms=delay_ms)
+            task = vm.ref.PowerOnVM_Task()
+            floor.reset()
+            WaitForTask(task)
+            heard = time.time()
+            calls = floor.calls()
+            end = vmware_complete_time(floor.content, task)
+            floor.power_off(vm)
+            return heard - end, wait_calls("vmware", calls, fetch_is_wait=True), calls
+
+        out["naive"]["WaitForTask"] = _repeat(runs, naive_once, "pyVim.task.WaitForTask")
+        floor._task(vm.ref, "Destroy_Task")  # the VM is off after the last run
+    finally:
+        sim.clear_faults()
+        floor.close()
+    return out
+
+
+def _xen(spec: Any, running: Any, seconds: float, runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"library": {}, "floor": {}, "naive": {}}
+    observer = XenTaskObserver(running)
+    floor = spec.floor(running)
+    try:
+        try:
+            library = spec.library(running)
+        except common.Unavailable as error:
+            out["library"]["power_on"] = {"error": str(error)}
+            library = None
+        if library is not None:
+            try:
+                instance = library.spawn(library.new_image(), True)
+                library.power_off(instance)
+
+                def library_once() -> tuple[float, dict[str, int], dict[str, int]]:
+                    running.inject_delay("VM.start", seconds, 1)
+                    library.reset()
+                    start = time.time()
+                    library.power_on(instance)
+                    heard = time.time()
+                    calls = library.calls()
+                    end = observer.latest_end("Async.VM.start", start)
+                    library.power_off(instance)
+                    return heard - end, wait_calls("xen", calls), calls
+
+                out["library"]["power_on"] = _repeat(runs, library_once, "VMOps.power_on")
+            except Exception as error:  # noqa: BLE001
+                out["library"]["power_on"] = common.error_entry(error)
+            finally:
+                library.close()
+
+        api = floor.api
+        vm = floor.spawn(floor.new_image(), True)
+        floor.power_off(vm)
+
+        def floor_once() -> tuple[float, dict[str, int], dict[str, int]]:
+            running.inject_delay("VM.start", seconds, 1)
+            task = api.Async.VM.start(vm.ref, False, False)
+            floor.reset()
+            floor.wait(task)
+            heard = time.time()
+            calls = floor.calls()
+            end = observer.end_of(task)
+            floor.power_off(vm)
+            return heard - end, wait_calls("xen", calls), calls
+
+        out["floor"]["push"] = _repeat(runs, floor_once, "Async + event.from from token ''")
+
+        def naive_sync_once() -> tuple[float, dict[str, int], dict[str, int]]:
+            running.inject_delay("VM.start_on", seconds, 1)
+            floor.reset()
+            start = time.time()
+            api.VM.start_on(vm.ref, floor.raw.hosts[0], False, False)
+            for _ in range(int(60 / POLL_INTERVAL)):  # Nova's poll of the power state
+                if api.VM.get_power_state(vm.ref) == "Running":
+                    break
+                time.sleep(POLL_INTERVAL)
+            heard = time.time()
+            calls = floor.calls()
+            end = observer.latest_end("VM.start_on", start)
+            floor.power_off(vm)
+            return heard - end, {m: n for m, n in calls.items() if m == "VM.get_power_state"}, calls
+
+        out["naive"]["sync call + state poll"] = _repeat(
+            runs, naive_sync_once, "blocking VM.start_on holds a connection for the whole task")
+
+        def naive_poll_once() -> tuple[float, dict[str, int], dict[str, int]]:
+            running.inject_delay("VM.start", seconds, 1)
+            task = api.Async.VM.start(vm.ref, False, False)
+            floor.reset()
+            for _ in range(int(60 / POLL_INTERVAL)):
+                if api.task.get_status(task) != "pending":
+                    break
+                time.sleep(POLL_INTERVAL)
+            heard = time.time()
+            calls = floor.calls()
+            api.task.destroy(task)
+            end = observer.end_of(task)
+            floor.power_off(vm)
+            return heard - end, wait_calls("xen", calls), calls
+
+        out["naive"]["task poll 0.5 s"] = _repeat(runs, naive_poll_once,
+                                                  "task.get_status every 0.5 s")
+        api.VDI.destroy(vm.vdi)  # the VM is halted after the last run
+        api.VM.destroy(vm.ref)
+    finally:
+        running.clear_faults()
+        floor.close()
+        observer.close()
+    return out
+
+
+def run_section(spec: Any, seconds: float, runs: int) -> dict[str, Any]:
+    """Issue 8 §4 for one backend on a fresh simulator."""
+    with spec.simulator() as running:
+        measure = _vmware if spec.name == "vmware" else _xen
+        result = measure(spec, running, seconds, runs)
+    library = result["library"].get("power_on") or {}
+    # targets.py reads the library's figure under one name whatever the backend
+    result["library"]["wait"] = library
+    result["task_seconds"] = seconds
+    return result
