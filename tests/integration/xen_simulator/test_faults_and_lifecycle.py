@@ -19,6 +19,7 @@ import trustme
 import XenAPI
 
 from virtdriver.xen.simulator import Simulator
+from virtdriver.xen.simulator.errors import ERRORS
 
 from .conftest import failure, new_vm
 
@@ -49,6 +50,19 @@ def test_inject_fault_count(sim: Simulator, xapi: Any) -> None:
     assert xapi.task.get_error_info(task) == ["INTERNAL_ERROR", "boom"]
     sim.clear_faults()
     xapi.VM.hard_shutdown(vm)
+
+
+@pytest.mark.parametrize("code", sorted(ERRORS))
+def test_every_declared_error_round_trips(sim: Simulator, xapi: Any, code: str) -> None:
+    """Every declared code reaches the client with its declared number of parameters."""
+    params = [f"<{name}>" for name in ERRORS[code]]
+    sim.inject_fault("VM.get_all", [code, *params])
+    if code == "SESSION_INVALID":  # the PyPI client re-logs in silently on this one
+        proxy = xmlrpc.client.ServerProxy(sim.url)
+        ses = proxy.session.login_with_password("root", "secret")["Value"]
+        assert proxy.VM.get_all(ses)["ErrorDescription"] == [code, *params]
+    else:
+        assert failure(xapi.VM.get_all) == [code, *params]
 
 
 def test_inject_delay(sim: Simulator, xapi: Any) -> None:

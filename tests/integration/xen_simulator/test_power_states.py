@@ -159,7 +159,9 @@ def test_template_and_snapshot_checks(xapi: Any) -> None:
     assert xapi.VM.get_is_a_snapshot(snap) is True
     assert xapi.VM.get_snapshot_of(snap) == clone
     assert snap in xapi.VM.get_snapshots(clone)
-    assert failure(xapi.VM.start, snap, False, False)[0] in ("VM_IS_SNAPSHOT", "VM_IS_TEMPLATE")
+    assert failure(xapi.VM.start, snap, False, False) == ["VM_IS_TEMPLATE", snap, "start"]
+    xapi.VM.set_is_a_template(snap, False)
+    assert failure(xapi.VM.start, snap, False, False) == ["VM_IS_SNAPSHOT", snap, "start"]
     xapi.VM.hard_shutdown(clone)
 
 
@@ -233,3 +235,37 @@ def test_dom0_exists(xapi: Any) -> None:
     (rec,) = doms.values()
     assert rec["domid"] == "0" and rec["power_state"] == "Running"
     assert rec["resident_on"] == xapi.host.get_all()[0]
+
+
+def test_vm_requires_sr(xapi: Any) -> None:
+    """A disk on an SR not plugged on the host: VM_REQUIRES_SR [vm, sr]."""
+    vm = new_vm(xapi, "needs-sr", disk=4096)
+    sr = xapi.VDI.get_SR(xapi.VBD.get_VDI(xapi.VM.get_VBDs(vm)[0]))
+    pbd = xapi.SR.get_PBDs(sr)[0]
+    xapi.PBD.unplug(pbd)
+    try:
+        assert failure(xapi.VM.start, vm, False, False) == ["VM_REQUIRES_SR", vm, sr]
+    finally:
+        xapi.PBD.plug(pbd)
+    xapi.VM.start(vm, False, False)
+    xapi.VM.hard_shutdown(vm)
+
+
+def test_cd_drive_rules(xapi: Any) -> None:
+    """insert/eject: VBD_NOT_EMPTY, VBD_IS_EMPTY, VBD_NOT_REMOVABLE_MEDIA."""
+    vm = new_vm(xapi, "cd", disk=4096)
+    disk_vbd = xapi.VM.get_VBDs(vm)[0]
+    iso_sr = next(iter(xapi.SR.get_all_records_where('field "content_type" = "iso"')))
+    iso = xapi.VDI.create({"SR": iso_sr, "virtual_size": "4096", "type": "user",
+                           "name_label": "tools.iso", "read_only": True, "sharable": True,
+                           "other_config": {}})
+    cd = xapi.VBD.create({"VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": "3", "type": "CD",
+                          "mode": "RO", "bootable": False, "empty": True, "unpluggable": True,
+                          "other_config": {}})
+    assert failure(xapi.VBD.eject, cd) == ["VBD_IS_EMPTY", cd]
+    xapi.VBD.insert(cd, iso)
+    assert xapi.VBD.get_VDI(cd) == iso and xapi.VBD.get_empty(cd) is False
+    assert failure(xapi.VBD.insert, cd, iso) == ["VBD_NOT_EMPTY", cd]
+    assert failure(xapi.VBD.eject, disk_vbd) == ["VBD_NOT_REMOVABLE_MEDIA", disk_vbd]
+    xapi.VBD.eject(cd)
+    assert xapi.VBD.get_empty(cd) is True and xapi.VBD.get_VDI(cd) == "OpaqueRef:NULL"

@@ -165,3 +165,13 @@ def test_vm_clone_copy_snapshot_with_disks(sim: Simulator, session: Any, xapi: A
     xapi.VM.start(vm, False, False)
     assert failure(xapi.VM.clone, vm, "nope")[0] == "VM_BAD_POWER_STATE"
     xapi.VM.hard_shutdown(vm)
+
+
+def test_sr_full(xapi: Any) -> None:
+    """SR_FULL [requested, maximum] when user disks would exceed the SR (thin: snapshots
+    and base copies do not count)."""
+    sr = sr_of(xapi)
+    size = int(xapi.SR.get_physical_size(sr))
+    details = failure(xapi.VDI.create, {"SR": sr, "virtual_size": str(size + 1), "type": "user",
+                                        "name_label": "too big", "other_config": {}})
+    assert details[0] == "SR_FULL" and details[2] == str(size)

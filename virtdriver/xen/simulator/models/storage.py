@@ -19,7 +19,13 @@ def new_vdi(ctx: Context, sr: str, name: str, size: int, type_: str = "user",
     """A VDI record plus its sparse file."""
     db = ctx.db
     with db.lock:
-        db.get("SR", sr)
+        srec = db.get("SR", sr)
+        if type_ != "suspend" and srec["content_type"] != "iso":
+            # thin provisioning: snapshots and hidden base copies do not count
+            used = sum(int(r["virtual_size"]) for r in (db.get("VDI", v) for v in srec["VDIs"])
+                       if r["managed"] and not r["is_a_snapshot"])
+            if used + size > int(srec["physical_size"]):
+                raise XapiError("SR_FULL", used + size, srec["physical_size"])
         vdi = db.create("VDI", {"SR": sr, "name_label": name, "virtual_size": str(size),
                                 "type": type_, **fields})
         rec = db.get("VDI", vdi)

@@ -24,7 +24,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "migrate_send": (HALTED, SUSPENDED, RUNNING), "make_into_template": (HALTED,),
     "export": (HALTED, SUSPENDED),
 }
-TEMPLATE_OK = {"clone", "copy", "export", "provision", "destroy", "snapshot"}
+TEMPLATE_OK = {"clone", "copy", "export", "provision", "destroy", "snapshot", "revert"}
 SNAPSHOT_OK = {"clone", "copy", "export", "destroy", "revert"}
 CANCELLED_BY_HARD_SHUTDOWN = {"clean_shutdown", "clean_reboot", "hard_reboot", "pool_migrate",
                               "call_plugin", "shutdown", "suspend"}
@@ -58,7 +58,7 @@ def check(ctx: Context, vm: str, op: str, strict: bool = True) -> dict[str, Any]
     if current and not _overlap_ok(op, set(current.values())):
         task, other = next(iter(current.items()))
         raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, other, task)
-    if rec["is_a_template"] and not rec["is_a_snapshot"] and op not in TEMPLATE_OK:
+    if rec["is_a_template"] and op not in TEMPLATE_OK:
         raise XapiError("VM_IS_TEMPLATE", vm, op)
     if rec["is_a_snapshot"] and op not in SNAPSHOT_OK:
         raise XapiError("VM_IS_SNAPSHOT", vm, op)
@@ -132,6 +132,13 @@ def boot(ctx: Context, vm: str, host: str, paused: bool) -> None:
     with db.lock:
         rec = db.get("VM", vm)
         db.get("host", host)
+        for vbd in rec["VBDs"]:
+            vdi = db.get("VBD", vbd)["VDI"]
+            if db.exists("VDI", vdi):
+                sr = db.get("VDI", vdi)["SR"]
+                pbds = [db.get("PBD", p) for p in db.get("SR", sr)["PBDs"]]
+                if not any(p["host"] == host and p["currently_attached"] for p in pbds):
+                    raise XapiError("VM_REQUIRES_SR", vm, sr)
         needed, available = vm_memory(rec), free_memory(ctx, host)
         if needed > available:
             raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, available)
