@@ -466,7 +466,12 @@ class TaskWaiter:
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=pending.task)],
             propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=paths)])
         generation = session.generation
-        session.invoke(collector, "CreateFilter", spec, partialUpdates=True)
+        try:
+            session.invoke(collector, "CreateFilter", spec, partialUpdates=True)
+        except exceptions.BackendError:
+            if session.generation == generation:
+                raise
+            # logged in again during the call: the repeat hit the old session's collector
         if session.generation != generation:
             # The call logged in again: the collector belonged to the old session.
             self._add_filter(pending)
@@ -503,7 +508,13 @@ class TaskWaiter:
                 collector, version = self._collector, self._version
         options = vmodl.query.PropertyCollector.WaitOptions(
             maxWaitSeconds=max(1, min(int(remaining + 0.999), self.MAX_WAIT_SECONDS)))
-        update = session.invoke(collector, "WaitForUpdatesEx", version, options)
+        generation = session.generation
+        try:
+            update = session.invoke(collector, "WaitForUpdatesEx", version, options)
+        except exceptions.BackendError:
+            if session.generation == generation:
+                raise
+            return  # logged in again: the next round re-creates the collector and filters
         with self._cond:
             if update is None:
                 return

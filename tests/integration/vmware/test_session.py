@@ -176,3 +176,44 @@ def test_concurrent_tasks_share_one_collector(session: VMwareSession, vcsim_faul
     assert session.stats.calls["WaitForUpdatesEx"] <= 2 * len(refs)
     states = session.retrieve(refs, ["runtime.powerState"])
     assert {s["runtime.powerState"] for s in states.values()} == {"poweredOn"}
+
+
+def test_session_expiry_while_a_task_is_waited_on(session: VMwareSession, vcsim_faults: Any,
+                                                  vm_ref: Any) -> None:
+    """The wait logs in again, re-creates its filter and still sees the task end.
+
+    The launcher runs a delayed method inside the caller's session, so the expired session
+    makes the task itself end in SystemError there; vCenter would finish it. Either way the
+    waiter must report the task's end, not hang or give up with SessionExpired.
+    """
+    import threading
+
+    vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
+    task = session.invoke(vm_ref, "PowerOnVM_Task")
+    session.stats.reset()
+    timer = threading.Timer(0.5, vcsim_faults.expire_sessions)
+    timer.start()
+    start = time.monotonic()
+    try:
+        session.wait_for_task(task, timeout=20)
+    except exceptions.TaskFailed as exc:
+        assert exc.code == "SystemError"
+    finally:
+        timer.join()
+    assert time.monotonic() - start < 10
+    # the next call finds the session gone and logs in again
+    session.retrieve_one(vm_ref, ["runtime.powerState"])
+    assert session.stats.calls["Login"] == 1
+
+
+def test_session_expired_before_the_wait_starts(session: VMwareSession, vcsim_faults: Any,
+                                                vm_ref: Any) -> None:
+    session.wait_for_task(session.invoke(vm_ref, "PowerOnVM_Task"))  # collector exists
+    session.call_task(vm_ref, "PowerOffVM_Task")
+    task = session.invoke(vm_ref, "PowerOnVM_Task")
+    vcsim_faults.expire_sessions()
+    session.stats.reset()
+    session.wait_for_task(task, timeout=20)
+    assert session.stats.calls["Login"] == 1
+    assert session.retrieve_one(vm_ref, ["runtime.powerState"])["runtime.powerState"] == \
+        "poweredOn"
