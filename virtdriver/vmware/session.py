@@ -29,10 +29,12 @@ import logging
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi.VmomiSupport import GetRequestContext
 
 from virtdriver.common import exceptions
 
@@ -270,9 +272,14 @@ class VMwareSession:
     def _call_with_retries(self, method: str, function: Callable[..., Any],
                            args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         retries = 0
+        # An opID in the SOAP header ties this call to vCenter's own logs.
+        op_id = f"virtdriver-{uuid.uuid4().hex[:12]}"
+        context = GetRequestContext()
         while True:
             start = time.monotonic()
+            context["operationID"] = f"{op_id}-{retries}" if retries else op_id
             try:
+                LOG.debug("calling %s (opID %s)", method, context["operationID"])
                 return function(*args, **kwargs)
             except ssl.SSLCertVerificationError as exc:
                 raise exceptions.CertificateRejected(
@@ -296,6 +303,7 @@ class VMwareSession:
                 retries += 1
                 self.sleep(delay)
             finally:
+                context.pop("operationID", None)
                 self.stats.record(method, time.monotonic() - start)
 
     # -- property reads -------------------------------------------------------------------------

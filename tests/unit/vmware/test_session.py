@@ -138,3 +138,19 @@ def test_from_conf_requires_credentials() -> None:
     conf([])
     with pytest.raises(exceptions.InvalidInput):
         VMwareSession.from_conf(conf)
+
+
+def test_every_call_carries_an_op_id() -> None:
+    from pyVmomi.VmomiSupport import GetRequestContext
+
+    session, _ = make_session()
+    seen: list[str] = []
+
+    class Obj:
+        def PowerOnVM_Task(self) -> str:  # noqa: N802 - a vSphere method name
+            seen.append(GetRequestContext()["operationID"])
+            return "task"
+    session.invoke(Obj(), "PowerOnVM_Task")
+    session.invoke(Obj(), "PowerOnVM_Task")
+    assert len(set(seen)) == 2 and all(s.startswith("virtdriver-") for s in seen)
+    assert "operationID" not in GetRequestContext()
