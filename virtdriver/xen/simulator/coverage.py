@@ -27,8 +27,8 @@ HTTP = [
 ]
 
 NOT_MODELLED = [
-    "JSON-RPC values are the XML-RPC ones: int fields stay decimal strings (real xapi "
-    "sends JSON numbers for ints under JSON-RPC); datetimes are `YYYYMMDDTHH:MM:SSZ` strings.",
+    "JSON-RPC values are the XML-RPC ones: int fields stay decimal strings and datetimes are "
+    "`YYYYMMDDTHH:MM:SSZ` strings (not checked against real xapi's JSON encoding).",
     "Classes: VGPU, GPU_group, PCI, PGPU, VUSB, VTPM, Bond, VLAN, tunnel, PVS, cluster, "
     "subject/role (RBAD), secret, blob, message.create (records exist for XO only), "
     "VM_appliance, VMSS, DR tasks, certificates.",

@@ -78,7 +78,7 @@ CLASSES: dict[str, dict[str, Any]] = {
         "requires_reboot": False, "reference_label": S, "domain_type": "hvm", "NVRAM": M,
         "bios_strings": M, "protection_policy": N, "is_snapshot_from_vmpp": False,
         "snapshot_schedule": N, "is_vmss_snapshot": False, "groups": L, "attached_PCIs": L,
-        "blobs": M, "xenstore_data_keys": L,
+        "blobs": M,
     },
     "VM_metrics": {
         **_COMMON, "memory_actual": "0", "VCPUs_number": "0", "VCPUs_utilisation": M,
