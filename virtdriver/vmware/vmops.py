@@ -23,6 +23,7 @@ from virtdriver.common.model import (
     MemoryDiagnostics,
     VMConfigInfo,
     field_of,
+    image_property,
 )
 from virtdriver.common.power_state import PowerState
 from virtdriver.common.progress import Rollback, make_step_decorator
@@ -185,7 +186,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         info = VMConfigInfo.build(instance, image_meta, network_info)
         vm_util.adapter_type(image_meta)
         vm_util.guest_id(image_meta)
-        vif_util.vif_model(_image_prop(image_meta, "hw_vif_model"))
+        vif_util.vif_model(image_property(image_meta, "hw_vif_model"))
         size = field_of(image_meta, "size", 0) or 0
         if info.root_gb and size > info.root_gb * ds_util.GiB and \
                 field_of(image_meta, "disk_format") != "iso":
@@ -219,8 +220,8 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
     def _linked_clone(self, info: VMConfigInfo) -> bool:
         if field_of(info.image, "disk_format") == "iso":
             return False
-        value = _image_prop(info.image, "img_linked_clone",
-                            _image_prop(info.image, "vmware_linked_clone"))
+        value = image_property(info.image, "img_linked_clone",
+                               image_property(info.image, "vmware_linked_clone"))
         if value is None:
             return bool(self.conf.vmware.use_linked_clone)
         return str(value).lower() in ("true", "1", "yes")
@@ -265,45 +266,52 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
     def _attach_root_and_config_drive(self, context: Any, info: VMConfigInfo, ds: Datastore,
                                       cached: DatastorePath, vm: Any, injected_files: Any,
                                       admin_password: str | None) -> None:
-        uuid = field_of(info.instance, "uuid")
-        folder = ds.path(uuid)
-        adapter = vm_util.adapter_type(info.image)
-        layout = vm_util.DiskLayout(adapter)
-        controller = layout.controller_key
+        """What CreateVM could not hold: a copied root disk, an ISO, the config drive."""
         changes = []
-        is_iso = field_of(info.image, "disk_format") == "iso"
-        if not self._linked_clone(info) or not info.root_gb:
-            if controller < 0:
-                # the SCSI controller now has a real key
-                devices = vm_util.devices_of(self.session, vm)
-                controller = next(d.key for d in devices
-                                  if isinstance(d, vim.vm.device.VirtualSCSIController))
-            if is_iso:
-                changes.append(vm_util.cdrom_spec(cached, vm_util.IDE_CONTROLLER_KEY + 1, 0,
-                                                  key=-60))
-                if info.root_gb:
-                    changes.append(vm_util.disk_spec(
-                        layout, folder.join(f"{uuid}.vmdk"), vm_util.gib_to_kb(info.root_gb),
-                        create=True, slot=(controller, 0), io=info.extra_specs.disk_io))
-            else:
-                root = folder.join(f"{uuid}.vmdk")
-                ds_util.copy_disk(self.session, ds, cached, root)
-                size = field_of(info.image, "size", 0) or 0
-                capacity_kb = vm_util.gib_to_kb(info.root_gb) if info.root_gb else \
-                    max(1, (size + 1023) // 1024)
-                if info.root_gb and info.root_gb * ds_util.GiB > size:
-                    ds_util.extend_disk(self.session, ds, root, capacity_kb)
-                changes.append(vm_util.disk_spec(layout, root, capacity_kb, create=False,
-                                                 slot=(controller, 0),
-                                                 io=info.extra_specs.disk_io))
+        if not (self._linked_clone(info) and info.root_gb):
+            changes += self._root_disk_changes(info, ds, cached, vm)
         if field_of(info.instance, "config_drive"):
-            data = build_config_drive(config_drive_files(info.instance, injected_files,
-                                                         admin_password, info.vifs))
-            iso = folder.join(CONFIG_DRIVE_NAME)
-            self.image_cache.http.put(ds.dc_name, ds.name, iso.rel_path, [data], len(data))
-            changes.append(vm_util.cdrom_spec(iso, vm_util.IDE_CONTROLLER_KEY, 1, key=-61))
+            changes.append(self._config_drive(info, ds, injected_files, admin_password))
         if changes:
             self.session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=changes))
+
+    def _root_disk_changes(self, info: VMConfigInfo, ds: Datastore, cached: DatastorePath,
+                           vm: Any) -> list[Any]:
+        uuid = field_of(info.instance, "uuid")
+        root = ds.path(uuid).join(f"{uuid}.vmdk")
+        layout = vm_util.DiskLayout(vm_util.adapter_type(info.image))
+        controller = layout.controller_key
+        if controller < 0:
+            # CreateVM gave the SCSI controller its real key; read it
+            controller = next(d.key for d in vm_util.devices_of(self.session, vm)
+                              if isinstance(d, vim.vm.device.VirtualSCSIController))
+        io = info.extra_specs.disk_io
+        if field_of(info.image, "disk_format") == "iso":
+            # boot from the cached ISO; the root disk, if any, starts blank
+            changes = [vm_util.cdrom_spec(cached, vm_util.IDE_CONTROLLER_KEY + 1, 0, key=-60)]
+            if info.root_gb:
+                changes.append(vm_util.disk_spec(layout, root, vm_util.gib_to_kb(info.root_gb),
+                                                 create=True, slot=(controller, 0), io=io))
+            return changes
+        ds_util.copy_disk(self.session, ds, cached, root)
+        size = field_of(info.image, "size", 0) or 0
+        capacity_kb = vm_util.gib_to_kb(info.root_gb) if info.root_gb else \
+            max(1, (size + 1023) // 1024)
+        if info.root_gb and info.root_gb * ds_util.GiB > size:
+            ds_util.extend_disk(self.session, ds, root, capacity_kb)
+        return [vm_util.disk_spec(layout, root, capacity_kb, create=False,
+                                  slot=(controller, 0), io=io)]
+
+    def _config_drive(self, info: VMConfigInfo, ds: Datastore, injected_files: Any,
+                      admin_password: str | None) -> Any:
+        """Upload the config-drive ISO into the VM's folder; return its CD-ROM spec."""
+        uuid = field_of(info.instance, "uuid")
+        data = build_config_drive(config_drive_files(info.instance, injected_files,
+                                                     admin_password, info.vifs))
+        iso = ds.path(uuid).join(CONFIG_DRIVE_NAME)
+        self.image_cache.http.put(ds.dc_name, ds.name, iso.rel_path, [data], len(data))
+        # second IDE channel: the first one may hold IDE disks
+        return vm_util.cdrom_spec(iso, vm_util.IDE_CONTROLLER_KEY + 1, 1, key=-61)
 
     def _power_on_new_vm(self, vm: Any) -> None:
         self.session.call_task(vm, "PowerOnVM_Task")
@@ -473,11 +481,6 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
             memory_details=MemoryDiagnostics(
                 maximum=getattr(hardware, "memoryMB", None),
                 used=getattr(stats, "guestMemoryUsage", None)))
-
-
-def _image_prop(image: Any, key: str, default: Any = None) -> Any:
-    from virtdriver.common.model import image_property
-    return image_property(image, key, default) if image is not None else default
 
 
 __all__ = ["VMwareVMOps"]
