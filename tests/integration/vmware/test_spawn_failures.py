@@ -121,3 +121,39 @@ def test_a_slow_task_is_waited_on_not_polled(vcsim_faults: Any, ops: Any,
 def _write(path: Any, data: bytes) -> Any:
     path.write_bytes(data)
     return path
+
+
+def test_connection_lost_mid_spawn_is_retried_then_rolled_back(ops: Any, image_store: Any,
+                                                               inspector: Any) -> None:
+    """The launcher cannot drop connections: the client's stub raises instead."""
+    ops.spawn(None, warm := make_instance(), image_store.disk, [], None, [])
+    ops.destroy(warm)
+    before = _state(inspector)
+    stub = ops.session._stub
+    real = stub.InvokeMethod
+    drops = {"left": 10}
+
+    def flaky(mo: Any, info: Any, args: Any, *rest: Any) -> Any:
+        if info.wsdlName == "PowerOnVM_Task" and drops["left"]:
+            drops["left"] -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return real(mo, info, args, *rest)
+    stub.InvokeMethod = flaky
+    ops.session.sleep = lambda seconds: None
+    try:
+        with pytest.raises(exceptions.ConnectionFailed, match="PowerOnVM_Task"):
+            ops.spawn(None, make_instance(), image_store.disk, [], None, [make_vif(8)])
+    finally:
+        stub.InvokeMethod = real
+    assert drops["left"] == 10 - 3  # first try + api_retry_count (2) retries
+    assert _state(inspector) == before
+    # one dropped connection is retried transparently
+    drops["left"] = 1
+    stub.InvokeMethod = flaky
+    try:
+        inst = make_instance()
+        ops.spawn(None, inst, image_store.disk, [], None, [])
+    finally:
+        stub.InvokeMethod = real
+    assert inspector.vm(inst.uuid)["runtime.powerState"] == "poweredOn"
+    ops.destroy(inst)
