@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +18,12 @@ from .errors import XapiError
 
 if TYPE_CHECKING:
     from .simulator import Simulator
+
+
+def _file_chunks(path: str) -> Any:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk
 
 
 def _json_default(value: Any) -> Any:
@@ -263,14 +268,21 @@ class Handler(BaseHTTPRequestHandler):
         if fmt == "raw":
             self.send_header("Content-Length", str(os.path.getsize(file)))
             self.end_headers()
-            with open(file, "rb") as fh:
-                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+            chunks = _file_chunks(file)
         else:
             self.end_headers()
             self.close_connection = True
-            for chunk in storage_bytes.vhd_stream(file):
-                self.wfile.write(chunk)
+            chunks = storage_bytes.vhd_stream(file)
+        # the task is finished before the last chunk goes out, so a client that has read the
+        # whole body always sees it finished
+        previous = None
+        for chunk in chunks:
+            if previous is not None:
+                self.wfile.write(previous)
+            previous = chunk
         self._finish_task(query, True)
+        if previous is not None:
+            self.wfile.write(previous)
 
     def _vm_rrd(self) -> None:
         """A small synthetic RRD (XML) of a running VM's data sources."""
