@@ -217,8 +217,8 @@ def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str, timeout
         if not pending_coalesce(session.call("VDI.get_all_records_where", expr), vdi_ref):
             return
         if time.monotonic() >= deadline:
-            raise exc.BackendError("VHD coalesce did not finish in time", "COALESCE_TIMEOUT",
-                                   (vdi_ref,))
+            raise exc.BackendError(f"VHD coalesce did not finish in {timeout:g}s",
+                                   "COALESCE_TIMEOUT")
         sleep(delay)
         delay = min(1.0, delay * 2)
 

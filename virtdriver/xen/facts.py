@@ -147,7 +147,7 @@ def get_console_output(session: XenAPISession, vm_ref: str) -> bytes:
     return data[-MAX_CONSOLE_BYTES:]
 
 
-def get_vnc_console(session: XenAPISession, vm_ref: str) -> ConsoleInfo:
+def get_vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> ConsoleInfo:
     """Host, port and path of the VM's RFB console."""
     import urllib.parse
 
@@ -164,7 +164,7 @@ def get_vnc_console(session: XenAPISession, vm_ref: str) -> ConsoleInfo:
         path = f"{url.path}?{query}"
         return ConsoleInfo(host=url.hostname or "", port=port, internal_access_path=path,
                            type="vnc")
-    raise exc.InstanceInvalidState(str(vm_ref), "get_vnc_console", "without a console")
+    raise exc.InstanceInvalidState(instance_uuid, "get_vnc_console", "without a console")
 
 
 def poll_rebooting_instances(ops: XenVMOps, timeout: int, instances: list[Any]) -> list[Any]:
@@ -173,7 +173,6 @@ def poll_rebooting_instances(ops: XenVMOps, timeout: int, instances: list[Any]) 
     if timeout <= 0 or not instances:
         return []
     now = dt.datetime.now(dt.timezone.utc)
-    stale = False
     for label in ("VM.clean_reboot", "Async.VM.clean_reboot"):
         for task in session.call("task.get_by_name_label", label):
             try:
@@ -186,14 +185,15 @@ def poll_rebooting_instances(ops: XenVMOps, timeout: int, instances: list[Any]) 
             if created is not None and (now - created).total_seconds() >= timeout and \
                     record.get("status") == "pending":
                 session.call("task.cancel", task)
-                stale = True
     rebooted = []
     for instance in instances:
+        # Callers pass the instances in a rebooting task state; one updated recently is
+        # not stuck yet.
         updated = field_of(instance, "updated_at")
-        if updated is not None and isinstance(updated, dt.datetime):
+        if isinstance(updated, dt.datetime):
             if updated.tzinfo is None:
                 updated = updated.replace(tzinfo=dt.timezone.utc)
-            if (now - updated).total_seconds() < timeout and not stale:
+            if (now - updated).total_seconds() < timeout:
                 continue
         try:
             ops.reboot(instance, reboot_type="HARD")

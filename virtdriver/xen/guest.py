@@ -32,7 +32,7 @@ IMAGE_UPLOADING = "image_uploading"
 def _root_vdi(ops: XenVMOps, vm_ref: str) -> str:
     found = disks.instance_vdis(ops.session, vm_ref).get(vm_utils.DEVICE_ROOT)
     if found is None:
-        raise exc.BackendError("the VM has no root disk", "NO_ROOT_DISK", (vm_ref,))
+        raise exc.BackendError("the VM has no root disk", "NO_ROOT_DISK")
     return found[1]
 
 

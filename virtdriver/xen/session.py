@@ -461,8 +461,7 @@ class XenAPISession:
             if remaining <= 0:
                 with contextlib.suppress(exc.VirtDriverError):
                     self.call("task.cancel", task)
-                raise exc.TaskTimeout(f"XAPI {method} did not finish in time", "TASK_TIMEOUT",
-                                      (task,))
+                raise exc.TaskTimeout(f"XAPI {method} did not finish in time", "TASK_TIMEOUT")
             wait = float(min(remaining, EVENT_WAIT_SECONDS))
             reply = self.call("event.from", [f"task/{task}"], token, wait,
                               timeout=wait + 30.0)
@@ -471,8 +470,7 @@ class XenAPISession:
                 if event.get("ref") != task:
                     continue
                 if event.get("operation") == "del":
-                    raise exc.TaskFailed(f"XAPI task of {method} vanished", "TASK_DESTROYED",
-                                         (task,))
+                    raise exc.TaskFailed(f"XAPI task of {method} vanished", "TASK_DESTROYED")
                 record = event.get("snapshot") or {}
                 fraction = float(record.get("progress") or 0.0)
                 if progress is not None and fraction != last_progress:
@@ -528,7 +526,7 @@ class XenAPISession:
         if response.status >= 300:
             raise exc.BackendError(
                 f"VDI upload failed: HTTP {response.status} {body[:200]!r}",
-                f"HTTP_{response.status}", (vdi_ref,))
+                f"HTTP_{response.status}")
 
     def get_vdi(self, vdi_ref: str, fmt: str = "raw") -> Iterator[bytes]:
         """Download a VDI's contents through ``GET /export_raw_vdi``, in chunks."""
@@ -550,7 +548,7 @@ class XenAPISession:
             http_conn.close()
             raise exc.BackendError(
                 f"VDI download failed: HTTP {response.status} {body[:200]!r}",
-                f"HTTP_{response.status}", (vdi_ref,))
+                f"HTTP_{response.status}")
         return _read_response(http_conn, response)
 
 

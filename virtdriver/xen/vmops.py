@@ -593,7 +593,7 @@ class XenVMOps(VMOps):
                                   field_of(instance, "name") + vm_utils.RESCUE_SUFFIX,
                                   str(field_of(instance, "uuid")))
         vm_ref = rescue[0] if rescue else self.vm_ref_of(instance)
-        return facts.get_vnc_console(self.session, vm_ref)
+        return facts.get_vnc_console(self.session, vm_ref, str(field_of(instance, "uuid")))
 
     # -- host -----------------------------------------------------------------------------------
 
