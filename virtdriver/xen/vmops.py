@@ -143,8 +143,12 @@ class XenVMOps(VMOps):
         Steps (each reports progress): validate, create disks (cached image clone, ephemeral,
         swap), create the VM record, attach devices (VBDs and config drive), inject instance
         data into xenstore, set up VIFs, boot, configure through the guest agent. A failure
-        undoes every finished step and re-raises.
+        undoes every finished step and re-raises. Volumes (``block_device_mapping``) are
+        not supported: there is no volume service behind this backend.
         """
+        if field_of(block_device_info or {}, "block_device_mapping"):
+            raise self.unsupported("spawn with volumes", "block_device_mapping is not "
+                                                         "supported on Xen")
         with instance_lock(instance):
             plan = self.builder.plan(instance, image_meta, injected_files, admin_password,
                                      network_info)
@@ -549,8 +553,7 @@ class XenVMOps(VMOps):
             if found is None:
                 raise exc.InstanceNotFound(str(field_of(instance, "uuid")))
             self._vm_refs[key] = found[0]
-            return InstanceInfo(vm_utils.power_state_of(found[1]["power_state"]),
-                                internal_id=found[1].get("uuid"))
+            return InstanceInfo(vm_utils.power_state_of(found[1]["power_state"]))
         state = self._on_vm(instance, self.vm_power_state)
         return InstanceInfo(vm_utils.power_state_of(state))
 

@@ -152,3 +152,12 @@ def test_capabilities_and_unsupported():
     assert ops.capabilities["supports_rescue"] and ops.backend_name == "xen"
     with pytest.raises(exc.UnsupportedOperation):
         ops.get_datacenter_ref_and_name(None)
+
+
+def test_spawn_with_volumes_is_unsupported_before_any_call():
+    ops = make_ops({})
+    image = virtdriver.ImageMeta(id=IMAGE, disk_format="raw")
+    bdi = virtdriver.BlockDeviceInfo(block_device_mapping=[{"connection_info": {}}])
+    with pytest.raises(exc.UnsupportedOperation):
+        ops.spawn(None, instance(), image, [], None, [], block_device_info=bdi)
+    assert ops.session.calls == []
