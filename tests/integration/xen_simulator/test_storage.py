@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -86,9 +87,32 @@ def test_vhd_round_trip(sim: Simulator, session: Any, xapi: Any) -> None:
     put(sim, session._session, src, data)
     vhd = get(sim, session._session, src, "vhd")
     assert vhd[:8] == b"conectix" and vhd[-512:-504] == b"conectix"
+    check_dynamic_vhd(vhd, 8 * MIB)
     assert len(vhd) < len(data)  # sparse: only non-empty blocks
     assert put(sim, session._session, dst, vhd, "vhd") == 200
     assert get(sim, session._session, dst) == data
+
+
+def _ones_complement_ok(block: bytes, at: int) -> bool:
+    stored = struct.unpack(">I", block[at:at + 4])[0]
+    zeroed = block[:at] + b"\0\0\0\0" + block[at + 4:]
+    return stored == (~sum(zeroed)) & 0xFFFFFFFF
+
+
+def check_dynamic_vhd(vhd: bytes, size: int) -> None:
+    """Footer and header checksums, disk type 3 (dynamic), sizes and BAT bounds."""
+    footer = vhd[-512:]
+    assert footer == vhd[:512] and _ones_complement_ok(footer, 64)
+    assert struct.unpack(">Q", footer[48:56])[0] == size
+    assert struct.unpack(">I", footer[60:64])[0] == 3
+    header_at = struct.unpack(">Q", footer[16:24])[0]
+    header = vhd[header_at:header_at + 1024]
+    assert header[:8] == b"cxsparse" and _ones_complement_ok(header, 36)
+    bat_at, entries, block = struct.unpack(">QII", header[16:24] + header[28:36])
+    assert entries * block >= size and block == 2 * MIB
+    bat = struct.unpack(f">{entries}I", vhd[bat_at:bat_at + 4 * entries])
+    for sector in bat:
+        assert sector == 0xFFFFFFFF or sector * 512 + 512 + block <= len(vhd) - 512
 
 
 def test_vdi_operations(sim: Simulator, session: Any, xapi: Any) -> None:

@@ -37,12 +37,3 @@ def call_plugin(ctx: Context, host: str, plugin: str, fn: str, args: dict[str, s
 
     ctx.db.get("host", host)
     return call(ctx, host, plugin, fn, args or {})
-
-
-@api("pool.get_all_records")
-def pool_get_all_records(ctx: Context) -> dict[str, dict[str, Any]]:
-    """Every pool record."""
-    from ..db import copy_record
-
-    with ctx.db.lock:
-        return {r: copy_record(rec) for r, rec in ctx.db.all("pool").items()}
