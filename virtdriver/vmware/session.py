@@ -403,10 +403,14 @@ class TaskWaiter:
     Each task gets a filter on ``info.state``, ``info.error`` and ``info.result`` (plus
     ``info.progress`` when someone listens). One thread at a time calls
     ``WaitForUpdatesEx`` (the leader) and hands every update to its task's waiter; the
-    others sleep on a condition. A quick task costs CreateFilter and one WaitForUpdatesEx;
-    a task still running costs one more WaitForUpdatesEx when it ends. Filters of finished
-    tasks see no further changes, so rather than one DestroyPropertyFilter per task the
-    whole collector is recycled every ``RECYCLE_AFTER`` tasks when none are in flight.
+    others sleep on a condition.
+
+    A task that is already over when its call returns (most are) costs one read of its
+    state and nothing else. A task still running costs CreateFilter and, whatever it lasts,
+    about two WaitForUpdatesEx: the filter's first report, then the one saying it ended.
+    Filters of finished tasks see no further changes, so rather than one
+    DestroyPropertyFilter per task the whole collector is recycled every ``RECYCLE_AFTER``
+    tasks when none are in flight.
     """
 
     RECYCLE_AFTER = 64
@@ -427,6 +431,14 @@ class TaskWaiter:
         """Block until ``task`` ends or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         pending = _Pending(task=task, progress=progress)
+        # Most tasks are over by the time their call returns: one read says so, at once.
+        # Only a task still running gets a filter and is waited on by push.
+        paths = ["info.state", "info.error", "info.result"]
+        self._apply(pending, [vmodl.query.PropertyCollector.Change(name=path, op="assign",
+                                                                      val=value)
+                              for path, value in self.session.retrieve_one(task, paths).items()])
+        if pending.state in ("success", "error"):
+            return self._outcome(pending, what)
         with self._cond:
             self._pending[task._moId] = pending
         try:
@@ -453,6 +465,11 @@ class TaskWaiter:
         finally:
             with self._cond:
                 self._pending.pop(task._moId, None)
+        return self._outcome(pending, what)
+
+    @staticmethod
+    def _outcome(pending: _Pending, what: str) -> Any:
+        task = pending.task
         if pending.state == "error":
             fault = pending.error
             if isinstance(fault, vmodl.MethodFault):

@@ -82,6 +82,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         self._inventory: vm_util.Inventory | None = None
         self._networks: dict[str, vif_util.NetworkRef] | None = None
         self._image_cache: ImageCache | None = None
+        self._datastore_refs: dict[str, Any] | None = None
         self.vm_refs = vm_util.VMRefCache()
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -145,13 +146,17 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
                          props.get("summary.capacity", 0), inv.dc_ref, inv.dc_name)
 
     def _vm_datastore(self, vm_path: str) -> Datastore:
+        """The datastore of a ``[ds] path``; names are read once and kept."""
         name = DatastorePath.parse(vm_path).datastore
-        found = self.session.retrieve(self.inventory.datastores, ds_util.DATASTORE_PATHS)
-        for ref_id, props in found.items():
-            if props.get("summary.name") == name:
-                ref = next(r for r in self.inventory.datastores if r._moId == ref_id)
-                return self._datastore(ref, props)
-        raise exceptions.BackendError(f"datastore {name} not found", code="NotFound")
+        if self._datastore_refs is None or name not in self._datastore_refs:
+            names = self.session.retrieve(self.inventory.datastores, ["summary.name"])
+            self._datastore_refs = {names[ref._moId]["summary.name"]: ref
+                                    for ref in self.inventory.datastores if ref._moId in names}
+        if name not in self._datastore_refs:
+            raise exceptions.BackendError(f"datastore {name} is not in cluster "
+                                          f"{self.inventory.cluster_name}", code="NotFound")
+        inv = self.inventory
+        return Datastore(self._datastore_refs[name], name, 0, 0, inv.dc_ref, inv.dc_name)
 
     # -- spawn -----------------------------------------------------------------------------------
 
@@ -210,6 +215,12 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         return {ref: found[ref._moId] for ref in self.inventory.datastores if ref._moId in found}
 
     def _cache_image(self, context: Any, info: VMConfigInfo, ds: Datastore) -> DatastorePath:
+        image_id = field_of(info.image, "id")
+        if self._linked_clone(info) and info.root_gb:
+            # the sized copy exists only if the image is cached: one look is enough
+            sized = self.image_cache.disk_path(ds, image_id, info.root_gb)
+            if self.image_cache.http.exists(ds.dc_name, ds.name, sized.rel_path):
+                return sized
         cached = self.image_cache.ensure(context, info.image, ds,
                                          vm_util.adapter_type(info.image))
         if self._linked_clone(info) and info.root_gb:

@@ -137,19 +137,29 @@ def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any, vm
     assert "PowerOnVM_Task" in str(err.value)
 
 
-def test_a_running_task_is_waited_on_by_push(
-    session: VMwareSession, vcsim_faults: Any, vm_ref: Any
-) -> None:
-    session.wait_for_task(session.invoke(vm_ref, "PowerOnVM_Task"))  # collector warm
-    session.call_task(vm_ref, "PowerOffVM_Task")
-    vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
+def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_faults: Any,
+                                             vm_ref: Any) -> None:
+    """One read finds it running; then a filter and about two WaitForUpdatesEx, no polling."""
+    for _ in range(2):  # the second run has a warm collector
+        vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
+        task = session.invoke(vm_ref, "PowerOnVM_Task")
+        session.stats.reset()
+        start = time.monotonic()
+        session.wait_for_task(task)
+        assert time.monotonic() - start >= 1.3
+        session.call_task(vm_ref, "PowerOffVM_Task")
+    calls = session.stats.calls
+    assert calls["RetrievePropertiesEx"] == 2  # this task's first look, PowerOff's
+    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 2, calls
+    wait_calls = calls["CreateFilter"] + calls["WaitForUpdatesEx"]
+    assert wait_calls <= 3
+
+
+def test_a_finished_task_costs_one_read(session: VMwareSession, vm_ref: Any) -> None:
     task = session.invoke(vm_ref, "PowerOnVM_Task")
     session.stats.reset()
-    start = time.monotonic()
     session.wait_for_task(task)
-    assert time.monotonic() - start >= 1.3
-    assert session.stats.total_calls <= 3, session.stats.calls
-    assert session.stats.calls["WaitForUpdatesEx"] <= 2
+    assert session.stats.calls == {"RetrievePropertiesEx": 1}
 
 
 def test_task_timeout(session: VMwareSession, vcsim_faults: Any, vm_ref: Any) -> None:
