@@ -7,7 +7,10 @@ A module may override ``sim_options`` (module scope) to pass keyword arguments t
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,9 +37,22 @@ def sim_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def sim(sim_options: dict[str, Any]) -> Iterator[Simulator]:
-    """A running simulator for the module."""
-    with Simulator(**sim_options) as simulator:
+    """A running simulator for the module; afterwards its temp dir and threads are gone."""
+    before = set(threading.enumerate())
+    simulator = Simulator(**sim_options).start()
+    try:
         yield simulator
+    finally:
+        workdir = simulator.workdir  # reset() may have replaced it
+        simulator.stop()
+    assert not os.path.exists(workdir)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        if not leaked:
+            break
+        time.sleep(0.05)
+    assert not leaked, leaked
 
 
 @pytest.fixture
