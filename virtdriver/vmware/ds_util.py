@@ -12,7 +12,7 @@ import http.client
 import re
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -203,6 +203,36 @@ class DatastoreHTTP:
         if status not in (200, 201, 204):
             raise exceptions.BackendError(
                 f"upload of [{ds_name}] {path}: HTTP {status} {data[:200]!r}", code=f"HTTP{status}")
+
+    def stream(self, dc_name: str, ds_name: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """Download a datastore file as chunks: (size, chunks); the connection closes at the end.
+
+        Counted as one ``HTTP GET`` when the download starts.
+        """
+        conn = self._connection()
+        start = time.monotonic()
+        try:
+            conn.request("GET", self._url(dc_name, ds_name, path),
+                         headers={"Cookie": self.session._stub.cookie})
+            response = conn.getresponse()
+        except CONNECTION_ERRORS as exc:
+            conn.close()
+            raise exceptions.ConnectionFailed(f"datastore GET of [{ds_name}] {path} failed: "
+                                              f"{type(exc).__name__}",
+                                              code=type(exc).__name__) from exc
+        finally:
+            self.session.stats.record("HTTP GET", time.monotonic() - start)
+        if response.status != 200:
+            conn.close()
+            raise exceptions.BackendError(f"download of [{ds_name}] {path}: HTTP "
+                                          f"{response.status}", code=f"HTTP{response.status}")
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from iter(lambda: response.read(self.CHUNK), b"")
+            finally:
+                conn.close()
+        return int(response.getheader("Content-Length") or 0), chunks()
 
     def get(self, dc_name: str, ds_name: str, path: str) -> bytes:
         """Download a datastore file."""

@@ -255,6 +255,17 @@ def disks_of(devices: Iterable[Any]) -> list[Any]:
     return sorted(disks, key=lambda d: (d.controllerKey, d.unitNumber or 0))
 
 
+def adapter_of(devices: Iterable[Any], disk: Any) -> str:
+    """The ``vmware_adaptertype`` name of the controller a disk hangs on."""
+    controller = next((d for d in devices if d.key == disk.controllerKey), None)
+    if isinstance(controller, vim.vm.device.VirtualIDEController):
+        return "ide"
+    for name, cls in ADAPTER_TYPES.items():
+        if cls is not None and type(controller) is cls:
+            return name
+    return DEFAULT_ADAPTER
+
+
 def free_unit(devices: Iterable[Any], controller_key: int) -> int:
     """The first free unit number on a controller."""
     devices = list(devices)

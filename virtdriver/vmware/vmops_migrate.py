@@ -28,10 +28,6 @@ def _snapshot_name(uuid: str) -> str:
     return f"{uuid}-snapshot"
 
 
-def _clone_name(uuid: str) -> str:
-    return f"{uuid}-snapshot-clone"
-
-
 class MigrateOpsMixin:
     """Operations that copy or move disks."""
 
@@ -64,13 +60,23 @@ class MigrateOpsMixin:
 
     def snapshot(self, context: Any, instance: Any, image_id: str,
                  update_task_state: Callable[..., Any]) -> None:
-        """Upload the root disk to the image store under ``image_id`` (the seed's six steps)."""
+        """Upload the root disk to the image store under ``image_id``.
+
+        The seed's six steps, with its linked clone replaced by a disk copy: 1. find the
+        root disk the VM writes to now; 2. take a server snapshot, which freezes that disk;
+        3. copy the frozen disk (the copy flattens its chain) into a temp folder; 4. upload
+        it; 5. delete the temp folder; 6. remove the server snapshot. No clone VM exists
+        to leak (Nova's own TODO), and vcsim's CloneVM would rewrite the source VM's disk
+        backing. Steps 5 and 6 run whatever happened before them.
+        """
         uuid = field_of(instance, "uuid")
         step = make_step_decorator(context, instance, self.progress)
         find_disk = step(self._snapshot_find_disk)
         take = step(self._snapshot_take)
-        clone = step(self._snapshot_clone)
-        export = step(self._snapshot_export)
+        copy = step(self._snapshot_copy)
+        upload = step(self._snapshot_upload)
+        delete_temp = step(ds_util.delete_path)
+        remove = step(self._snapshot_remove)
         with instance_lock(instance):
             vm, ds, root, props = find_disk(instance)
             update_task_state(task_state="image_pending_upload",
@@ -79,14 +85,16 @@ class MigrateOpsMixin:
             try:
                 update_task_state(task_state="image_uploading",
                                   expected_state="image_pending_upload")
-                clone_vm = clone(vm, snap, ds, uuid)
+                temp = ds.path(self.image_cache.temp_folder, str(uuid_module.uuid4()))
                 try:
-                    export(context, clone_vm, ds, image_id, root, props)
+                    flat = copy(ds, root, temp, image_id)
+                    upload(context, ds, flat, image_id,
+                           vm_util.adapter_of(props.get("config.hardware.device") or [], root),
+                           props)
                 finally:
-                    # the clone and the server snapshot go, success or failure
-                    step(self._snapshot_delete_clone)(clone_vm)
+                    delete_temp(self.session, ds, temp)
             finally:
-                step(self._snapshot_remove)(snap)
+                remove(snap)
 
     def _snapshot_find_disk(self, instance: Any) -> tuple[Any, Datastore, Any, dict[str, Any]]:
         vm, devices, props = self._vm_disks(instance)
@@ -99,45 +107,22 @@ class MigrateOpsMixin:
                                       description="virtdriver snapshot", memory=False,
                                       quiesce=True)
 
-    def _snapshot_clone(self, vm: Any, snap: Any, ds: Datastore, uuid: str) -> Any:
-        spec = vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(pool=self.inventory.pool, datastore=ds.ref,
-                                         diskMoveType="createNewChildDiskBacking"),
-            snapshot=snap, powerOn=False, template=False)
-        return self.session.call_task(vm, "CloneVM_Task", folder=self.inventory.vm_folder,
-                                      name=_clone_name(uuid), spec=spec)
+    def _snapshot_copy(self, ds: Datastore, root: Any, temp: DatastorePath,
+                       image_id: str) -> DatastorePath:
+        """Copy the disk frozen by the snapshot; return the copy's flat extent."""
+        ds_util.make_directory(self.session, ds, temp)
+        ds_util.copy_disk(self.session, ds, DatastorePath.parse(root.backing.fileName),
+                          temp.join(f"{image_id}.vmdk"))
+        return temp.join(f"{image_id}-flat.vmdk")
 
-    def _snapshot_export(self, context: Any, clone_vm: Any, ds: Datastore, image_id: str,
-                         root: Any, props: dict[str, Any]) -> None:
-        devices = vm_util.devices_of(self.session, clone_vm)
-        disk = self._root_disk(devices)
-        # A full copy flattens the clone's disk chain into one flat extent we can read.
-        temp = ds.path(self.image_cache.temp_folder, str(uuid_module.uuid4()))
-        target = temp.join(f"{image_id}.vmdk")
-        try:
-            ds_util.make_directory(self.session, ds, temp)
-            ds_util.copy_disk(self.session, ds, DatastorePath.parse(disk.backing.fileName),
-                              target)
-            data = self.image_cache.http.get(ds.dc_name, ds.name,
-                                             temp.join(f"{image_id}-flat.vmdk").rel_path)
-        finally:
-            ds_util.delete_path(self.session, ds, temp)
-        adapter = "lsiLogic"
-        controllers = {d.key: d for d in devices if isinstance(d, vim.vm.device.VirtualController)}
-        for name, cls in vm_util.ADAPTER_TYPES.items():
-            if cls is not None and isinstance(controllers.get(root.controllerKey), cls):
-                adapter = name
-        if isinstance(controllers.get(root.controllerKey), vim.vm.device.VirtualIDEController):
-            adapter = "ide"
-        meta = {"disk_format": "vmdk", "container_format": "bare", "size": len(data),
+    def _snapshot_upload(self, context: Any, ds: Datastore, flat: DatastorePath,
+                         image_id: str, adapter: str, props: dict[str, Any]) -> None:
+        size, chunks = self.image_cache.http.stream(ds.dc_name, ds.name, flat.rel_path)
+        meta = {"disk_format": "vmdk", "container_format": "bare", "size": size,
                 "properties": {"vmware_adaptertype": adapter,
                                "vmware_ostype": props.get("config.guestId", "otherGuest"),
                                "vmware_disktype": "preallocated"}}
-        self.image_store.upload(context, image_id, [data], meta)
-
-    def _snapshot_delete_clone(self, clone_vm: Any) -> None:
-        with ignoring("ManagedObjectNotFound"):
-            self.session.call_task(clone_vm, "Destroy_Task")
+        self.image_store.upload(context, image_id, chunks, meta)
 
     def _snapshot_remove(self, snap: Any) -> None:
         with ignoring("ManagedObjectNotFound"):
@@ -145,17 +130,12 @@ class MigrateOpsMixin:
                                    consolidate=True)
 
     def post_interrupted_snapshot_cleanup(self, context: Any, instance: Any) -> None:
-        """Remove a snapshot clone and server snapshot an interrupted snapshot left."""
+        """Remove a server snapshot an interrupted snapshot left."""
         uuid = field_of(instance, "uuid")
-        vm, props = self._read(instance, ["snapshot"])
+        _, props = self._read(instance, ["snapshot"])
         for node in _walk(getattr(props.get("snapshot"), "rootSnapshotList", None) or []):
             if node.name == _snapshot_name(uuid):
                 self._snapshot_remove(node.snapshot)
-        found = self.session.list_objects(vim.VirtualMachine, ["name"],
-                                          root=self.inventory.vm_folder)
-        for ref, vm_props in found.values():
-            if vm_props.get("name") == _clone_name(uuid):
-                self._snapshot_delete_clone(ref)
 
     # -- rescue -----------------------------------------------------------------------------------
 

@@ -35,28 +35,41 @@ def inst(ops: Any, image_store: Any) -> Iterator[Any]:
     ops.destroy(instance)
 
 
-def test_snapshot_uploads_the_root_disk_and_leaves_nothing(ops: Any, inst: Any,
-                                                           image_store: Any,
+def test_snapshot_uploads_the_root_disk_and_leaves_nothing(vcsim: Any, image_store: Any,
                                                            inspector: Any) -> None:
+    import virtdriver
+
+    # a full copy, so the root disk holds the image's bytes on vcsim
+    backend = virtdriver.load_backend("vmware", make_conf(vcsim, use_linked_clone=False),
+                                      image_store=image_store)
+    inst = make_instance(root_gb=0)  # root_gb 0: the disk keeps the image's size
+    backend.spawn(None, inst, image_store.disk, [], None, [])
     before_vms, before_files = set(inspector.vms()), datastore_files(inspector)
     image = image_store.create(None, {"name": "snap"})
     states: list[tuple[str, str]] = []
-    ops.snapshot(None, inst, image.id,
-                 lambda task_state, expected_state=None: states.append(
-                     (task_state, expected_state)))
+    progress: list[int] = []
+    backend.progress.callback = lambda i, pct, step: progress.append(pct)
+    backend.snapshot(None, inst, image.id,
+                     lambda task_state, expected_state=None: states.append(
+                         (task_state, expected_state)))
     assert states == [("image_pending_upload", "image_snapshot"),
                       ("image_uploading", "image_pending_upload")]
+    assert progress[-1] == 100 and len(progress) == 6  # the six steps
     stored = image_store.show(None, image.id)
     assert stored.status == "active" and stored.disk_format == "vmdk"
     assert stored.properties["vmware_adaptertype"] == "paraVirtual"
     assert stored.properties["vmware_ostype"] == "otherLinux64Guest"
-    # vcsim's clones get new empty disks, so the bytes are the clone's (empty) disk
-    assert stored.size == len(b"".join(image_store.download(None, image.id)))
+    assert b"".join(image_store.download(None, image.id)) == IMAGE_BYTES
     vm = inspector.vm(inst.uuid)
     assert vm["snapshot"] is None or not vm["snapshot"].rootSnapshotList
     assert set(inspector.vms()) == before_vms
-    assert datastore_files(inspector) - before_files <= {
-        f for f in datastore_files(inspector) if f.endswith(".vmsn")}
+    # vcsim leaves the snapshot's empty .vmsn memory file behind; nothing else may stay
+    assert {f for f in datastore_files(inspector) - before_files if not f.endswith(".vmsn")} \
+        == set()
+    root = os.path.join(vcsim.datastores["LocalDS_0"], inst.uuid, f"{inst.uuid}-flat.vmdk")
+    assert os.path.exists(root)  # the instance keeps its disk
+    backend.destroy(inst)
+    backend.close()
 
 
 def test_failed_snapshot_cleans_up(ops: Any, inst: Any, image_store: Any, inspector: Any,
