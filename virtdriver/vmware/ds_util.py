@@ -11,6 +11,7 @@ import dataclasses
 import http.client
 import re
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -155,6 +156,9 @@ class DatastoreHTTP:
     def __init__(self, session: VMwareSession) -> None:
         self.session = session
         self._context: ssl.SSLContext | None = None
+        # one kept-alive connection per thread: a TLS handshake per HEAD costs more
+        # than the HEAD itself
+        self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPSConnection:
         if self._context is None:
@@ -173,11 +177,26 @@ class DatastoreHTTP:
             headers["Content-Length"] = str(size)
             headers["Content-Type"] = "application/octet-stream"
         start = time.monotonic()
-        conn = self._connection()
+        kept = getattr(self._local, "conn", None)
+        conn = kept or self._connection()
+        self._local.conn = None
         try:
-            conn.request(verb, self._url(dc_name, ds_name, path), body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read() if verb != "HEAD" else b""
+            try:
+                conn.request(verb, self._url(dc_name, ds_name, path), body=body,
+                             headers=headers)
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if kept is None or verb == "PUT":
+                    raise
+                # the server closed the idle kept-alive connection: once more, afresh
+                conn.close()
+                conn = self._connection()
+                conn.request(verb, self._url(dc_name, ds_name, path), body=body,
+                             headers=headers)
+                response = conn.getresponse()
+            data = response.read()  # b"" for HEAD; reading frees the connection
+            if not response.will_close:
+                self._local.conn, conn = conn, None
             return response.status, data
         except ssl.SSLCertVerificationError as exc:
             raise exceptions.CertificateRejected(
@@ -188,7 +207,8 @@ class DatastoreHTTP:
                                               f"{type(exc).__name__}", code=type(exc).__name__
                                               ) from exc
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
             self.session.stats.record(f"HTTP {verb}", time.monotonic() - start)
 
     def exists(self, dc_name: str, ds_name: str, path: str) -> bool:
