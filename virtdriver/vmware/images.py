@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 import uuid as uuid_module
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -50,6 +51,9 @@ class ImageCache:
         self.image_store = image_store
         self.cache_folder = cache_folder
         self.temp_folder = temp_folder
+        # cache paths this process made, so spawns that waited on the lock need not look
+        self._made: set[str] = set()
+        self._lock = threading.Lock()
 
     def folder(self, ds: Datastore, image_id: str) -> DatastorePath:
         """``[ds] <cache>/<image id>``."""
@@ -74,15 +78,32 @@ class ImageCache:
         if self.http.exists(ds.dc_name, ds.name, target.rel_path):
             return target
         with named_lock(f"vmware-image-{ds.name}-{image_id}"):
-            if self.http.exists(ds.dc_name, ds.name, target.rel_path):
-                return target  # another spawn uploaded it while we waited
+            if self._made_here(target):
+                return target  # another spawn of this process uploaded it while we waited
             self._upload(context, image, ds, adapter, is_iso)
+            self._remember(target)
         return target
+
+    def _made_here(self, path: DatastorePath) -> bool:
+        with self._lock:
+            return str(path) in self._made
+
+    def _remember(self, path: DatastorePath) -> None:
+        with self._lock:
+            self._made.add(str(path))
+
+    def forget(self, ds: Datastore, image_id: str) -> None:
+        """Drop what this process knows about an image's cache folder (it was deleted)."""
+        prefix = str(self.folder(ds, image_id))
+        with self._lock:
+            self._made = {p for p in self._made if not p.startswith(prefix)}
 
     def _upload(self, context: Any, image: Any, ds: Datastore, adapter: str,
                 is_iso: bool) -> None:
+        # The files go into a fresh temp folder that is then moved into place whole, so
+        # the cache never shows a half-uploaded image and nothing is left to delete.
         image_id = field_of(image, "id")
-        temp = ds.path(self.temp_folder, f"{uuid_module.uuid4()}", image_id)
+        temp = ds.path(self.temp_folder, f"{uuid_module.uuid4()}")
         try:
             size = self._put_data(context, image, ds, temp, is_iso)
             if not is_iso:
@@ -90,10 +111,16 @@ class ImageCache:
                 self.http.put(ds.dc_name, ds.name, temp.join(f"{image_id}.vmdk").rel_path,
                               [descriptor], len(descriptor))
             ds_util.make_directory(self.session, ds, ds.path(self.cache_folder))
-            ds_util.move_path(self.session, ds, temp, self.folder(ds, image_id))
-        finally:
-            # The temp folder goes whatever happened; the cache keeps only whole images.
-            ds_util.delete_path(self.session, ds, temp.parent)
+            try:
+                ds_util.move_path(self.session, ds, temp, self.folder(ds, image_id))
+            except exceptions.BackendError as exc:
+                if exc.code != "FileAlreadyExists":
+                    raise
+                # another compute sharing the datastore cached it first
+                ds_util.delete_path(self.session, ds, temp)
+        except BaseException:
+            ds_util.delete_path(self.session, ds, temp)
+            raise
 
     def _put_data(self, context: Any, image: Any, ds: Datastore, temp: DatastorePath,
                   is_iso: bool) -> int:
@@ -114,14 +141,17 @@ class ImageCache:
                           iter(lambda: spooled.read(1024 * 1024), b""), size)
         return size
 
-    def sized_copy(self, ds: Datastore, image_id: str, root_gb: int,
-                   image_size: int) -> DatastorePath:
-        """The cached disk copied and grown to ``root_gb`` (linked clones' parent), made once."""
+    def sized_copy(self, ds: Datastore, image_id: str, root_gb: int, image_size: int,
+                   known_absent: bool = False) -> DatastorePath:
+        """The cached disk copied and grown to ``root_gb`` (linked clones' parent), made once.
+
+        ``known_absent``: the caller just looked and found none, so do not look again.
+        """
         sized = self.disk_path(ds, image_id, root_gb)
-        if self.http.exists(ds.dc_name, ds.name, sized.rel_path):
+        if not known_absent and self.http.exists(ds.dc_name, ds.name, sized.rel_path):
             return sized
         with named_lock(f"vmware-image-{ds.name}-{image_id}-{root_gb}"):
-            if self.http.exists(ds.dc_name, ds.name, sized.rel_path):
+            if self._made_here(sized):
                 return sized
             ds_util.copy_disk(self.session, ds, self.disk_path(ds, image_id), sized)
             try:
@@ -130,6 +160,7 @@ class ImageCache:
             except Exception:
                 ds_util.delete_disk(self.session, ds, sized)
                 raise
+            self._remember(sized)
         return sized
 
     def cached_images(self, ds: Datastore) -> list[str]:

@@ -224,8 +224,9 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         cached = self.image_cache.ensure(context, info.image, ds,
                                          vm_util.adapter_type(info.image))
         if self._linked_clone(info) and info.root_gb:
-            return self.image_cache.sized_copy(ds, field_of(info.image, "id"), info.root_gb,
-                                               field_of(info.image, "size", 0) or 0)
+            return self.image_cache.sized_copy(ds, image_id, info.root_gb,
+                                               field_of(info.image, "size", 0) or 0,
+                                               known_absent=True)
         return cached
 
     def _linked_clone(self, info: VMConfigInfo) -> bool:

@@ -278,6 +278,7 @@ class HostOpsMixin:
                 elif now - max(int(m[3:]) for m in markers if m[3:].isdigit()) >= max_age:
                     with named_lock(f"vmware-image-{ds.name}-{image_id}"):
                         ds_util.delete_path(self.session, ds, folder)
+                        self.image_cache.forget(ds, image_id)
 
 
 class MoreOpsMixin(UnsupportedOpsMixin, NetworkOpsMixin, HostOpsMixin, MigrateOpsMixin):
