@@ -409,7 +409,7 @@ class TaskWaiter:
     state and nothing else. A task still running costs CreateFilter and, whatever it lasts,
     about two WaitForUpdatesEx: the filter's first report, then the one saying it ended.
     Filters of finished tasks see no further changes, so rather than one
-    DestroyPropertyFilter per task the whole collector is recycled every ``RECYCLE_AFTER``
+    DestroyPropertyFilter per task they are dropped together every ``RECYCLE_AFTER``
     tasks when none are in flight.
     """
 
@@ -424,7 +424,7 @@ class TaskWaiter:
         self._collector: Any = None
         self._collector_generation = -1
         self._version = ""
-        self._filters = 0
+        self._filters: list[Any] = []
 
     def wait(self, task: Any, timeout: float, progress: Callable[[int], None] | None,
              what: str = "") -> Any:
@@ -491,8 +491,9 @@ class TaskWaiter:
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=pending.task)],
             propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=paths)])
         generation = session.generation
+        task_filter = None
         try:
-            session.invoke(collector, "CreateFilter", spec, partialUpdates=True)
+            task_filter = session.invoke(collector, "CreateFilter", spec, partialUpdates=True)
         except exceptions.BackendError:
             if session.generation == generation:
                 raise
@@ -503,20 +504,22 @@ class TaskWaiter:
             return
         pending.generation = session.generation
         with self._cond:
-            self._filters += 1
+            self._filters.append(task_filter)
 
     def _reset_collector(self) -> None:
-        # Called under the condition; the old collector died with its session or is recycled.
+        # Called under the condition. The session's own collector carries the task
+        # filters (reads never wait on it, so sharing costs nothing and saves creating
+        # one); finished tasks' filters are dropped in bulk when no task is in flight, and
+        # die with their session on a re-login.
         session = self.session
-        old = self._collector if self._collector_generation == session.generation else None
-        if old is not None:
-            with contextlib.suppress(exceptions.VirtDriverError):
-                session.invoke(old, "DestroyPropertyCollector")
-        self._collector = session.invoke(session.content.propertyCollector,
-                                         "CreatePropertyCollector")
+        if self._collector_generation == session.generation:
+            for task_filter in self._filters:
+                with contextlib.suppress(exceptions.VirtDriverError):
+                    session.invoke(task_filter, "DestroyPropertyFilter")
+        self._collector = session.content.propertyCollector
         self._collector_generation = session.generation
         self._version = ""
-        self._filters = 0
+        self._filters = []
 
     def _lead(self, remaining: float) -> None:
         session = self.session
@@ -550,7 +553,7 @@ class TaskWaiter:
                     pending = self._pending.get(obj_update.obj._moId)
                     if pending is not None:
                         self._apply(pending, obj_update.changeSet or [])
-            if not self._pending and self._filters >= self.RECYCLE_AFTER:
+            if not self._pending and len(self._filters) >= self.RECYCLE_AFTER:
                 self._reset_collector()
 
     @staticmethod
