@@ -21,7 +21,7 @@ from typing import Any
 
 from virtdriver.common import exceptions
 from virtdriver.common.locks import named_lock
-from virtdriver.common.model import field_of
+from virtdriver.common.model import field_of, image_property
 from virtdriver.vmware import ds_util
 from virtdriver.vmware.ds_util import Datastore, DatastoreHTTP, DatastorePath
 from virtdriver.vmware.session import VMwareSession
@@ -272,3 +272,10 @@ def check_image(image: Any) -> None:
     if field_of(image, "disk_format") not in ("vmdk", "iso", "raw"):
         raise exceptions.InvalidInput("image.disk_format", field_of(image, "disk_format"),
                                       "must be vmdk, raw or iso for VMware")
+    # The cache stores an image's bytes as a flat extent under a descriptor of our own:
+    # right for raw and flat (preallocated/thin) vmdk data, wrong for sparse formats.
+    disk_type = image_property(image, "vmware_disktype", "preallocated")
+    if disk_type not in ("preallocated", "thin"):
+        raise exceptions.InvalidInput("image.properties['vmware_disktype']", disk_type,
+                                      "must be preallocated or thin (flat data); sparse and "
+                                      "streamOptimized images are not supported")

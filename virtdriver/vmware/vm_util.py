@@ -7,11 +7,13 @@ finds VMs and reads their properties through the session.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from virtdriver.common import exceptions
 from virtdriver.common.model import ResourceAllocation, VMConfigInfo, field_of, image_property
@@ -315,3 +317,36 @@ def load_inventory(session: VMwareSession, cluster_name: str | None) -> Inventor
     dc_ref, dc_props = (match or sorted(datacenters.values(),
                                         key=lambda item: item[1].get("name", "")))[0]
     return Inventory(dc_ref, dc_props["name"], dc_props["vmFolder"], cluster_ref, props)
+
+
+def wait_for_property(session: VMwareSession, obj: Any, path: str,
+                      accept: Callable[[Any], bool], timeout: float) -> Any:
+    """Wait by push until ``path`` of ``obj`` has a value ``accept`` likes; None on timeout.
+
+    Uses a collector of its own, destroyed afterwards, so it never disturbs task waits.
+    """
+    pc = vmodl.query.PropertyCollector
+    collector = session.invoke(session.content.propertyCollector, "CreatePropertyCollector")
+    try:
+        session.invoke(collector, "CreateFilter", pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=obj)],
+            propSet=[pc.PropertySpec(type=type(obj), pathSet=[path])]), partialUpdates=False)
+        deadline = time.monotonic() + timeout
+        version = ""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and version:
+                return None
+            update = session.invoke(collector, "WaitForUpdatesEx", version,
+                                    pc.WaitOptions(maxWaitSeconds=max(0, int(remaining))))
+            if update is None:
+                return None
+            version = update.version
+            for filter_update in update.filterSet or []:
+                for obj_update in filter_update.objectSet or []:
+                    for change in obj_update.changeSet or []:
+                        if change.name == path and accept(change.val):
+                            return change.val
+    finally:
+        with contextlib.suppress(exceptions.VirtDriverError):
+            session.invoke(collector, "DestroyPropertyCollector")

@@ -31,7 +31,7 @@ from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
 from virtdriver.vmware.images import ImageCache, build_config_drive, check_image, config_drive_files
-from virtdriver.vmware.session import VMwareSession, ignoring, wait_for_property
+from virtdriver.vmware.session import VMwareSession, ignoring
 from virtdriver.vmware.vmops_more import MoreOpsMixin
 
 LOG = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
                 LOG.info("guest shutdown refused (%s); powering off", exc.code)
                 return False
             wait = min(interval, timeout - waited)
-            if wait_for_property(self.session, vm, "runtime.powerState",
+            if vm_util.wait_for_property(self.session, vm, "runtime.powerState",
                                  lambda state: state == "poweredOff", wait) is not None:
                 return True
             waited += wait

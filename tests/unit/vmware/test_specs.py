@@ -189,3 +189,13 @@ def test_vm_ref_cache_costs_one_call_and_recovers_from_stale_refs() -> None:
     cache.forget(inst.uuid)
     with pytest.raises(exceptions.InstanceNotFound):
         cache.call(session, inst, use)
+
+
+def test_sparse_images_are_refused_before_any_call() -> None:
+    from virtdriver.vmware.images import check_image
+
+    check_image(_image(vmware_disktype="thin"))
+    with pytest.raises(exceptions.InvalidInput, match="streamOptimized"):
+        check_image(_image(vmware_disktype="streamOptimized"))
+    with pytest.raises(exceptions.InvalidInput):
+        check_image(ImageMeta(id=str(uuid.uuid4()), disk_format="qcow2"))
