@@ -14,13 +14,15 @@ from pyVmomi import vim
 
 from virtdriver.common import exceptions
 from virtdriver.common.locks import instance_lock
-from virtdriver.common.model import field_of, validate_flavor
+from virtdriver.common.model import ExtraSpecs, field_of, validate_flavor
 from virtdriver.common.progress import Rollback, make_step_decorator
 from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
 from virtdriver.vmware.session import ignoring
 
 RESCUE_SUFFIX = "-rescue.vmdk"
+#: extraConfig key holding the host a resize moved the VM from ("" when none)
+SOURCE_HOST_KEY = "virtdriver.resize.source_host"
 ORIGINAL_DISK = "original.vmdk"
 
 
@@ -45,7 +47,8 @@ class MigrateOpsMixin:
 
     def _vm_disks(self, instance: Any) -> tuple[Any, list[Any], dict[str, Any]]:
         vm, props = self._read(instance, ["config.hardware.device", "config.files.vmPathName",
-                                          "runtime.powerState", "config.guestId"])
+                                          "runtime.powerState", "config.guestId",
+                                          "runtime.host", "config.extraConfig"])
         return vm, list(props.get("config.hardware.device") or []), props
 
     def _power_off_hard(self, vm: Any) -> None:
@@ -219,25 +222,30 @@ class MigrateOpsMixin:
                 f"{new_root_gb} GB")
         step = make_step_decorator(context, instance, self.progress)
         with instance_lock(instance):
-            vm, devices, _ = self._vm_disks(instance)
+            vm, devices, props = self._vm_disks(instance)
             root = self._root_disk(devices)
             ds = self._vm_datastore(root.backing.fileName)
+            host = self._host_named(dest)
             step(self._power_off_hard)(vm)
             original = DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK)
             ds_util.delete_disk(self.session, ds, original)
             step(ds_util.copy_disk)(self.session, ds,
                                     DatastorePath.parse(root.backing.fileName), original)
-            step(self._apply_flavor)(vm, flavor, root, new_root_gb)
-            host = self._host_named(dest)
+            # the source host is kept on the VM, so a revert can bring it back there
+            source = props.get("runtime.host")
+            step(self._apply_flavor)(vm, flavor, root, new_root_gb,
+                                     source_host=source._moId if source is not None else "")
             if host is not None:
                 step(self._relocate)(vm, host)
         return {"original": str(original), "old_root_gb": old_root_gb}
 
-    def _apply_flavor(self, vm: Any, flavor: Any, root: Any, root_gb: int) -> None:
-        from virtdriver.common.model import ExtraSpecs
+    def _apply_flavor(self, vm: Any, flavor: Any, root: Any, root_gb: int,
+                      source_host: str | None = None) -> None:
         specs = ExtraSpecs.from_flavor(flavor)
         spec = vim.vm.ConfigSpec(numCPUs=field_of(flavor, "vcpus"),
                                  memoryMB=field_of(flavor, "memory_mb"))
+        if source_host is not None:
+            spec.extraConfig = [vim.option.OptionValue(key=SOURCE_HOST_KEY, value=source_host)]
         if specs.cores_per_socket:
             spec.numCoresPerSocket = specs.cores_per_socket
         for attr, alloc in (("cpuAllocation", specs.cpu), ("memoryAllocation", specs.memory)):
@@ -271,19 +279,22 @@ class MigrateOpsMixin:
                 self._power_on_vm(vm)
 
     def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
-        """Delete ``original.vmdk``, which only a revert needed."""
+        """Delete ``original.vmdk`` and the source host note, which only a revert needed."""
         with instance_lock(instance):
-            _, devices, _ = self._vm_disks(instance)
+            vm, devices, props = self._vm_disks(instance)
             root = self._root_disk(devices)
             ds = self._vm_datastore(root.backing.fileName)
             ds_util.delete_disk(self.session, ds, DatastorePath.parse(
                 root.backing.fileName).parent.join(ORIGINAL_DISK))
+            if _source_host(props):
+                self.session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(extraConfig=[
+                    vim.option.OptionValue(key=SOURCE_HOST_KEY, value="")]))
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
-        """Restore the old flavor (``instance.flavor``) and ``original.vmdk`` as root."""
+        """Restore the old flavor (``instance.flavor``), ``original.vmdk`` as root, and host."""
         with instance_lock(instance):
-            vm, devices, _ = self._vm_disks(instance)
+            vm, devices, props = self._vm_disks(instance)
             root = self._root_disk(devices)
             ds = self._vm_datastore(root.backing.fileName)
             root_path = DatastorePath.parse(root.backing.fileName)
@@ -304,7 +315,13 @@ class MigrateOpsMixin:
                 self.session.call_task(vm, "ReconfigVM_Task",
                                        vim.vm.ConfigSpec(deviceChange=[add]))
                 root = self._root_disk(vm_util.devices_of(self.session, vm))
-            self._apply_flavor(vm, flavor, root, 0)
+            self._apply_flavor(vm, flavor, root, 0, source_host="")
+            source = _source_host(props)
+            here = props.get("runtime.host")
+            if source and (here is None or here._moId != source):
+                host = next((h for h in self.inventory.hosts if h._moId == source), None)
+                if host is not None:
+                    self._relocate(vm, host)
             if power_on:
                 self._power_on_vm(vm)
 
@@ -363,6 +380,12 @@ class MigrateOpsMixin:
     def rollback_live_migration_at_destination(self, instance: Any,
                                                block_device_info: Any = None) -> None:
         """Nothing to remove: pre_live_migration made nothing."""
+
+
+def _source_host(props: dict[str, Any]) -> str:
+    # the last value of the key wins: some servers append extraConfig entries
+    values = [o.value for o in props.get("config.extraConfig") or [] if o.key == SOURCE_HOST_KEY]
+    return values[-1] if values else ""
 
 
 def _walk(nodes: list[Any]) -> list[Any]:

@@ -153,7 +153,14 @@ def test_resize_to_another_host(ops: Any, inst: Any, inspector: Any) -> None:
                                                              root_gb=1))
     assert inspector.names([inspector.vm(inst.uuid)["runtime.host"]]) == [other]
     ops.finish_migration(None, None, inst, {}, [], None, True)
+    ops.finish_revert_migration(None, inst, [])  # back where it was
+    assert inspector.names([inspector.vm(inst.uuid)["runtime.host"]]) == [here]
+    ops.migrate_disk_and_power_off(None, inst, other, Flavor(vcpus=1, memory_mb=256,
+                                                             root_gb=1))
+    ops.finish_migration(None, None, inst, {}, [], None, True)
     ops.confirm_migration(None, inst, [])
+    assert inspector.names([inspector.vm(inst.uuid)["runtime.host"]]) == [other]
+    assert extra_config(inspector.vm(inst.uuid))["virtdriver.resize.source_host"] == ""
 
 
 def test_live_migration_between_cluster_hosts(ops: Any, inst: Any, inspector: Any) -> None:
