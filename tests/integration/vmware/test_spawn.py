@@ -203,3 +203,19 @@ def test_spawn_without_an_image_store_is_invalid_input(vcsim: Any, image_store: 
     with pytest.raises(exceptions.InvalidInput, match="image_store"):
         backend.spawn(None, make_instance(), image_store.disk, [], None, [])
     assert backend._session is None  # not even logged in
+
+
+def test_no_secret_reaches_a_log_line(ops: Any, image_store: Any, vcsim: Any,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    inst = make_instance()
+    inst.config_drive = True
+    with caplog.at_level(logging.DEBUG):
+        vcsim.expire_sessions()  # a re-login happens too
+        ops.spawn(None, inst, image_store.disk, [], "adm1n-s3cret", [make_vif(5)])
+        ops.destroy(inst)
+    cookie = ops.session._stub.cookie
+    assert cookie and cookie.split("=", 1)[-1].strip('"') not in caplog.text
+    assert vcsim.password not in caplog.text and "adm1n-s3cret" not in caplog.text
+    assert vcsim.password not in repr(ops.session) and cookie not in repr(ops.session)
