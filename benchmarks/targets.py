@@ -92,8 +92,29 @@ def _scale_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]
     met: bool | None = per_page <= LISTING_MAX_CALLS_PER_PAGE and memory < LISTING_MAX_ADDED_MIB
     if int(largest) < LISTING_VMS and met:
         met = None  # a smaller inventory cannot show the 10,000-VM target is met
-    return [target(name, met, f"{listing['calls']} calls = {per_page:.2f} per page, "
-                   f"{memory:.1f} MiB{note}", limit)]
+    found = [target(name, met, f"{listing['calls']} calls = {per_page:.2f} per page, "
+                    f"{memory:.1f} MiB{note}", limit)]
+    found.append(_growth_target(backend, sizes))
+    return found
+
+
+def _growth_target(backend: str, sizes: dict[str, Any]) -> dict[str, Any]:
+    """Section 5's rule: the number of calls must not grow with the number of VMs."""
+    name = f"{backend}: calls do not grow with the VMs (listing and get_info of every one)"
+    limit = "same calls at every inventory size"
+    if len(sizes) < 2:
+        return target(name, None, "needs two inventory sizes (full run)", limit)
+    small, large = sorted(sizes, key=int)[0], sorted(sizes, key=int)[-1]
+    parts, grows = [], False
+    for op in ("list_instances", "get_info (cached refs)"):
+        a = (sizes[small].get("library") or {}).get(op) or {}
+        b = (sizes[large].get("library") or {}).get(op) or {}
+        if "calls" not in a or "calls" not in b:
+            return target(name, None, f"{op} not measured at both sizes", limit)
+        grows = grows or b["calls"] > a["calls"]
+        parts.append(f"{op}: {a['calls']} -> {b['calls']}")
+    return target(name, not grows, f"{int(small):,} -> {int(large):,} VMs: " + "; ".join(parts),
+                  limit)
 
 
 def _concurrency_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,137 @@
+"""Concurrency (issue 8 §6): N spawns at once in one process against N in a row.
+
+One backend object serves every spawn, as one compute service's driver does. The image is
+cached first (one spawn and destroy, untimed), so every measured spawn is a warm one.
+
+* **in a row**: N spawns one after another;
+* **threads**: N plain threads started together on one barrier;
+* **eventlet**: a child process (``benchmarks/eventlet_spawns.py``) that monkey-patches before
+  importing anything, then runs N spawns in a GreenPool against the same simulator.
+
+Wall time is from the first spawn's start to the last one's end; the instances are destroyed
+afterwards (untimed, in parallel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str, Any]:
+    """Spawn ``count`` instances in a row or in threads; wall time, failures, instances."""
+    made: list[Any] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            instance = client.spawn(image, False)
+        except Exception as error:  # noqa: BLE001 - counted, the rest go on
+            with lock:
+                errors.append(common.unavailable_reason(error))
+            return
+        with lock:
+            made.append(instance)
+
+    if parallel:
+        barrier = threading.Barrier(count + 1)
+
+        def runner() -> None:
+            barrier.wait()
+            one()
+
+        threads = [threading.Thread(target=runner, name=f"spawn-{n}") for n in range(count)]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for thread in threads:
+            thread.join(600)
+        wall = time.perf_counter() - start
+    else:
+        start = time.perf_counter()
+        for _ in range(count):
+            one()
+        wall = time.perf_counter() - start
+    return {"wall_s": wall, "failures": len(errors), "first_error": errors[0] if errors else "",
+            "instances": made}
+
+
+def destroy_all(client: Any, instances: list[Any]) -> None:
+    """Destroy instances in parallel (untimed cleanup); errors are ignored."""
+    def one(instance: Any) -> None:
+        with contextlib.suppress(Exception):  # best-effort cleanup
+            client.destroy(instance)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+
+
+def _connection(spec: Any, running: Any) -> dict[str, Any]:
+    raw = spec.raw_sim(running)
+    if spec.name == "vmware":
+        return {"host_ip": raw.host, "host_port": raw.port, "host_username": raw.username,
+                "host_password": raw.password, "ca_file": raw.ca_file}
+    return {"connection_url": raw.url, "connection_username": raw.username,
+            "connection_password": raw.password}
+
+
+def _eventlet(spec: Any, running: Any, count: int) -> dict[str, Any]:
+    """Run the eventlet child against the running simulator; its JSON answer."""
+    payload = {"backend": spec.name, "count": count, "network": spec.network,
+               "disk_format": spec.disk_format, "hosts": spec.hosts,
+               "options": _connection(spec, running)}
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.eventlet_spawns"],
+                              input=json.dumps(payload), capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"error": "eventlet child did not finish within 600 s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = " ".join(proc.stderr.split())[-300:]
+        return {"error": f"eventlet child failed (exit {proc.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+def run_section(spec: Any, count: int) -> dict[str, Any]:
+    """Issue 8 §6 for one backend on a fresh simulator."""
+    result: dict[str, Any] = {"count": count}
+    with spec.simulator() as running:
+        client = spec.library(running)
+        try:
+            image = client.new_image()
+            warm = client.spawn(image, True)  # caches the image: every measured spawn is warm
+            client.destroy(warm)
+            for mode, parallel in (("serial", False), ("threads", True)):
+                outcome = spawn_many(client, image, count, parallel)
+                destroy_all(client, outcome.pop("instances"))
+                result[mode] = outcome
+        finally:
+            client.close()
+        result["eventlet"] = _eventlet(spec, running, count)
+    serial = result["serial"]["wall_s"]
+    for mode in ("threads", "eventlet"):
+        entry = result.get(mode) or {}
+        if "wall_s" in entry:
+            entry["speedup"] = common.ratio(serial, entry["wall_s"])
+            if entry.get("serial_wall_s"):
+                entry["speedup_vs_own_serial"] = common.ratio(entry["serial_wall_s"],
+                                                              entry["wall_s"])
+    return result
