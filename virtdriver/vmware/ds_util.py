@@ -152,13 +152,15 @@ class DatastoreHTTP:
     """
 
     CHUNK = 1024 * 1024
+    MAX_IDLE = 4
 
     def __init__(self, session: VMwareSession) -> None:
         self.session = session
         self._context: ssl.SSLContext | None = None
-        # one kept-alive connection per thread: a TLS handshake per HEAD costs more
-        # than the HEAD itself
-        self._local = threading.local()
+        # idle kept-alive connections, lent one per request: a TLS handshake per HEAD
+        # costs more than the HEAD itself
+        self._idle: list[http.client.HTTPSConnection] = []
+        self._idle_lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPSConnection:
         if self._context is None:
@@ -177,9 +179,9 @@ class DatastoreHTTP:
             headers["Content-Length"] = str(size)
             headers["Content-Type"] = "application/octet-stream"
         start = time.monotonic()
-        kept = getattr(self._local, "conn", None)
+        with self._idle_lock:
+            kept = self._idle.pop() if self._idle else None
         conn = kept or self._connection()
-        self._local.conn = None
         try:
             try:
                 conn.request(verb, self._url(dc_name, ds_name, path), body=body,
@@ -196,7 +198,10 @@ class DatastoreHTTP:
                 response = conn.getresponse()
             data = response.read()  # b"" for HEAD; reading frees the connection
             if not response.will_close:
-                self._local.conn, conn = conn, None
+                with self._idle_lock:
+                    if len(self._idle) < self.MAX_IDLE:
+                        self._idle.append(conn)
+                        conn = None
             return response.status, data
         except ssl.SSLCertVerificationError as exc:
             raise exceptions.CertificateRejected(

@@ -23,6 +23,8 @@ from virtdriver.vmware.session import ignoring
 RESCUE_SUFFIX = "-rescue.vmdk"
 #: extraConfig key holding the host a resize moved the VM from ("" when none)
 SOURCE_HOST_KEY = "virtdriver.resize.source_host"
+#: extraConfig key saying a resize kept the old root disk as original.vmdk ("yes" or "")
+ORIGINAL_KEY = "virtdriver.resize.original"
 ORIGINAL_DISK = "original.vmdk"
 
 
@@ -228,24 +230,28 @@ class MigrateOpsMixin:
             host = self._host_named(dest)
             step(self._power_off_hard)(vm)
             original = DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK)
-            ds_util.delete_disk(self.session, ds, original)
-            step(ds_util.copy_disk)(self.session, ds,
-                                    DatastorePath.parse(root.backing.fileName), original)
-            # the source host is kept on the VM, so a revert can bring it back there
+            grows = new_root_gb > old_root_gb
+            if grows:
+                # only a grown disk needs its old self kept for a revert
+                ds_util.delete_disk(self.session, ds, original)
+                step(ds_util.copy_disk)(self.session, ds,
+                                        DatastorePath.parse(root.backing.fileName), original)
+            # notes on the VM for a revert or confirm: where it came from, what was kept
             source = props.get("runtime.host")
-            step(self._apply_flavor)(vm, flavor, root, new_root_gb,
-                                     source_host=source._moId if source is not None else "")
+            step(self._apply_flavor)(vm, flavor, root, new_root_gb, notes={
+                SOURCE_HOST_KEY: source._moId if source is not None else "",
+                ORIGINAL_KEY: "yes" if grows else ""})
             if host is not None:
                 step(self._relocate)(vm, host)
         return {"original": str(original), "old_root_gb": old_root_gb}
 
     def _apply_flavor(self, vm: Any, flavor: Any, root: Any, root_gb: int,
-                      source_host: str | None = None) -> None:
+                      notes: dict[str, str] | None = None) -> None:
         specs = ExtraSpecs.from_flavor(flavor)
         spec = vim.vm.ConfigSpec(numCPUs=field_of(flavor, "vcpus"),
                                  memoryMB=field_of(flavor, "memory_mb"))
-        if source_host is not None:
-            spec.extraConfig = [vim.option.OptionValue(key=SOURCE_HOST_KEY, value=source_host)]
+        if notes:
+            spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in notes.items()]
         if specs.cores_per_socket:
             spec.numCoresPerSocket = specs.cores_per_socket
         for attr, alloc in (("cpuAllocation", specs.cpu), ("memoryAllocation", specs.memory)):
@@ -282,13 +288,15 @@ class MigrateOpsMixin:
         """Delete ``original.vmdk`` and the source host note, which only a revert needed."""
         with instance_lock(instance):
             vm, devices, props = self._vm_disks(instance)
-            root = self._root_disk(devices)
-            ds = self._vm_datastore(root.backing.fileName)
-            ds_util.delete_disk(self.session, ds, DatastorePath.parse(
-                root.backing.fileName).parent.join(ORIGINAL_DISK))
-            if _source_host(props):
+            if _note(props, ORIGINAL_KEY):
+                root = self._root_disk(devices)
+                ds = self._vm_datastore(root.backing.fileName)
+                ds_util.delete_disk(self.session, ds, DatastorePath.parse(
+                    root.backing.fileName).parent.join(ORIGINAL_DISK))
+            if _note(props, SOURCE_HOST_KEY) or _note(props, ORIGINAL_KEY):
                 self.session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(extraConfig=[
-                    vim.option.OptionValue(key=SOURCE_HOST_KEY, value="")]))
+                    vim.option.OptionValue(key=SOURCE_HOST_KEY, value=""),
+                    vim.option.OptionValue(key=ORIGINAL_KEY, value="")]))
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
@@ -301,7 +309,7 @@ class MigrateOpsMixin:
             original = root_path.parent.join(ORIGINAL_DISK)
             self._power_off_hard(vm)
             flavor = field_of(instance, "flavor")
-            if self.image_cache.http.exists(ds.dc_name, ds.name, original.rel_path):
+            if _note(props, ORIGINAL_KEY):
                 self._detach_disk(vm, root, destroy=True)
                 self.session.call_task(self.session.content.virtualDiskManager,
                                        "MoveVirtualDisk_Task", sourceName=str(original),
@@ -315,8 +323,8 @@ class MigrateOpsMixin:
                 self.session.call_task(vm, "ReconfigVM_Task",
                                        vim.vm.ConfigSpec(deviceChange=[add]))
                 root = self._root_disk(vm_util.devices_of(self.session, vm))
-            self._apply_flavor(vm, flavor, root, 0, source_host="")
-            source = _source_host(props)
+            self._apply_flavor(vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: ""})
+            source = _note(props, SOURCE_HOST_KEY)
             here = props.get("runtime.host")
             if source and (here is None or here._moId != source):
                 host = next((h for h in self.inventory.hosts if h._moId == source), None)
@@ -382,9 +390,9 @@ class MigrateOpsMixin:
         """Nothing to remove: pre_live_migration made nothing."""
 
 
-def _source_host(props: dict[str, Any]) -> str:
+def _note(props: dict[str, Any], key: str) -> str:
     # the last value of the key wins: some servers append extraConfig entries
-    values = [o.value for o in props.get("config.extraConfig") or [] if o.key == SOURCE_HOST_KEY]
+    values = [o.value for o in props.get("config.extraConfig") or [] if o.key == key]
     return values[-1] if values else ""
 
 
