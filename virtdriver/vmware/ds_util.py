@@ -258,11 +258,3 @@ class DatastoreHTTP:
             finally:
                 conn.close()
         return int(response.getheader("Content-Length") or 0), chunks()
-
-    def get(self, dc_name: str, ds_name: str, path: str) -> bytes:
-        """Download a datastore file."""
-        status, data = self.request("GET", dc_name, ds_name, path)
-        if status != 200:
-            raise exceptions.BackendError(f"download of [{ds_name}] {path}: HTTP {status}",
-                                          code=f"HTTP{status}")
-        return data

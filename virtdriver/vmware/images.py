@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import threading
 import uuid as uuid_module
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from virtdriver.common import exceptions
@@ -256,12 +255,6 @@ class _IsoNames:
             n += 1
         self.known[path] = full
         return full
-
-
-def iter_file(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """A file's contents as 1 MiB chunks."""
-    with open(path, "rb") as handle:
-        yield from iter(lambda: handle.read(1024 * 1024), b"")
 
 
 def check_image(image: Any) -> None:
