@@ -18,6 +18,7 @@ from virtdriver.common.model import ExtraSpecs, field_of, validate_flavor
 from virtdriver.common.progress import Rollback, make_step_decorator
 from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
+from virtdriver.vmware.images import check_image
 from virtdriver.vmware.session import ignoring
 
 RESCUE_SUFFIX = "-rescue.vmdk"
@@ -147,8 +148,10 @@ class MigrateOpsMixin:
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
                rescue_password: str | None = None) -> None:
         """Boot from a copy of ``image_meta`` with the instance's disk attached second."""
-        from virtdriver.vmware.images import check_image
         check_image(image_meta)
+        if field_of(image_meta, "disk_format") == "iso":
+            raise exceptions.InvalidInput("image.disk_format", "iso",
+                                          "rescue needs a disk image (vmdk or raw)")
         uuid = field_of(instance, "uuid")
         with instance_lock(instance):
             vm, devices, props = self._vm_disks(instance)

@@ -110,6 +110,10 @@ def test_rescue_and_unrescue(ops: Any, inst: Any, image_store: Any, inspector: A
     assert vm["runtime.powerState"] == "poweredOn"
     with pytest.raises(exceptions.InstanceNotInRescueMode):
         ops.unrescue(inst)
+    ops.session.stats.reset()
+    with pytest.raises(exceptions.InvalidInput):
+        ops.rescue(None, inst, [], image_store.iso)
+    assert ops.session.stats.total_calls == 0
 
 
 def test_resize_confirm_and_revert(ops: Any, inst: Any, inspector: Any, vcsim: Any) -> None:
