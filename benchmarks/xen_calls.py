@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/xen_calls.py`` (starts the XAPI simulator in-process; set
 XAPI_URL, XAPI_USERNAME and XAPI_PASSWORD to measure another server, whose network
-XAPI_NETWORK the VIF joins). Prints the calls by method, from ``session.stats``, and the wall
-time of each run. Spawn includes the guest agent conversation (files, password, network).
+XAPI_NETWORK the VIF joins). Prints the calls by method, from ``ops.stats`` (the session
+counts into it), and the wall time of each run. Spawn includes the guest agent
+conversation (files, password, network).
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ def _conf(url: str, username: str, password: str) -> cfg.ConfigOpts:
 
 
 def _measure(ops: Any, label: str, action: Any) -> None:
-    ops.session.stats.reset()
+    ops.stats.reset()
     start = time.perf_counter()
     action()
     elapsed = time.perf_counter() - start
-    stats = ops.session.stats
+    stats = ops.stats
     seconds = stats.seconds
-    print(f"\n{label}: {stats.total} server calls, {elapsed * 1000:.0f} ms wall "
+    print(f"\n{label}: {stats.total_calls} server calls, {elapsed * 1000:.0f} ms wall "
           f"({sum(seconds.values()) * 1000:.0f} ms in calls)")
-    for method, count in sorted(stats.counts.items(), key=lambda item: (-item[1], item[0])):
+    for method, count in sorted(stats.snapshot().items(),
+                                key=lambda item: (-item[1], item[0])):
         print(f"  {method:<32} {count:>3}  {seconds[method] * 1000:8.1f} ms")
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import XenAPI
 
 from virtdriver.common import exceptions as exc
+from virtdriver.common.stats import CallStats
 
 LOG = logging.getLogger(__name__)
 
@@ -81,50 +82,6 @@ class RetryPolicy:
             return False
         return isinstance(error, (OSError, http.client.HTTPException,
                                   xmlrpc.client.ProtocolError))
-
-
-# -- call accounting ----------------------------------------------------------------------------
-
-class CallStats:
-    """Per-method call counts and seconds spent, thread-safe and resettable."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._seconds: dict[str, float] = {}
-
-    def record(self, method: str, seconds: float) -> None:
-        """Count one call of ``method`` that took ``seconds``."""
-        with self._lock:
-            self._counts[method] = self._counts.get(method, 0) + 1
-            self._seconds[method] = self._seconds.get(method, 0.0) + seconds
-
-    def reset(self) -> None:
-        """Forget every count."""
-        with self._lock:
-            self._counts.clear()
-            self._seconds.clear()
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Calls by method."""
-        with self._lock:
-            return dict(self._counts)
-
-    @property
-    def seconds(self) -> dict[str, float]:
-        """Seconds by method."""
-        with self._lock:
-            return dict(self._seconds)
-
-    @property
-    def total(self) -> int:
-        """Every call counted since the last reset."""
-        with self._lock:
-            return sum(self._counts.values())
-
-    def __repr__(self) -> str:
-        return f"CallStats(total={self.total})"
 
 
 # -- failure translation ------------------------------------------------------------------------
@@ -211,7 +168,8 @@ class XenAPISession:
     Nothing is sent at construction: the first call logs the first session in. Use
     :meth:`call` (``session.call("VM.get_record", ref)``) or the attribute form
     ``session.xenapi.VM.get_record(ref)``; :meth:`call_async` runs ``Async.*`` and waits for
-    its task. ``stats`` counts every call by method. :meth:`close` logs every session out.
+    its task. ``stats`` (the backend's shared CallStats, if given) counts every call by
+    method. :meth:`close` logs every session out.
     """
 
     def __init__(self, url: str, username: str, password: str, *, concurrent: int = 5,
@@ -219,7 +177,8 @@ class XenAPISession:
                  login_timeout: float = 10.0, retry: RetryPolicy | None = None,
                  task_timeout: float = 3600.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 proxy_factory: Callable[[], tuple[Any, Any]] | None = None) -> None:
+                 proxy_factory: Callable[[], tuple[Any, Any]] | None = None,
+                 stats: CallStats | None = None) -> None:
         parsed = urllib.parse.urlsplit(url or "")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise exc.InvalidInput("xenserver.connection_url", url,
@@ -244,7 +203,7 @@ class XenAPISession:
         self._lock = threading.Lock()
         self._closed = False
         self._host_ref: str | None = None
-        self.stats = CallStats()
+        self.stats = stats if stats is not None else CallStats()
         self.xenapi = _Dispatcher(self.call)
 
     @classmethod

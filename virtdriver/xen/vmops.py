@@ -68,7 +68,11 @@ class XenVMOps(VMOps):
                  progress_callback: Callable[..., Any] | None = None,
                  session: XenAPISession | None = None) -> None:
         super().__init__(conf, image_store, progress_callback)
-        self.session = session or XenAPISession.from_conf(conf)
+        if session is None:
+            session = XenAPISession.from_conf(conf, stats=self.stats)
+        else:
+            self.stats = session.stats
+        self.session = session
         self.xen = conf.xenserver
         self.builder = VMBuilder(self)
         self._vm_refs: dict[str, str] = {}

@@ -110,7 +110,7 @@ def test_bad_input_never_reaches_the_server(sim, store, image, case):
     try:
         with pytest.raises(exc.InvalidInput):
             backend.spawn(None, instance, img, files, None, vifs)
-        assert backend.session.stats.total == 0
+        assert backend.session.stats.total_calls == 0
     finally:
         backend.close()
 

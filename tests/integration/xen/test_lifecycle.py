@@ -129,14 +129,14 @@ def test_list_instances_and_uuids_in_one_call(ops, spawned):
     ops.session.stats.reset()
     assert spawned.name in ops.list_instances()
     assert spawned.uuid in ops.list_instance_uuids()
-    assert ops.session.stats.counts == {"VM.get_all_records_where": 2}
+    assert ops.session.stats.snapshot() == {"VM.get_all_records_where": 2}
 
 
 def test_get_info_costs_one_call(ops, spawned):
     ops.session.stats.reset()
     ops.get_info(spawned)
     ops.get_info(spawned)
-    assert ops.session.stats.counts == {"VM.get_power_state": 2}
+    assert ops.session.stats.snapshot() == {"VM.get_power_state": 2}
 
 
 def test_get_info_unknown_is_not_found(ops):
@@ -231,3 +231,10 @@ def test_vm_deleted_behind_our_back_is_instance_not_found(ops, image, xapi):
     with pytest.raises(exc.InstanceNotFound):
         ops.pause(instance)
     ops.destroy(instance)
+
+
+def test_backend_stats_are_the_sessions(ops, spawned):
+    assert ops.stats is ops.session.stats
+    ops.stats.reset()
+    ops.get_info(spawned)
+    assert ops.stats.snapshot() == {"VM.get_power_state": 1}

@@ -67,7 +67,7 @@ def test_second_snapshot_waits_for_the_first_chain_to_coalesce(ops, store, spawn
     ops.session.stats.reset()
     target = store.create(None, {"name": "second", "disk_format": "raw"})
     ops.snapshot(None, spawned, target.id, TaskStates())
-    assert ops.session.stats.counts["Async.SR.scan"] >= 2
+    assert ops.session.stats.calls["Async.SR.scan"] >= 2
     root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]
     parent = xapi.VDI.get_by_uuid(root["sm_config"]["vhd-parent"])
     assert "vhd-parent" not in xapi.VDI.get_sm_config(parent)  # the first base is gone

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from virtdriver.common import exceptions as exc
+from virtdriver.common.stats import CallStats
 
 
 class FakeSession:
@@ -17,6 +18,7 @@ class FakeSession:
         self.handlers = dict(handlers or {})
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.host_ref = "OpaqueRef:host"
+        self.stats = CallStats()
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         self.calls.append((method, args))

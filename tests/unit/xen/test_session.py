@@ -98,7 +98,7 @@ def server():
 def test_construction_sends_nothing(server):
     session = make_session(server)
     assert server.calls == []
-    assert session.stats.total == 0
+    assert session.stats.total_calls == 0
 
 
 def test_first_call_logs_in_and_is_counted(server):
@@ -107,10 +107,10 @@ def test_first_call_logs_in_and_is_counted(server):
     assert session.xenapi.VM.get_all() == ["OpaqueRef:a"]
     assert server.methods() == ["session.login_with_password", "VM.get_all"]
     assert server.calls[0][1][2:] == ("2.1", "virtdriver")
-    assert session.stats.counts == {"session.login_with_password": 1, "VM.get_all": 1}
+    assert session.stats.snapshot() == {"session.login_with_password": 1, "VM.get_all": 1}
     assert session.stats.seconds["VM.get_all"] >= 0
     session.stats.reset()
-    assert session.stats.total == 0
+    assert session.stats.total_calls == 0
 
 
 def test_failure_is_translated_with_code_params_and_cause(server):
@@ -185,7 +185,7 @@ def test_connection_failures_retried_with_backoff_then_succeed(server):
     session = make_session(server, retry=RetryPolicy(attempts=3, backoff=Backoff(1, 2, 10)))
     assert session.call("pool.get_all") == "fine"
     assert session.sleeps == [1, 2]
-    assert session.stats.counts["pool.get_all"] == 3
+    assert session.stats.calls["pool.get_all"] == 3
 
 
 def test_connection_failures_bounded(server):
@@ -194,7 +194,7 @@ def test_connection_failures_bounded(server):
     with pytest.raises(exc.ConnectionFailed):
         session.call("pool.get_all")
     assert session.sleeps == [1, 2]
-    assert session.stats.counts["pool.get_all"] == 3
+    assert session.stats.calls["pool.get_all"] == 3
 
 
 def test_backoff_is_capped():
@@ -319,3 +319,14 @@ def test_xmlrpc_fault_is_connection_failed(server):
     session = make_session(server, retry=RetryPolicy(attempts=0))
     with pytest.raises(exc.ConnectionFailed):
         session.call("VM.get_all")
+
+
+def test_stats_can_be_shared_with_the_backend(server):
+    from virtdriver.common.stats import CallStats
+
+    shared = CallStats()
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, stats=shared)
+    session.call("VM.get_all")
+    assert shared.snapshot() == {"session.login_with_password": 1, "VM.get_all": 1}
+    assert shared.total_seconds >= 0
