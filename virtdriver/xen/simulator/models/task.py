@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from .. import wire
 from ..dispatch import Context, api, now
 from ..errors import XapiError
+
+LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -70,7 +73,13 @@ class Tasks:
             try:
                 self._execute(task, method, session, body)
             except XapiError:
-                pass
+                pass  # already recorded in the task
+            except BaseException as exc:
+                # Whatever escapes (even from recording the result) must not leave the
+                # task pending forever: a client waiting on it would hang.
+                LOG.exception("task %s (%s) crashed", task, name)
+                self._finish(task, error=XapiError("INTERNAL_ERROR",
+                                                   f"{type(exc).__name__}: {exc}"))
             finally:
                 with self.lock:
                     self.threads.discard(threading.current_thread())
