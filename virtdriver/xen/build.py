@@ -40,6 +40,7 @@ class SpawnPlan:
     sr_ref: str | None = None
     vdis: dict[str, str] = dataclasses.field(default_factory=dict)
     networks: dict[str, str] | None = None
+    affinity: str | None = None
     original_disks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -163,13 +164,18 @@ class VMBuilder:
             undo.push(vm_utils.destroy_vdi, self.session, eph)
             plan.vdis[str(vm_utils.DEVICE_EPHEMERAL)] = eph
         if plan.wants_config_drive:
-            iso = config_drive.build_iso(config_drive.metadata_files(
-                plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
-            drive = disks.create_vdi(self.session, plan.sr_ref, f"{name} config drive",
-                                     len(iso), "configdrive", other, read_only=False)
-            undo.push(vm_utils.destroy_vdi, self.session, drive)
-            disks.upload(self.session, drive, [iso], len(iso))
-            plan.vdis[vm_utils.DEVICE_CONFIGDRIVE] = drive
+            self.create_config_drive(plan, undo)
+
+    def create_config_drive(self, plan: SpawnPlan, undo: Rollback) -> None:
+        """An ISO 9660 config drive VDI (OpenStack metadata layout) on the plan's SR."""
+        iso = config_drive.build_iso(config_drive.metadata_files(
+            plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
+        drive = disks.create_vdi(self.session, plan.sr_ref,
+                                 f"{field_of(plan.instance, 'name')} config drive", len(iso),
+                                 "configdrive", {"nova_instance_uuid": plan.uuid})
+        undo.push(vm_utils.destroy_vdi, self.session, drive)
+        disks.upload(self.session, drive, [iso], len(iso))
+        plan.vdis[vm_utils.DEVICE_CONFIGDRIVE] = drive
 
     def create_vm_record(self, plan: SpawnPlan, name_label: str, undo: Rollback,
                          rescue_of: str | None = None) -> str:
@@ -178,6 +184,8 @@ class VMBuilder:
                                     plan.mode, plan.os_type, name_label, {})
         if rescue_of is not None:
             record["other_config"]["nova_rescue"] = "true"
+        if plan.affinity:
+            record["affinity"] = plan.affinity
         vm_ref = self.session.call("VM.create", record)
         undo.push(self.session.call, "VM.destroy", vm_ref)
         return vm_ref

@@ -54,6 +54,22 @@ def find_sr(session: XenAPISession, expression: str) -> str:
     raise exc.BackendError(f"no SR has other-config {key}={value}", "NO_MATCHING_SR")
 
 
+def sr_for_host(session: XenAPISession, preferred_sr: str, host_ref: str) -> str:
+    """``preferred_sr`` if ``host_ref`` can reach it, else a disk SR plugged on that host
+    (its local storage): a VM can only start where its disks' SRs are attached."""
+    records = session.call("SR.get_all_records")
+    pbds = session.call("PBD.get_all_records_where",
+                        f'field "host" = {vm_utils.where_literal(host_ref)} and '
+                        f'field "currently_attached" = "true"')
+    reachable = {pbd["SR"] for pbd in pbds.values()}
+    if preferred_sr in reachable:
+        return preferred_sr
+    for ref, record in sorted(records.items()):
+        if ref in reachable and record.get("content_type") != "iso":
+            return ref
+    raise exc.BackendError("no disk SR is attached to the destination host", "NO_SR_ON_HOST")
+
+
 # -- VDIs ------------------------------------------------------------------------------------------
 
 def create_vdi(session: XenAPISession, sr_ref: str, name_label: str, size: int,

@@ -31,13 +31,26 @@ LOG = logging.getLogger(__name__)
 RESIZE_TOTAL_STEPS = 5
 
 
-def _dest_url(ops: XenVMOps, dest: str) -> str:
-    if not isinstance(dest, str) or not dest:
-        raise exc.InvalidInput("dest", dest, "must be the destination's XAPI URL or host")
-    if "://" in dest:
-        return dest
-    scheme = urllib.parse.urlsplit(ops.session.url).scheme
-    return f"{scheme}://{dest}"
+def _destination(ops: XenVMOps, dest: str) -> tuple[str, str | None]:
+    """Where a cold migration goes: (XAPI URL, host ref in this pool or None).
+
+    ``""`` is a resize in place; the name, hostname or address of a host of this pool keeps
+    the disks in the pool and pins the VM to that host; anything else is another pool, as a
+    URL or ``host[:port]`` reached with this pool's scheme and credentials.
+    """
+    if dest is None or not isinstance(dest, str):
+        raise exc.InvalidInput("dest", dest, "must be a host of this pool or another pool's "
+                                             "XAPI URL")
+    if not dest:
+        return ops.session.url, None
+    if "://" not in dest:
+        for ref, host in ops.session.call("host.get_all_records").items():
+            if dest in (host.get("name_label"), host.get("hostname"), host.get("address"),
+                        host.get("uuid")):
+                return ops.session.url, ref
+        scheme = urllib.parse.urlsplit(ops.session.url).scheme
+        dest = f"{scheme}://{dest}"
+    return dest, None
 
 
 def _dest_session(ops: XenVMOps, url: str) -> XenAPISession:
@@ -57,11 +70,11 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
     """
     validate_instance(instance)
     validate_flavor(flavor)
-    url = _dest_url(ops, dest)
     old = field_of(instance, "flavor")
     for size in ("root_gb", "ephemeral_gb"):
         if (field_of(flavor, size, 0) or 0) < (field_of(old, size, 0) or 0):
             raise exc.MigrationError(f"cannot resize: the new flavor's {size} is smaller")
+    url, host_ref = _destination(ops, dest)
     session = ops.session
     vm_ref = ops.vm_ref_of(instance)
     name = field_of(instance, "name")
@@ -82,27 +95,39 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
         undo.push(session.call, "VM.set_name_label", vm_ref, name)
         ops.forget_vm(instance)
 
+    sources: dict[str, dict[str, Any]] = {}
+
     @step
     def create_destination_disks(undo: Rollback) -> None:
         sr = disks.find_sr(target, ops.xen.sr_matching_filter)
+        if host_ref is not None:
+            sr = disks.sr_for_host(session, sr, host_ref)
         for device, (_, vdi) in sorted(disks.instance_vdis(session, vm_ref).items()):
             record = session.call("VDI.get_record", vdi)
             kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
             if kind == "configdrive":
                 continue  # rebuilt on the destination
-            copy = disks.create_vdi(target, sr, record["name_label"],
-                                    int(record["virtual_size"]), kind,
-                                    {"nova_instance_uuid": str(field_of(instance, "uuid")),
-                                     "migrated-from": record["uuid"]})
-            undo.push(vm_utils.destroy_vdi, target, copy)
+            other = {"nova_disk_type": kind, "migrated-from": record["uuid"],
+                     "nova_instance_uuid": str(field_of(instance, "uuid"))}
+            if target is session:
+                # Same pool: the storage manager copies server-side, no bytes through us.
+                copy = session.call_async("VDI.copy", vdi, sr)
+                undo.push(vm_utils.destroy_vdi, target, copy)
+                session.call("VDI.set_other_config", copy, other)
+            else:
+                copy = disks.create_vdi(target, sr, record["name_label"],
+                                        int(record["virtual_size"]), kind, other)
+                undo.push(vm_utils.destroy_vdi, target, copy)
+                sources[device] = {"ref": vdi, "size": int(record["virtual_size"])}
             copies[device] = copy
 
     @step
     def transfer_disks(undo: Rollback) -> None:
-        for device, copy in copies.items():
-            source = disks.instance_vdis(session, vm_ref)[device][1]
-            size = int(session.call("VDI.get_virtual_size", source))
-            disks.upload(target, copy, disks.download(session, source), size)
+        # Another pool: stream each disk out of this pool's export handler into the
+        # destination's import handler (nothing to do after a server-side copy).
+        for device, source in sources.items():
+            disks.upload(target, copies[device], disks.download(session, source["ref"]),
+                         source["size"])
 
     try:
         with Rollback(f"migration of {name}") as undo:
@@ -110,8 +135,11 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
             rename_vm(undo)
             create_destination_disks(undo)
             transfer_disks(undo)
-        return {"url": url, "vdis": {device: target.call("VDI.get_uuid", ref)
+        info = {"url": url, "vdis": {device: target.call("VDI.get_uuid", ref)
                                      for device, ref in copies.items()}}
+        if host_ref is not None:
+            info["host_uuid"] = session.call("host.get_uuid", host_ref)
+        return info
     except exc.VirtDriverError as error:
         if isinstance(error, exc.MigrationError):
             raise
@@ -141,6 +169,12 @@ def finish_migration(ops: XenVMOps, context: Any, instance: Any, disk_info: Any,
         if resize_instance:
             _grow(session, plan.vdis, plan.config)
         plan.sr_ref = builder.sr_ref()
+
+        if disk_info.get("host_uuid"):
+            plan.affinity = session.call("host.get_by_uuid", disk_info["host_uuid"])
+            plan.sr_ref = disks.sr_for_host(session, plan.sr_ref, plan.affinity)
+        if plan.wants_config_drive:
+            builder.create_config_drive(plan, undo)
 
         @step
         def build_and_start() -> None:
@@ -273,7 +307,8 @@ def live_migrate(ops: XenVMOps, context: Any, instance: Any, destination_hostnam
             session.call_async("VM.migrate_send", vm_ref, data["migrate_send_data"], True,
                                _vdi_map(ops, vm_ref, data["destination_sr_ref"]), vif_map, {})
         else:
-            host = session.call("host.get_by_uuid", data["destination_host_uuid"])
+            host = _pool_host(ops, vm_ref, destination_hostname,
+                              data["destination_host_uuid"])
             session.call_async("VM.pool_migrate", vm_ref, host, {"live": "true"})
     except exc.VirtDriverError as error:
         recover_method(context, instance, destination_hostname, migrate_data)
@@ -282,6 +317,21 @@ def live_migrate(ops: XenVMOps, context: Any, instance: Any, destination_hostnam
     if block_migration or data.get("block_migration"):
         ops.forget_vm(instance)
     post_method(context, instance, destination_hostname, block_migration, migrate_data)
+
+
+def _pool_host(ops: XenVMOps, vm_ref: str, hostname: str, fallback_uuid: str) -> str:
+    """The pool's host named ``hostname`` (as Nova looked it up), else the checked one; the
+    host the VM already runs on is a MigrationError, never a silent no-op."""
+    host = None
+    if hostname:
+        refs = ops.session.call("host.get_by_name_label", hostname)
+        if len(refs) == 1:
+            host = refs[0]
+    if host is None:
+        host = ops.session.call("host.get_by_uuid", fallback_uuid)
+    if host == ops.session.call("VM.get_resident_on", vm_ref):
+        raise exc.MigrationError(f"the instance already runs on {hostname or fallback_uuid}")
+    return host
 
 
 def post_live_migration_at_destination(ops: XenVMOps, instance: Any) -> None:

@@ -139,17 +139,57 @@ def test_failed_copy_rolls_the_source_back(ops, spawned, dest_sim, xapi, dest_se
 
 # -- live migration -----------------------------------------------------------------------------
 
-def test_live_migration_within_the_pool(ops, spawned, xapi):
+def test_live_migration_within_the_pool_by_hostname(ops, spawned, xapi):
     ref, vm = vm_of(xapi, spawned)
     other = [h for h in xapi.host.get_all() if h != vm["resident_on"]][0]
     dest = ops.check_can_live_migrate_destination(None, spawned, block_migration=False)
-    dest["destination_host_uuid"] = xapi.host.get_uuid(other)  # the other host's compute
     data = ops.check_can_live_migrate_source(None, spawned, dest)
+    data = ops.pre_live_migration(None, spawned, None, [make_vif(1)], None, data)
     post, recover = Recorder(), Recorder()
-    ops.live_migrate(None, spawned, "host1", post, recover, False, data)
+    ops.live_migrate(None, spawned, xapi.host.get_name_label(other), post, recover, False,
+                     data)
     assert xapi.VM.get_resident_on(ref) == other
     assert xapi.VM.get_power_state(ref) == "Running"
     assert len(post.calls) == 1 and recover.calls == []
+    ops.post_live_migration_at_destination(None, spawned, [make_vif(1)], False)
+
+
+def test_live_migration_to_the_current_host_is_refused(ops, spawned, xapi):
+    _, vm = vm_of(xapi, spawned)
+    here = xapi.host.get_name_label(vm["resident_on"])
+    data = ops.check_can_live_migrate_source(
+        None, spawned, ops.check_can_live_migrate_destination(None, spawned, False))
+    post, recover = Recorder(), Recorder()
+    with pytest.raises(exc.MigrationError):
+        ops.live_migrate(None, spawned, here, post, recover, False, data)
+    assert post.calls == [] and len(recover.calls) == 1
+
+
+def test_resize_in_place_copies_server_side(ops, spawned, image, xapi):
+    ops.stats.reset()
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor(1))
+    assert "HTTP PUT /import_raw_vdi" not in ops.stats.snapshot()
+    assert ops.stats.calls["Async.VDI.copy"] == 1
+    spawned.flavor = small_flavor(1)
+    ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, True)
+    ref, vm = vm_of(xapi, spawned)
+    assert vm["power_state"] == "Running"
+    assert disks_of(xapi, ref)["0"]["virtual_size"] == str(GiB)
+    ops.confirm_migration(None, spawned, None)
+    assert vm_of(xapi, spawned, "-orig") is None
+
+
+def test_cold_migration_to_another_host_of_the_pool(ops, spawned, image, xapi):
+    _, vm = vm_of(xapi, spawned)
+    other = [h for h in xapi.host.get_all() if h != vm["resident_on"]][0]
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, xapi.host.get_name_label(other),
+                                               spawned.flavor)
+    ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, False)
+    _, vm = vm_of(xapi, spawned)
+    assert vm["affinity"] == other
+    ops.finish_revert_migration(None, spawned, [make_vif(1)])
+    assert vm_of(xapi, spawned, "-orig") is None
+    assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
 
 
 def test_block_live_migration_across_pools(ops, dest_ops, image, xapi, dest_sim,
@@ -195,3 +235,24 @@ def test_precheck_refuses_an_unknown_host(ops, spawned):
         ops.check_can_live_migrate_source(None, spawned, {
             "block_migration": False,
             "destination_host_uuid": "00000000-0000-4000-8000-000000000000"})
+
+
+def test_config_drive_is_rebuilt_after_migration(ops, dest_ops, image, xapi, dest_sim,
+                                                 dest_session):
+    instance = make_instance(flavor=small_flavor(), config_drive=True)
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    try:
+        disk_info = ops.migrate_disk_and_power_off(None, instance, dest_sim.url,
+                                                   small_flavor())
+        assert set(disk_info["vdis"]) == {"0"}  # the drive is rebuilt, not copied
+        dest_ops.finish_migration(None, None, instance, disk_info, [make_vif(1)], image,
+                                  False)
+        ref, _ = vm_of(dest_session.xenapi, instance)
+        drive = disks_of(dest_session.xenapi, ref)["3"]
+        assert drive["other_config"]["nova_disk_type"] == "configdrive"
+        ops.confirm_migration(None, instance, None)
+    finally:
+        dest_ops.destroy(instance)
+        ops.destroy(instance)
+    assert instance_vdis(xapi, instance.uuid) == {}
+    assert instance_vdis(dest_session.xenapi, instance.uuid) == {}
