@@ -21,7 +21,6 @@ Passwords and session cookies never reach a log line, an exception message or a 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import http.client
@@ -37,6 +36,7 @@ from pyVmomi import SoapStubAdapter, vim, vmodl
 from pyVmomi.VmomiSupport import GetRequestContext
 
 from virtdriver.common import exceptions
+from virtdriver.common.stats import CallStats
 
 LOG = logging.getLogger(__name__)
 
@@ -44,51 +44,6 @@ LOG = logging.getLogger(__name__)
 API_VERSION = "vim.version.v7_0"
 
 Sleep = Callable[[float], None]
-
-
-# -- call accounting --------------------------------------------------------------------------
-
-class CallStats:
-    """Server calls per method and the time they took; public and resettable.
-
-    ``calls`` maps a method name (``PowerOnVM_Task``) to its count, ``seconds`` to the wall
-    time spent in it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: collections.Counter[str] = collections.Counter()
-        self.seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
-
-    def record(self, method: str, elapsed: float) -> None:
-        """Count one call of ``method`` that took ``elapsed`` seconds."""
-        with self._lock:
-            self.calls[method] += 1
-            self.seconds[method] += elapsed
-
-    @property
-    def total_calls(self) -> int:
-        """Every call counted since the last reset."""
-        return sum(self.calls.values())
-
-    @property
-    def total_seconds(self) -> float:
-        """Wall time of every call counted since the last reset."""
-        return sum(self.seconds.values())
-
-    def reset(self) -> None:
-        """Forget every count."""
-        with self._lock:
-            self.calls.clear()
-            self.seconds.clear()
-
-    def snapshot(self) -> dict[str, int]:
-        """A copy of the per-method counts."""
-        with self._lock:
-            return dict(self.calls)
-
-    def __repr__(self) -> str:
-        return f"CallStats(total_calls={self.total_calls}, calls={dict(self.calls)!r})"
 
 
 # -- retry policy ---------------------------------------------------------------------------------
@@ -153,7 +108,7 @@ class VMwareSession:
     def __init__(self, host: str, port: int, username: str, password: str, *,
                  ca_file: str | None = None, insecure: bool = False, api_retry_count: int = 10,
                  task_timeout: float = 3600.0, sleep: Sleep = time.sleep,
-                 connect: bool = True) -> None:
+                 connect: bool = True, stats: CallStats | None = None) -> None:
         self.host = host
         self.port = port
         self.username = username
@@ -163,7 +118,7 @@ class VMwareSession:
         self.retry = RetryPolicy(attempts=api_retry_count)
         self.task_timeout = task_timeout
         self.sleep = sleep
-        self.stats = CallStats()
+        self.stats = stats if stats is not None else CallStats()
         #: Bumped by every login, so server-side state tied to a session can be rebuilt.
         self.generation = 0
         self._login_lock = threading.Lock()

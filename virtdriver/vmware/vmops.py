@@ -79,6 +79,8 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
                  session: VMwareSession | None = None) -> None:
         super().__init__(conf, image_store, progress_callback)
         self._session = session
+        if session is not None:  # one set of figures: the session's
+            self.stats = session.stats
         self._inventory: vm_util.Inventory | None = None
         self._networks: dict[str, vif_util.NetworkRef] | None = None
         self._image_cache: ImageCache | None = None
@@ -91,7 +93,7 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
     def session(self) -> VMwareSession:
         """The vCenter session, logged in on first use."""
         if self._session is None:
-            self._session = VMwareSession.from_conf(self.conf)
+            self._session = VMwareSession.from_conf(self.conf, stats=self.stats)
         return self._session
 
     @property

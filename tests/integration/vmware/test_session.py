@@ -227,3 +227,17 @@ def test_session_expired_before_the_wait_starts(session: VMwareSession, vcsim_fa
     assert session.stats.calls["Login"] == 1
     assert session.retrieve_one(vm_ref, ["runtime.powerState"])["runtime.powerState"] == \
         "poweredOn"
+
+
+def test_backend_stats_are_the_session_stats(vcsim):
+    """ops.stats counts the backend's server calls: the same object the session records in."""
+    from tests.integration.vmware.helpers import make_conf
+    from virtdriver.vmware.vmops import VMwareVMOps
+
+    ops = VMwareVMOps(make_conf(vcsim))
+    try:
+        ops.list_instance_uuids()
+        assert ops.stats is ops.session.stats
+        assert ops.stats.calls["Login"] == 1 and ops.stats.total_calls >= 2
+    finally:
+        ops.close()
