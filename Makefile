@@ -64,7 +64,7 @@ integration: venv vcsim
 	$(PYTEST) -q tests/integration
 
 demo: venv vcsim
-	$(PY) tools/demo.py
+	VIRTDRIVER_VCSIM=$$(bash tests/vcsim/build.sh) $(PY) tools/demo.py
 
 bench: venv vcsim
 	$(PY) benchmarks/run.py

@@ -145,7 +145,7 @@ def main() -> int:
             raise SystemExit("could not start the simulators")
         plans = [BackendPlan("vmware", "tiny-vmdk", "VM Network", "DC0_C0_H1"),
                  BackendPlan("xen", "tiny-raw", "Pool-wide network associated with eth0",
-                             "host-1")]
+                             "host1")]
         for plan in plans:
             outcomes += run_lifecycle(workdir, plan)
     finally:

@@ -9,6 +9,7 @@ shows the traceback).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,6 +203,10 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``virtdriver`` console script."""
     args = build_parser().parse_args(argv)
+    # The library's own log lines (a rollback's warning, say) are for --debug; an error the
+    # command cannot recover from is already its one line on stderr.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(args)
     except (InvalidInput, ImageNotFound, cfg.Error) as error:

@@ -71,7 +71,11 @@ class Output:
             def callback(instance: Any, percent: int, step: str) -> None:
                 bar.update(task, completed=percent, step=step)
 
-            yield callback
+            try:
+                yield callback
+            except BaseException:
+                bar.remove_task(task)  # the error line says what happened; no stale bar
+                raise
             bar.update(task, completed=100, step="done")
 
 

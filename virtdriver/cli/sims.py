@@ -124,7 +124,8 @@ def _spawn(command: list[str], log: Path) -> tuple[str, int]:
         line = process.stdout.readline().decode() if ready else ""
     if not line or process.poll() is not None:
         _terminate(process.pid)
-        raise SimulatorError(f"{Path(command[0]).name} did not start; see {log}")
+        last = (log.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise SimulatorError(f"{Path(command[0]).name} did not start: {last}")
     return line, process.pid
 
 
