@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import time
+import urllib.parse
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -149,8 +150,6 @@ def get_console_output(session: XenAPISession, vm_ref: str) -> bytes:
 
 def get_vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> ConsoleInfo:
     """Host, port and path of the VM's RFB console."""
-    import urllib.parse
-
     for console in session.call("VM.get_consoles", vm_ref):
         record = session.call("console.get_record", console)
         if record.get("protocol", "").lower() != "rfb":

@@ -329,6 +329,12 @@ class XenAPISession:
                 return conn.send(method, params, timeout)
             except XenAPI.Failure:
                 raise
+            except xmlrpc.client.Fault as error:
+                # The server answered, but with an XML-RPC fault instead of a XAPI failure
+                # (a malformed call): not a connection problem, and not worth a retry.
+                raise exc.BackendError(f"XAPI {method} failed: XML-RPC fault "
+                                       f"{error.faultCode}: {error.faultString}",
+                                       "XMLRPC_FAULT", (str(error.faultCode),)) from error
             except ssl.SSLCertVerificationError as error:
                 raise exc.CertificateRejected(
                     f"the certificate of {self._parsed.hostname} is not trusted: "
@@ -336,7 +342,7 @@ class XenAPISession:
             except Exception as error:
                 if not self.retry.should_retry(attempt, error):
                     if isinstance(error, (OSError, http.client.HTTPException,
-                                          xmlrpc.client.ProtocolError, xmlrpc.client.Fault)):
+                                          xmlrpc.client.ProtocolError)):
                         raise exc.ConnectionFailed(
                             f"XAPI {method} to {self._parsed.hostname} failed after "
                             f"{attempt + 1} attempt(s): {type(error).__name__}: {error}",

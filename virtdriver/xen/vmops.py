@@ -31,26 +31,15 @@ from virtdriver.xen.session import XenAPISession, is_handle_invalid
 
 LOG = logging.getLogger(__name__)
 
-CAPABILITIES = {
-    **DEFAULT_CAPABILITIES,
-    "has_imagecache": True,
-    "supports_attach_interface": True,
-    "supports_image_type_raw": True,
-    "supports_image_type_vhd": True,
-    "supports_config_drive": True,
-    "supports_live_migration": True,
-    "supports_block_migration": True,
-    "supports_rescue": True,
-    "supports_pause": True,
-    "supports_suspend": True,
-    "supports_soft_delete": True,
-    "supports_set_admin_password": True,
-    "supports_inject_file": True,
-    "supports_reset_network": True,
-    "supports_console_output": True,
-    "supports_bandwidth_counters": True,
-    "supports_security_rules": True,
-}
+#: Everything but the image formats XAPI cannot import (vmdk, qcow2, iso roots), volumes,
+#: PCI/vGPU and trusted certificates.
+CAPABILITIES = {**DEFAULT_CAPABILITIES, **dict.fromkeys((
+    "has_imagecache", "supports_attach_interface", "supports_image_type_raw",
+    "supports_image_type_vhd", "supports_config_drive", "supports_live_migration",
+    "supports_block_migration", "supports_rescue", "supports_pause", "supports_suspend",
+    "supports_soft_delete", "supports_set_admin_password", "supports_inject_file",
+    "supports_reset_network", "supports_console_output", "supports_bandwidth_counters",
+    "supports_security_rules"), True)}
 
 
 class XenVMOps(VMOps):

@@ -314,11 +314,14 @@ def test_https_verifies_by_default_and_insecure_warns(caplog):
     assert "insecure" in caplog.text
 
 
-def test_xmlrpc_fault_is_connection_failed(server):
+def test_xmlrpc_fault_is_backend_error_without_retry(server):
     server.handlers["VM.get_all"] = lambda: xmlrpc.client.Fault(500, "boom")
-    session = make_session(server, retry=RetryPolicy(attempts=0))
-    with pytest.raises(exc.ConnectionFailed):
+    session = make_session(server)
+    with pytest.raises(exc.BackendError) as caught:
         session.call("VM.get_all")
+    assert caught.value.code == "XMLRPC_FAULT"
+    assert not isinstance(caught.value, exc.ConnectionFailed)
+    assert session.sleeps == []
 
 
 def test_stats_can_be_shared_with_the_backend(server):
