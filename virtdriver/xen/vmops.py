@@ -31,10 +31,12 @@ from virtdriver.xen.session import XenAPISession, is_handle_invalid
 
 LOG = logging.getLogger(__name__)
 
-#: Everything but the image formats XAPI cannot import (vmdk, qcow2, iso roots), volumes,
-#: PCI/vGPU and trusted certificates.
+#: What this backend does; the rest stays False: vmdk/qcow2/iso root images (XAPI imports
+#: raw and VHD), evacuate, device tagging, multi-attach volumes, trusted certificates, PCPUs
+#: and accelerators.
 CAPABILITIES = {**DEFAULT_CAPABILITIES, **dict.fromkeys((
-    "has_imagecache", "supports_attach_interface", "supports_image_type_raw",
+    "has_imagecache", "supports_migrate_to_same_host", "supports_attach_interface",
+    "supports_image_type_raw",
     "supports_image_type_vhd", "supports_config_drive", "supports_live_migration",
     "supports_block_migration", "supports_rescue", "supports_pause", "supports_suspend",
     "supports_soft_delete", "supports_set_admin_password", "supports_inject_file",
