@@ -16,8 +16,6 @@ from virtdriver.xen.vmops import XenVMOps
 NETWORK = "xenbr0"
 IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB with a recognisable pattern
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def sim():

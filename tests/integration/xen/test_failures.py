@@ -14,6 +14,8 @@ from virtdriver.xen.vmops import XenVMOps
 
 from .conftest import instance_vdis, make_conf, make_instance, make_vif, vm_of
 
+pytestmark = pytest.mark.integration
+
 
 def leftovers(xapi, instance):
     """What the simulator still holds for the instance: VMs, VDIs, VBDs and VIFs."""

@@ -14,6 +14,8 @@ from virtdriver.common.model import Diagnostics
 
 from .conftest import disks_of, instance_vdis, make_conf, make_instance, make_vif, vm_of
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def spawned(ops, image):

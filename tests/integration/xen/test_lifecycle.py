@@ -20,6 +20,8 @@ from .conftest import (
     vm_of,
 )
 
+pytestmark = pytest.mark.integration
+
 GiB = 1024 ** 3
 MiB = 1024 ** 2
 

@@ -22,6 +22,8 @@ from .conftest import (
     vm_of,
 )
 
+pytestmark = pytest.mark.integration
+
 GiB = 1024 ** 3
 
 

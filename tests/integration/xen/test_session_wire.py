@@ -15,6 +15,8 @@ from virtdriver.xen.vmops import XenVMOps
 
 from .conftest import make_conf, make_instance, make_vif, vm_of
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def ca():

@@ -10,6 +10,8 @@ from virtdriver.xen.simulator import Simulator
 
 from .conftest import IMAGE_BYTES, disks_of, make_instance, vm_of
 
+pytestmark = pytest.mark.integration
+
 COALESCE_DELAY = 0.3
 
 
