@@ -9,7 +9,7 @@ cached first (one spawn and destroy, untimed), so every measured spawn is a warm
   importing anything, then runs N spawns in a GreenPool against the same simulator.
 
 Wall time is from the first spawn's start to the last one's end; the instances are destroyed
-afterwards (untimed, in parallel).
+afterwards (untimed, by a few worker threads, bounded in time).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any
 from benchmarks import common
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Longest a measured batch of spawns, or the cleanup after it, may take.
+SPAWN_SECONDS = 180.0
+CLEANUP_SECONDS = 120.0
 
 
 def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str, Any]:
@@ -52,14 +55,19 @@ def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str,
             barrier.wait()
             one()
 
-        threads = [threading.Thread(target=runner, name=f"spawn-{n}") for n in range(count)]
+        threads = [threading.Thread(target=runner, name=f"spawn-{n}", daemon=True)
+                   for n in range(count)]
         for thread in threads:
             thread.start()
         barrier.wait()
         start = time.perf_counter()
+        deadline = time.monotonic() + SPAWN_SECONDS
         for thread in threads:
-            thread.join(600)
+            thread.join(max(0.0, deadline - time.monotonic()))
         wall = time.perf_counter() - start
+        stuck = sum(thread.is_alive() for thread in threads)
+        if stuck:
+            errors.append(f"{stuck} spawns still running after {SPAWN_SECONDS:.0f} s")
     else:
         start = time.perf_counter()
         for _ in range(count):
@@ -69,17 +77,33 @@ def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str,
             "instances": made}
 
 
-def destroy_all(client: Any, instances: list[Any]) -> None:
-    """Destroy instances in parallel (untimed cleanup); errors are ignored."""
-    def one(instance: Any) -> None:
-        with contextlib.suppress(Exception):  # best-effort cleanup
-            client.destroy(instance)
+def destroy_all(client: Any, instances: list[Any], workers: int = 8) -> int:
+    """Destroy instances with a few worker threads (untimed cleanup); errors are ignored.
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in instances]
+    Returns how many destroys were still running at the deadline: the workers are daemon
+    threads, so a destroy that never returns (a lost task event) cannot hang the run; it
+    ends when its simulator is stopped.
+    """
+    pending = list(instances)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                instance = pending.pop()
+            with contextlib.suppress(Exception):  # best-effort cleanup
+                client.destroy(instance)
+
+    threads = [threading.Thread(target=worker, daemon=True, name=f"destroy-{n}")
+               for n in range(min(workers, len(instances)))]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + CLEANUP_SECONDS
     for thread in threads:
-        thread.join(600)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in threads)
 
 
 def _connection(spec: Any, running: Any) -> dict[str, Any]:
@@ -100,9 +124,9 @@ def _eventlet(spec: Any, running: Any, count: int) -> dict[str, Any]:
     try:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.eventlet_spawns"],
                               input=json.dumps(payload), capture_output=True, text=True,
-                              cwd=ROOT, env=env, timeout=600)
+                              cwd=ROOT, env=env, timeout=480)
     except subprocess.TimeoutExpired:
-        return {"error": "eventlet child did not finish within 600 s"}
+        return {"error": "eventlet child did not finish within 480 s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = " ".join(proc.stderr.split())[-300:]
@@ -121,7 +145,9 @@ def run_section(spec: Any, count: int) -> dict[str, Any]:
             client.destroy(warm)
             for mode, parallel in (("serial", False), ("threads", True)):
                 outcome = spawn_many(client, image, count, parallel)
-                destroy_all(client, outcome.pop("instances"))
+                stuck = destroy_all(client, outcome.pop("instances"))
+                if stuck:
+                    outcome["cleanup_stuck"] = stuck
                 result[mode] = outcome
         finally:
             client.close()

@@ -16,6 +16,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+SPAWN_SECONDS = 180.0
+CLEANUP_SECONDS = 120.0
+
 
 def main() -> int:
     """Run the green spawns described on stdin; print the result as one JSON line."""
@@ -49,12 +52,23 @@ def main() -> int:
         start = time.perf_counter()
         for n in range(count):
             pool.spawn_n(one, n)
-        pool.waitall()
+        with eventlet.Timeout(SPAWN_SECONDS, False):  # bounded: a lost event fails, not hangs
+            pool.waitall()
         wall = time.perf_counter() - start
-        cleanup = eventlet.GreenPool(count)
+        if pool.running():
+            errors.append(f"{pool.running()} spawns still running after {SPAWN_SECONDS:.0f} s")
+
+        def destroy(instance: Any) -> None:
+            try:
+                client.destroy(instance)
+            except Exception:  # noqa: BLE001 - best-effort cleanup
+                return
+
+        cleanup = eventlet.GreenPool(8)
         for instance in made:
-            cleanup.spawn_n(client.destroy, instance)
-        cleanup.waitall()
+            cleanup.spawn_n(destroy, instance)
+        with eventlet.Timeout(CLEANUP_SECONDS, False):
+            cleanup.waitall()
     finally:
         client.close()
     print(json.dumps({"wall_s": wall, "failures": len(errors),

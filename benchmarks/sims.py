@@ -29,6 +29,7 @@ from benchmarks.common import Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 300.0
+TASK_TIMEOUT = 30
 
 _VCSIM_BINARY: Path | None = None
 
@@ -146,6 +147,8 @@ def _base_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     virtdriver.register_opts(conf)
     conf([], project="virtdriver-bench", default_config_files=[])
+    # A task whose end is never reported must fail the measurement, not hang the run.
+    conf.set_override("task_timeout", TASK_TIMEOUT)
     return conf
 
 

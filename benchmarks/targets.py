@@ -52,7 +52,8 @@ def _operation_targets(backend: str, ops: dict[str, Any]) -> list[dict[str, Any]
         row = comparison.get(op) or {}
         value = row.get("naive_over_library")
         if value is None:
-            errors = row.get("errors") or {}
+            errors = {k: v for k, v in (row.get("errors") or {}).items()
+                      if k in ("library", "naive")}
             found.append(target(f"{backend}: naive / library, {op}", None,
                                 "; ".join(f"{k}: {v}" for k, v in errors.items())
                                 or "not measured", f">= {NAIVE_OVER_LIBRARY_MIN}x"))
