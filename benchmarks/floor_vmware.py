@@ -1,8 +1,9 @@
 """The floor on VMware: each operation as the fewest raw pyvmomi calls, waiting by push.
 
-Tasks are awaited on a property collector of our own (see :class:`PushWaiter`).
-Properties are never read by attribute access. The client keeps
-the references it made (as the library keeps its VM-reference cache), so no lookup is spent.
+A task is read once when its call returns and, if it is still running, awaited by push on
+a property collector of our own (see :class:`PushWaiter`). Properties are never read by
+attribute access. The client keeps the references it made (as the library keeps its
+VM-reference cache), so no lookup is spent.
 """
 
 from __future__ import annotations
@@ -19,28 +20,40 @@ from benchmarks.raw_vmware import RawConnection, RawVM
 CACHE = "bench_floor_cache"
 
 
-class PushWaiter:
-    """Waits for tasks by push on a dedicated property collector.
+PATHS = ["info.state", "info.error", "info.result"]
 
-    Per task: ``CreateFilter``, then ``WaitForUpdatesEx`` from version "" (the filter's
-    current values come back at once, so a task that already ended costs no wait), then
-    with the returned version until the task ends, then ``DestroyPropertyFilter`` so the
-    next task's first answer carries only its own filter. Waiting from a stale version
-    instead would make vcsim answer on its 250 ms tick even for a finished task.
+
+class PushWaiter:
+    """Waits for tasks: one read, then by push on a dedicated property collector.
+
+    Most tasks have ended by the time their call returns, so the first step is one
+    ``RetrievePropertiesEx`` of the task's state, error and result: a finished task costs
+    that and nothing else. A task still running gets ``CreateFilter``, then
+    ``WaitForUpdatesEx`` from version "" (the filter's current values come back at once),
+    then with the returned version until the task ends, then ``DestroyPropertyFilter`` so
+    the next task's first answer carries only its own filter. (Waiting from a stale version
+    instead makes vcsim answer on its 250 ms tick even for a finished task.)
     """
 
     def __init__(self, content: Any) -> None:
+        self.content = content
         self.collector = content.propertyCollector.CreatePropertyCollector()
 
     def wait(self, task: Any, max_wait_seconds: int = 60) -> Any:
         """Block until ``task`` ends; return its result or raise its fault."""
         pc = vmodl.query.PropertyCollector
         spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=task)],
-                             propSet=[pc.PropertySpec(type=vim.Task,
-                                                      pathSet=["info.state", "info.error",
-                                                               "info.result"])])
+                             propSet=[pc.PropertySpec(type=vim.Task, pathSet=PATHS)])
+        found = self.collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+        props = {p.name: p.val for obj in (found.objects if found else []) or []
+                 for p in obj.propSet or []}
+        state = str(props.get("info.state"))
+        if state in ("success", "error"):
+            if state == "error":
+                raise props.get("info.error") or RuntimeError(f"task {task._moId} failed")
+            return props.get("info.result")
         task_filter = self.collector.CreateFilter(spec, partialUpdates=True)
-        state, error, result, version = None, None, None, ""
+        error, result, version = None, None, ""
         options = pc.WaitOptions(maxWaitSeconds=max_wait_seconds)
         try:
             for _ in range(10_000):  # bounded: each round blocks up to max_wait_seconds

@@ -40,7 +40,7 @@ class FloorXen:
         """Log out."""
         self.raw.close()
 
-    def wait(self, task: str) -> Any:
+    def wait(self, task: str, destroy: bool = True) -> Any:
         """Wait for ``task`` by push, destroy it, return its result or raise its error."""
         token = ""
         try:
@@ -56,7 +56,8 @@ class FloorXen:
                         raise RuntimeError(f"task failed: {record.get('error_info')}")
             raise TimeoutError(f"task {task} never ended")
         finally:
-            self.api.task.destroy(task)
+            if destroy:
+                self.api.task.destroy(task)
 
     @staticmethod
     def _ref(result: str) -> str:
