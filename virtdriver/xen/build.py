@@ -136,7 +136,7 @@ class VMBuilder:
         config drive VDIs on the configured SR."""
         plan.sr_ref = self.sr_ref()
         try:
-            base = disks.cached_image(self.session, self.ops.image_store, context,
+            base, base_size = disks.cached_image(self.session, self.ops.image_store, context,
                                       plan.sr_ref, plan.image,
                                       self.ops.conf.image_cache_subdirectory_name)
         except exc.BackendError as error:
@@ -146,7 +146,7 @@ class VMBuilder:
         root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
         root = disks.clone_for_instance(self.session, base, plan.instance,
                                         "rescue" if plan.rescue else "root", root_size,
-                                        int(field_of(plan.image, "size", 0) or 0))
+                                        base_size)
         undo.push(vm_utils.destroy_vdi, self.session, root)
         plan.vdis[vm_utils.DEVICE_ROOT] = root
         if plan.rescue:

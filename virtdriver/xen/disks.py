@@ -24,6 +24,7 @@ LOG = logging.getLogger(__name__)
 
 #: Image disk formats we can import, and the format name XAPI's import handler takes.
 IMPORT_FORMATS = {"raw": "raw", "vhd": "vhd", "iso": "raw"}
+VHD_FOOTER_SIZE = 512
 IMAGE_CACHE_TYPE = "image-cache"
 
 
@@ -87,9 +88,18 @@ def upload(session: XenAPISession, vdi_ref: str, chunks: Iterable[bytes], size: 
     session.put_vdi(vdi_ref, chunks, size, fmt)
 
 
-def download(session: XenAPISession, vdi_ref: str) -> Iterator[bytes]:
-    """The raw contents of a VDI, in chunks."""
-    return session.get_vdi(vdi_ref, "raw")
+def download(session: XenAPISession, vdi_ref: str, fmt: str = "vhd") -> Iterator[bytes]:
+    """The contents of a VDI, in chunks: a dynamic VHD (only the allocated blocks) unless
+    ``fmt`` is ``raw``."""
+    return session.get_vdi(vdi_ref, fmt)
+
+
+def vhd_virtual_size(header: bytes) -> int:
+    """The disk size a VHD describes, read from its footer copy (the first 512 bytes of a
+    dynamic VHD, the last 512 of a fixed one)."""
+    if len(header) < VHD_FOOTER_SIZE or not header.startswith(b"conectix"):
+        raise exc.ImageError("image data is not a VHD (no 'conectix' footer)")
+    return int.from_bytes(header[48:56], "big")
 
 
 def spooled(chunks: Iterable[bytes]) -> tuple[Any, int]:
@@ -103,7 +113,8 @@ def spooled(chunks: Iterable[bytes]) -> tuple[Any, int]:
     return spool, size
 
 
-def _file_chunks(handle: Any) -> Iterator[bytes]:
+def file_chunks(handle: Any) -> Iterator[bytes]:
+    """A file's contents in chunks of 1 MiB."""
     while chunk := handle.read(vm_utils.MiB):
         yield chunk
 
@@ -116,19 +127,21 @@ def cache_label(cache_dir: str, image_id: str) -> str:
 
 
 def find_cached_image(session: XenAPISession, sr_ref: str, cache_dir: str,
-                      image_id: str) -> str | None:
-    """The cached base VDI of ``image_id`` on ``sr_ref``, if any (one call)."""
+                      image_id: str) -> tuple[str, int] | None:
+    """The cached base VDI of ``image_id`` on ``sr_ref`` and its virtual size, if any (one
+    call)."""
     expr = (f'field "SR" = {vm_utils.where_literal(sr_ref)} and field "name__label" = '
             f'{vm_utils.where_literal(cache_label(cache_dir, image_id))}')
     for ref, record in session.call("VDI.get_all_records_where", expr).items():
         if (record.get("other_config") or {}).get("image-id") == image_id:
-            return ref
+            return ref, int(record["virtual_size"])
     return None
 
 
 def cached_image(session: XenAPISession, image_store: Any, context: Any, sr_ref: str,
-                 image: Any, cache_dir: str) -> str:
-    """The base VDI of ``image`` on ``sr_ref``: found, or imported once (under a lock)."""
+                 image: Any, cache_dir: str) -> tuple[str, int]:
+    """The base VDI of ``image`` on ``sr_ref`` and its virtual size: found, or imported once
+    (under a lock)."""
     image_id = str(field_of(image, "id"))
     with named_lock(f"xen-image-{sr_ref}-{image_id}"):
         found = find_cached_image(session, sr_ref, cache_dir, image_id)
@@ -139,36 +152,47 @@ def cached_image(session: XenAPISession, image_store: Any, context: Any, sr_ref:
 
 
 def import_image(session: XenAPISession, image_store: Any, context: Any, sr_ref: str,
-                 image: Any, cache_dir: str) -> str:
-    """Create the cached base VDI of ``image`` and upload the image's bytes into it."""
+                 image: Any, cache_dir: str) -> tuple[str, int]:
+    """Create the cached base VDI of ``image`` and upload the image's bytes into it.
+
+    Returns the VDI and its virtual size. A VHD image is sized by its footer (its file is
+    smaller than the disk it describes), so it is spooled to read that first.
+    """
     image_id = str(field_of(image, "id"))
-    disk_format = field_of(image, "disk_format")
-    fmt = IMPORT_FORMATS[disk_format]
+    fmt = IMPORT_FORMATS[field_of(image, "disk_format")]
     size = int(field_of(image, "size", 0) or 0)
     data: Any = image_store.download(context, image_id)
     spool = None
-    if not size:
+    if not size or fmt == "vhd":
         spool, size = spooled(data)
-        data = _file_chunks(spool)
-    vdi = create_vdi(session, sr_ref, cache_label(cache_dir, image_id), size,
-                     IMAGE_CACHE_TYPE, {"image-id": image_id,
-                                        "last-used": str(int(time.time()))},
-                     read_only=False)
+        data = file_chunks(spool)
     try:
-        upload(session, vdi, data, size, fmt)
-    except BaseException:
-        session.call("VDI.destroy", vdi)
-        raise
+        virtual_size = size
+        if fmt == "vhd":
+            virtual_size = vhd_virtual_size(spool.read(VHD_FOOTER_SIZE))
+            spool.seek(0)
+        vdi = create_vdi(session, sr_ref, cache_label(cache_dir, image_id), virtual_size,
+                         IMAGE_CACHE_TYPE, {"image-id": image_id,
+                                            "last-used": str(int(time.time()))},
+                         read_only=False)
+        try:
+            upload(session, vdi, data, size, fmt)
+        except BaseException:
+            session.call("VDI.destroy", vdi)
+            raise
     finally:
         if spool is not None:
             spool.close()
-    return vdi
+    return vdi, virtual_size
 
 
 def clone_for_instance(session: XenAPISession, base_vdi: str, instance: Any,
                        disk_type: str, size: int | None, base_size: int) -> str:
     """A copy-on-write clone of ``base_vdi`` (``base_size`` bytes) for ``instance``, grown
     to ``size`` bytes."""
+    if size and size < base_size:
+        raise exc.InvalidInput("flavor.root_gb", size // vm_utils.GiB,
+                               f"is smaller than the image's disk ({base_size} bytes)")
     vdi = session.call_async("VDI.clone", base_vdi, {})
     try:
         session.call("VDI.set_name_label", vdi, f"{field_of(instance, 'name')} {disk_type}")

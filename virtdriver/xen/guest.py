@@ -62,8 +62,9 @@ def snapshot(ops: XenVMOps, context: Any, instance: Any, image_id: str,
     @step
     def upload_to_image_store() -> None:
         update_task_state(task_state=IMAGE_UPLOADING, expected_state=IMAGE_PENDING_UPLOAD)
+        # A dynamic VHD carries only the blocks the guest wrote, as Nova uploaded its chains.
         ops.image_store.upload(context, image_id, disks.download(session, state["snap"]),
-                               {"disk_format": "raw", "container_format": "bare"})
+                               {"disk_format": "vhd", "container_format": "bare"})
 
     try:
         snapshot_root_disk()

@@ -126,8 +126,10 @@ def migrate_disk_and_power_off(ops: XenVMOps, context: Any, instance: Any, dest:
         # Another pool: stream each disk out of this pool's export handler into the
         # destination's import handler (nothing to do after a server-side copy).
         for device, source in sources.items():
-            disks.upload(target, copies[device], disks.download(session, source["ref"]),
-                         source["size"])
+            # As a dynamic VHD: only written blocks cross; its length is known once spooled.
+            spool, length = disks.spooled(disks.download(session, source["ref"]))
+            with spool:
+                disks.upload(target, copies[device], disks.file_chunks(spool), length, "vhd")
 
     try:
         with Rollback(f"migration of {name}") as undo:

@@ -45,20 +45,30 @@ def snapshots_of(xapi, vdi_ref):
 
 
 def test_snapshot_uploads_the_root_disk_and_removes_the_snapshot(ops, store, spawned, xapi,
-                                                                 progress):
+                                                                 progress, read_vdi):
     target = store.create(None, {"name": "snap", "disk_format": "raw"})
     states = TaskStates()
     progress.clear()
     ops.snapshot(None, spawned, target.id, states)
     assert states.calls == [("image_pending_upload", "image_snapshot"),
                             ("image_uploading", "image_pending_upload")]
-    data = b"".join(store.download(None, target.id))
-    assert data[:len(IMAGE_BYTES)] == IMAGE_BYTES
-    assert store.show(None, target.id).status == "active"
+    uploaded = store.show(None, target.id)
+    assert (uploaded.status, uploaded.disk_format) == ("active", "vhd")
+    assert b"".join(store.download(None, target.id)).startswith(b"conectix")  # a dynamic VHD
     root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["ref"]
     assert snapshots_of(xapi, root) == []
     assert [step for _, step in progress] == ["snapshot_root_disk", "wait_for_coalesce",
                                              "upload_to_image_store"]
+    # The image is usable: an instance booted from it holds the original disk's bytes.
+    clone = make_instance(flavor=virtdriver.Flavor(vcpus=1, memory_mb=256, root_gb=0))
+    ops.spawn(None, clone, uploaded, [], None, [])
+    try:
+        clone_root = disks_of(xapi, vm_of(xapi, clone)[0])["0"]
+        assert int(clone_root["virtual_size"]) == int(disks_of(
+            xapi, vm_of(xapi, spawned)[0])["0"]["virtual_size"])
+        assert read_vdi(clone_root["ref"], len(IMAGE_BYTES)) == IMAGE_BYTES
+    finally:
+        ops.destroy(clone)
 
 
 def test_second_snapshot_waits_for_the_first_chain_to_coalesce(ops, store, spawned, xapi):

@@ -102,7 +102,7 @@ def test_spawn_rolls_back_in_reverse_order(tmp_path):
     ops = make_ops({
         "VM.get_all_records_where": {}, "network.get_all_records_where": {},
         "pool.get_all": ["OpaqueRef:pool"], "pool.get_default_SR": "OpaqueRef:sr",
-        "VDI.get_all_records_where": {"OpaqueRef:base": {"other_config": {
+        "VDI.get_all_records_where": {"OpaqueRef:base": {"virtual_size": "1024", "other_config": {
             "image-id": image.id}}},
         "Async.VDI.clone": lambda base, params: next(created),
         "VDI.set_name_label": None, "VDI.set_other_config": None, "Async.VDI.resize": None,
