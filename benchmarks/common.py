@@ -232,3 +232,33 @@ def peak_memory() -> Iterator[dict[str, float]]:
 def target(name: str, met: bool | None, figure: str, limit: str) -> dict[str, Any]:
     """One issue-8 target, judged from a measurement (None: could not be measured)."""
     return {"target": name, "met": met, "figure": figure, "limit": limit}
+
+
+class SnapshotSink:
+    """Where raw clients put a snapshot's bytes: a LocalImageStore, as the library does.
+
+    A snapshot ends in the image store, so the floor and naive clients pay for the same
+    atomic, fsynced write the library's snapshot makes. The store lives in a temporary
+    directory that :meth:`close` removes.
+    """
+
+    def __init__(self, disk_format: str) -> None:
+        import shutil
+        import tempfile
+
+        from virtdriver import LocalImageStore
+        self._rmtree = shutil.rmtree
+        self.directory = tempfile.mkdtemp(prefix="virtdriver-bench-sink-")
+        self.store = LocalImageStore(self.directory)
+        self.disk_format = disk_format
+
+    def put(self, data: bytes) -> None:
+        """Create an image, upload ``data`` into it, then delete it (keeps the disk empty)."""
+        image = self.store.create(None, {"name": "bench-snapshot",
+                                         "disk_format": self.disk_format})
+        self.store.upload(None, image.id, [data])
+        self.store.delete(image.id)
+
+    def close(self) -> None:
+        """Remove the store's directory."""
+        self._rmtree(self.directory, ignore_errors=True)

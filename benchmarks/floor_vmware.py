@@ -15,6 +15,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from benchmarks import raw_vmware
+from benchmarks.common import SnapshotSink
 from benchmarks.raw_vmware import RawConnection, RawVM
 
 CACHE = "bench_floor_cache"
@@ -95,6 +96,7 @@ class FloorVmware:
         self.inv = self.conn.discover()
         self.waiter = PushWaiter(self.content)
         self.counter = self.conn.counter
+        self.sink = SnapshotSink("vmdk")
 
     def calls(self) -> dict[str, int]:
         """Calls counted since the last reset."""
@@ -105,9 +107,10 @@ class FloorVmware:
         self.counter.reset()
 
     def close(self) -> None:
-        """Tear down the collector and log out."""
+        """Tear down the collector, log out, remove the snapshot sink."""
         self.waiter.close()
         self.conn.close()
+        self.sink.close()
 
     def _task(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.waiter.wait(getattr(obj, method)(*args, **kwargs))
@@ -158,20 +161,25 @@ class FloorVmware:
         self._task(vm.ref, "PowerOnVM_Task")
 
     def snapshot(self, vm: RawVM) -> bytes:
-        """Snapshot, linked-clone the snapshot, export the clone's disk, clean up."""
+        """Snapshot (freezes the root disk), copy the frozen disk flat into a temp folder,
+        download the copy, delete the folder, remove the snapshot."""
+        ds = f"[{self.inv.ds_name}] "
         snap = self._task(vm.ref, "CreateSnapshot_Task", name=f"{vm.uuid}-snapshot",
                           memory=False, quiesce=False)
-        relocate = vim.vm.RelocateSpec(diskMoveType="createNewChildDiskBacking")
-        clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=False, template=False,
-                                      snapshot=snap)
-        clone = self._task(vm.ref, "CloneVM_Task", folder=self.inv.vm_folder,
-                           name=f"snap-{vm.uuid}", spec=clone_spec)
-        lease = clone.ExportVm()
-        info = raw_vmware.retrieve(self.content, [lease], ["info"])[lease]["info"]
-        data = b"".join(self.conn.get_url(d.url) for d in info.deviceUrl or [] if d.disk)
-        lease.HttpNfcLeaseComplete()
-        self._task(clone, "Destroy_Task")
-        self._task(snap, "RemoveSnapshot_Task", removeChildren=False, consolidate=True)
+        temp = f"{CACHE}-tmp/{uuid_module.uuid4()}"
+        try:
+            # vcsim's CopyVirtualDisk wants the destination folder to exist
+            self.content.fileManager.MakeDirectory(f"{ds}{temp}", self.inv.dc, True)
+            self._task(self.content.virtualDiskManager, "CopyVirtualDisk_Task",
+                       sourceName=f"{ds}{vm.uuid}/{vm.uuid}.vmdk", sourceDatacenter=self.inv.dc,
+                       destName=f"{ds}{temp}/snapshot.vmdk", destDatacenter=self.inv.dc,
+                       force=False)
+            data = self.conn.get_file(self.inv, f"{temp}/snapshot-flat.vmdk")
+            self._task(self.content.fileManager, "DeleteDatastoreFile_Task", f"{ds}{temp}",
+                       self.inv.dc)
+        finally:
+            self._task(snap, "RemoveSnapshot_Task", removeChildren=False, consolidate=True)
+        self.sink.put(data)
         return data
 
     def resize(self, vm: RawVM, memory_mb: int = 512, vcpus: int = 2) -> None:

@@ -12,6 +12,7 @@ import uuid as uuid_module
 from typing import Any
 
 from benchmarks import raw_xen
+from benchmarks.common import SnapshotSink
 from benchmarks.raw_xen import RawXen, XenVM
 
 EVENT_TIMEOUT = 30.0
@@ -27,6 +28,7 @@ class FloorXen:
         self.api = self.raw.api
         self.counter = self.raw.counter
         self.cache: dict[str, str] = {}
+        self.sink = SnapshotSink("vhd")
 
     def calls(self) -> dict[str, int]:
         """Calls counted since the last reset."""
@@ -37,8 +39,9 @@ class FloorXen:
         self.counter.reset()
 
     def close(self) -> None:
-        """Log out."""
+        """Log out, remove the snapshot sink."""
         self.raw.close()
+        self.sink.close()
 
     def wait(self, task: str, destroy: bool = True) -> Any:
         """Wait for ``task`` by push, destroy it, return its result or raise its error."""
@@ -110,9 +113,11 @@ class FloorXen:
         """Snapshot the root VDI, export its bytes, destroy the snapshot."""
         snap = self._ref(self.wait(self.api.Async.VDI.snapshot(vm.vdi, {})))
         try:
-            return self.raw.get_vdi(snap)
+            data = self.raw.get_vdi(snap)
         finally:
             self.api.VDI.destroy(snap)
+        self.sink.put(data)
+        return data
 
     def resize(self, vm: XenVM) -> None:
         """Hard shutdown, new memory limits and VCPUs, start."""

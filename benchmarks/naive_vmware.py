@@ -16,6 +16,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from benchmarks import raw_vmware
+from benchmarks.common import SnapshotSink
 from benchmarks.raw_vmware import RawConnection, RawVM
 
 CACHE = "bench_naive_cache"
@@ -31,6 +32,7 @@ class NaiveVmware:
         self.content = self.conn.content
         self.inv = self.conn.discover()
         self.counter = self.conn.counter
+        self.sink = SnapshotSink("vmdk")
 
     def calls(self) -> dict[str, int]:
         """Calls counted since the last reset."""
@@ -41,8 +43,9 @@ class NaiveVmware:
         self.counter.reset()
 
     def close(self) -> None:
-        """Log out."""
+        """Log out, remove the snapshot sink."""
         self.conn.close()
+        self.sink.close()
 
     # -- how scripts find things -------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class NaiveVmware:
         lease.HttpNfcLeaseComplete()
         WaitForTask(clone.Destroy_Task())
         WaitForTask(snap.RemoveSnapshot_Task(removeChildren=False, consolidate=True))
+        self.sink.put(data)
         return data
 
     def resize(self, vm: RawVM, memory_mb: int = 512, vcpus: int = 2) -> None:

@@ -15,6 +15,7 @@ import uuid as uuid_module
 from typing import Any
 
 from benchmarks import raw_xen
+from benchmarks.common import SnapshotSink
 from benchmarks.raw_xen import RawXen, XenVM
 
 POLL_INTERVAL = 0.5
@@ -30,6 +31,7 @@ class NaiveXen:
         self.raw = RawXen(sim)
         self.api = self.raw.api
         self.counter = self.raw.counter
+        self.sink = SnapshotSink("vhd")
 
     def calls(self) -> dict[str, int]:
         """Calls counted since the last reset."""
@@ -40,8 +42,9 @@ class NaiveXen:
         self.counter.reset()
 
     def close(self) -> None:
-        """Log out."""
+        """Log out, remove the snapshot sink."""
         self.raw.close()
+        self.sink.close()
 
     def _find(self, vm: XenVM) -> str:
         refs = self.api.VM.get_by_name_label(vm.name)
@@ -146,9 +149,11 @@ class NaiveXen:
         api.SR.scan(sr)
         snap = api.VDI.snapshot(root, {})
         try:
-            return self.raw.get_vdi(snap)
+            data = self.raw.get_vdi(snap)
         finally:
             api.VDI.destroy(snap)
+        self.sink.put(data)
+        return data
 
     def resize(self, vm: XenVM) -> None:
         """Find, shut down, read the record, set memory and VCPUs, start, wait for Running."""

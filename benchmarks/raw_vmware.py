@@ -109,6 +109,23 @@ class RawConnection:
         finally:
             conn.close()
 
+    def get_file(self, inv: RawInventory, path: str) -> bytes:
+        """One datastore HTTP GET with the session cookie (counted as ``HTTP GET``)."""
+        self.counter.add("HTTP GET")
+        conn = http.client.HTTPSConnection(self.sim.host, self.sim.port,
+                                           context=self.sim.ssl_context(), timeout=120)
+        try:
+            query = urlencode({"dcPath": inv.dc_name, "dsName": inv.ds_name})
+            conn.request("GET", f"/folder/{quote(path)}?{query}",
+                         headers={"Cookie": self.stub.cookie})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {response.status}")
+            return body
+        finally:
+            conn.close()
+
     def get_url(self, url: str) -> bytes:
         """One HTTPS GET of an export URL (counted as ``HTTP GET``)."""
         self.counter.add("HTTP GET")

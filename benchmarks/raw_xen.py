@@ -78,10 +78,11 @@ class RawXen:
                                         "format": "raw"})
         self._http("PUT", f"/import_raw_vdi?{query}", data)
 
-    def get_vdi(self, vdi: str) -> bytes:
-        """Download a VDI's raw bytes (``GET /export_raw_vdi``)."""
+    def get_vdi(self, vdi: str, fmt: str = "vhd") -> bytes:
+        """Download a VDI (``GET /export_raw_vdi``): as a dynamic VHD, which carries only
+        the allocated blocks, as Nova uploaded snapshots (``fmt="raw"``: every byte)."""
         query = urllib.parse.urlencode({"session_id": self.session._session, "vdi": vdi,
-                                        "format": "raw"})
+                                        "format": fmt})
         return self._http("GET", f"/export_raw_vdi?{query}")
 
 
