@@ -221,3 +221,48 @@ def test_overlapping_hard_shutdown_wins(sim: Simulator, xapi: Any) -> None:
     assert snap["status"] == "failure"
     assert snap["error_info"] == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
     assert xapi.VM.get_power_state(vm) == "Halted"
+
+
+def test_no_task_event_is_lost_under_concurrency(sim: Simulator) -> None:
+    """Many clients each wait by event.from for their own quick tasks: none may miss the
+    task's completion (a token must never skip a change it did not report)."""
+    import threading
+
+    import XenAPI
+
+    lost: list[str] = []
+    errors: list[BaseException] = []
+
+    def client(number: int) -> None:
+        session = XenAPI.Session(sim.url)
+        session.xenapi.login_with_password("root", "secret", "2.1", "test")
+        xapi = session.xenapi
+        try:
+            vm = new_vm(xapi, f"race-{number}")
+            for _ in range(15):
+                task = xapi.Async.VM.clone(vm, f"race-{number}-clone")
+                token, finished = "", False
+                while not finished:
+                    res = xapi.event_from([f"task/{task}"], token, 1.0)
+                    token = res["token"]
+                    finished = any(ev["snapshot"]["status"] != "pending"
+                                   for ev in res["events"] if "snapshot" in ev)
+                    if not res["events"] and xapi.task.get_status(task) != "pending":
+                        lost.append(task)  # done, yet event.from had nothing to say
+                        finished = True
+                xapi.VM.destroy(xapi.task.get_result(task).replace("<value>", "")
+                                .replace("</value>", ""))
+                xapi.task.destroy(task)
+            xapi.VM.destroy(vm)
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+        finally:
+            session.xenapi.session.logout()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert lost == []

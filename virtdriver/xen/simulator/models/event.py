@@ -82,8 +82,11 @@ def collect(db: Registry, flt: Filter, gen: int) -> list[dict[str, Any]]:
     return out
 
 
-def wait_events(ctx: Context, flt: Filter, gen: int, timeout: float) -> list[dict[str, Any]]:
-    """Block until events after ``gen`` exist or ``timeout`` passes (the lock is released)."""
+def wait_events(ctx: Context, flt: Filter, gen: int,
+                timeout: float) -> tuple[list[dict[str, Any]], int]:
+    """Block until events after ``gen`` exist or ``timeout`` passes (the lock is released
+    while waiting). Returns the events and the generation they cover, read under the same
+    lock: a change made after the events were collected must not be skipped by the token."""
     db = ctx.db
     deadline = time.monotonic() + max(0.0, timeout)
     with db.changed:
@@ -91,7 +94,7 @@ def wait_events(ctx: Context, flt: Filter, gen: int, timeout: float) -> list[dic
             events = collect(db, flt, gen)
             remaining = deadline - time.monotonic()
             if events or remaining <= 0 or ctx.backend.stopping.is_set():
-                return events
+                return events, db.generation
             db.changed.wait(min(remaining, 1.0))
 
 
@@ -104,9 +107,9 @@ def event_from(ctx: Context, classes: list[str], token: str, timeout: Any) -> di
         seconds = float(timeout)
     except (TypeError, ValueError):
         raise XapiError("FIELD_TYPE_ERROR", "timeout") from None
-    events = wait_events(ctx, flt, gen, seconds)
+    events, covered = wait_events(ctx, flt, gen, seconds)
     with ctx.db.lock:
-        new_token = token_of(ctx.db.generation)
+        new_token = token_of(covered)
         counts = {cls.lower(): len(ctx.db.all(cls)) for cls in CLASSES
                   if flt[2] or cls in flt[0] or any(c == cls for c, _ in flt[1])}
         counts["task"] = len(ctx.db.all("task"))
@@ -157,8 +160,8 @@ def next_events(ctx: Context) -> list[dict[str, Any]]:
         raise XapiError("SESSION_NOT_REGISTERED", ctx.session)
     events: list[dict[str, Any]] = []
     while not events and not ctx.backend.stopping.is_set():
-        events = wait_events(ctx, ses.subscription["filter"], ses.subscription["gen"], 30.0)
-        ses.subscription["gen"] = ctx.db.generation
+        events, ses.subscription["gen"] = wait_events(ctx, ses.subscription["filter"],
+                                                      ses.subscription["gen"], 30.0)
     for ev in events:
         ev["obj_uuid"] = ev.get("snapshot", {}).get("uuid", "")
     return events
