@@ -1,0 +1,1 @@
+"""Nova's own tests run against virtdriver's Nova drivers (a unittest suite; see run.sh)."""

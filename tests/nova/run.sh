@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Nova's own tests against virtdriver's Nova drivers, in their own venv (.venv-nova).
+#
+#   bash tests/nova/run.sh              every suite
+#   bash tests/nova/run.sh <test ids>   only these (unittest names, e.g.
+#                                       tests.nova.nova_test_loader)
+#
+# 1. .venv-nova: nova==34.0.0, SQLAlchemy<2.1 and Nova's test requirements (once; again
+#    when this list changes), then virtdriver itself as a wheel with the [nova] extra,
+#    built from pyproject.toml plus the packaging lines of tests/nova/PACKAGING.md when
+#    pyproject.toml does not have them yet. A wheel, not `pip install -e .`: the shim is
+#    a file inside Nova's package (nova/virt/virtdriver/), which an editable install
+#    cannot place; the wheel is exactly what `pip install virtdriver[nova]` installs.
+# 2. vcsim, built by tests/vcsim/build.sh.
+# 3. The suites: the loader, Nova's driver contract on each backend, the functional
+#    test through Nova's whole stack on each backend. The contract and functional
+#    suites run once under eventlet monkey-patching (Nova's default) and the loader and
+#    functional suites once more with OS_NOVA_DISABLE_EVENTLET_PATCHING=True.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+venv="$repo/.venv-nova"
+py="$venv/bin/python"
+python=${PYTHON:-python3}
+
+requirements=(
+    "nova==34.0.0" "SQLAlchemy<2.1"
+    # Nova's test-requirements.txt (not shipped in the wheel), as far as its tests need
+    oslotest stestr ddt requests-mock testscenarios testresources fixtures testtools
+    wsgi-intercept openstack-placement
+    # the vcsim launcher's throw-away CA
+    trustme
+)
+stamp="$venv/.requirements-$(printf '%s\n' "${requirements[@]}" | sha256sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$py" -m pip install --quiet --upgrade pip setuptools wheel
+    "$py" -m pip install --quiet "${requirements[@]}"
+    touch "$stamp"
+fi
+
+# virtdriver as users get it: a wheel with the shim, installed with the [nova] extra.
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+cp -r pyproject.toml README.md virtdriver nova_shim "$build/"
+"$py" - "$build/pyproject.toml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+if "nova_shim" not in text:  # the lines tests/nova/PACKAGING.md asks the lead to add
+    text = text.replace('eventlet = ["eventlet>=0.35"]\n',
+                        'eventlet = ["eventlet>=0.35"]\n'
+                        'nova = ["nova==34.0.0", "SQLAlchemy<2.1"]\n')
+    text = text.replace('[tool.setuptools.packages.find]\ninclude = ["virtdriver*"]',
+                        '[tool.setuptools.packages.find]\nwhere = [".", "nova_shim"]\n'
+                        'include = ["virtdriver*", "nova.virt.virtdriver"]')
+    assert "nova_shim" in text and "nova==34.0.0" in text, "pyproject.toml changed shape"
+    open(path, "w").write(text)
+PY
+find "$build" -name __pycache__ -prune -exec rm -rf {} +
+"$py" -m pip wheel --quiet --no-deps --no-build-isolation -w "$build/dist" "$build"
+wheel=$(ls "$build"/dist/virtdriver-*.whl)
+"$py" -m pip install --quiet --force-reinstall --no-deps "$wheel"
+"$py" -m pip install --quiet "virtdriver[nova] @ file://$wheel"
+
+VIRTDRIVER_VCSIM=$(bash tests/vcsim/build.sh)
+export VIRTDRIVER_VCSIM
+
+run() {  # run <label> <env...> -- <test ids>
+    local label=$1; shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    echo "== $label"
+    # the repo's copy of virtdriver and the installed one are the same code; -P keeps the
+    # current directory off sys.path so the installed wheel (and its shim) is what runs
+    env "${envs[@]}" "$py" -P -m unittest -v "$@" 2>&1 | tail -n 5
+    return "${PIPESTATUS[0]}"
+}
+
+# the test modules (and tests.vcsim) from the repo, without the repo's virtdriver
+export PYTHONPATH="$venv/test-path"
+mkdir -p "$PYTHONPATH"
+ln -sfn "$repo/tests" "$PYTHONPATH/tests"
+
+if [ $# -gt 0 ]; then
+    env "$py" -P -m unittest -v "$@"
+    exit
+fi
+
+status=0
+run "loader (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
+    tests.nova.nova_test_loader || status=1
+run "loader (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
+    tests.nova.nova_test_loader || status=1
+run "contract (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
+    tests.nova.nova_test_contract || status=1
+exit $status

@@ -1,0 +1,148 @@
+"""The two simulators, started for Nova's tests, and the server-side facts tests check.
+
+``VcsimServer`` and ``XapiServer`` start a fresh simulator, prepare what a compute host's
+operator would have prepared (a network named like the one Nova's test data plugs into),
+give the ``nova.conf`` settings that point a driver at it, and read back what the server
+holds with a client of its own (pyvmomi or XenAPI), never through the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import ssl
+from typing import Any
+
+import XenAPI
+from pyVim.task import WaitForTask
+from pyVmomi import SoapStubAdapter, vim, vmodl
+
+from tests.vcsim.launcher import Vcsim, build_vcsim
+from virtdriver.xen.simulator import Simulator
+
+#: The network Nova's test network_info plugs into (``nova.tests.unit.utils``).
+BRIDGE = "br0"
+
+
+class VcsimServer:
+    """A vcsim launcher with a distributed portgroup renamed to ``br0``."""
+
+    backend = "vmware"
+
+    def __init__(self) -> None:
+        binary = os.environ.get("VIRTDRIVER_VCSIM")
+        self.sim = Vcsim(pathlib.Path(binary) if binary else build_vcsim())
+        self.content: Any = None
+
+    def start(self, network: str = BRIDGE) -> VcsimServer:
+        """Start vcsim (one cluster of three hosts) and log a reader in."""
+        self.sim.start(vm=0, autostart=False)
+        stub = SoapStubAdapter(host=self.sim.host, port=self.sim.port, path="/sdk",
+                               version="vim.version.v7_0",
+                               sslContext=ssl.create_default_context(cafile=self.sim.ca_file))
+        self.content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+        self.content.sessionManager.Login(self.sim.username, self.sim.password)
+        switch = next(iter(self._objects(vim.DistributedVirtualSwitch, ["name"]).values()))[0]
+        WaitForTask(switch.AddDVPortgroup_Task([vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            name=network, type="earlyBinding", numPorts=16)]))
+        return self
+
+    def stop(self) -> None:
+        """Log the reader out and stop vcsim."""
+        if self.content is not None:
+            with contextlib.suppress(Exception):
+                self.content.sessionManager.Logout()
+        self.sim.stop()
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        """nova.conf settings, by group, that point the VMware driver at this vcsim."""
+        return {"vmware": {"host_ip": self.sim.host, "host_port": self.sim.port,
+                           "host_username": self.sim.username,
+                           "host_password": self.sim.password,
+                           "ca_file": self.sim.ca_file, "api_retry_count": 2}}
+
+    def _objects(self, kind: type, paths: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
+        pc = vmodl.query.PropertyCollector
+        view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [kind],
+                                                            True)
+        try:
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+                    pc.TraversalSpec(name="v", type=vim.view.ContainerView, path="view",
+                                     skip=False)])],
+                propSet=[pc.PropertySpec(type=kind, pathSet=paths)])
+            found = {}
+            result = self.content.propertyCollector.RetrievePropertiesEx(
+                [spec], pc.RetrieveOptions())
+            while result is not None:
+                for obj in result.objects or []:
+                    found[obj.obj._moId] = (obj.obj, {p.name: p.val for p in obj.propSet or []})
+                if not result.token:
+                    break
+                result = self.content.propertyCollector.ContinueRetrievePropertiesEx(
+                    result.token)
+            return found
+        finally:
+            view.DestroyView()
+
+    def power_states(self) -> dict[str, str]:
+        """Every VM's power state, by instance uuid: ``running``, ``shutdown``, ..."""
+        states = {"poweredOn": "running", "poweredOff": "shutdown", "suspended": "suspended"}
+        return {props["config.instanceUuid"]: states[str(props["runtime.powerState"])]
+                for _, props in self._objects(vim.VirtualMachine,
+                                              ["config.instanceUuid",
+                                               "runtime.powerState"]).values()
+                if props.get("config.instanceUuid")}
+
+
+class XapiServer:
+    """The XAPI simulator with a network named ``br0``."""
+
+    backend = "xen"
+
+    def __init__(self) -> None:
+        self.sim = Simulator(host="127.0.0.1", port=0, username="root", password="secret")
+        self.url = ""
+        self.client: Any = None
+
+    def start(self, network: str = BRIDGE) -> XapiServer:
+        """Start the simulator in this process and log a reader in."""
+        self.sim.start()
+        self.url = f"http://127.0.0.1:{self.sim.port}"
+        self.client = XenAPI.Session(self.url)
+        self.client.xenapi.login_with_password("root", "secret", "1.0", "nova-tests")
+        self.client.xenapi.network.create({"name_label": network, "bridge": network,
+                                           "name_description": "", "other_config": {},
+                                           "MTU": "1500"})
+        return self
+
+    def stop(self) -> None:
+        """Log the reader out and stop the simulator."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.xenapi.session.logout()
+        self.sim.stop()
+
+    def flags(self) -> dict[str, dict[str, Any]]:
+        """nova.conf settings, by group, that point the Xen driver at this simulator."""
+        return {"xenserver": {"connection_url": self.url, "connection_password": "secret",
+                              "agent_timeout": 5, "agent_version_timeout": 5,
+                              "api_retry_count": 1}}
+
+    def power_states(self) -> dict[str, str]:
+        """Every instance VM's power state, by instance uuid (lower-case XAPI names)."""
+        records = self.client.xenapi.VM.get_all_records()
+        return {rec["other_config"]["nova_uuid"]: rec["power_state"].lower()
+                for rec in records.values()
+                if not rec["is_a_template"] and not rec["is_control_domain"]
+                and "nova_uuid" in (rec.get("other_config") or {})
+                and not rec["name_label"].endswith(("-rescue", "-orig"))}
+
+
+IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB, recognisable
+
+#: What the test image must be for each backend to boot it (Nova's Glance fixture holds
+#: AMI images without data; neither hypervisor boots an AMI).
+IMAGE_FORMATS = {"vmware": ("vmdk", {"vmware_disktype": "preallocated"}),
+                 "xen": ("raw", {})}

@@ -1,0 +1,121 @@
+"""Lifecycle events from a backend's push channel to Nova's compute manager.
+
+A backend-specific channel (``virtdriver.vmware.events``: a property-collector filter on
+the managed VMs' ``runtime.powerState`` waited on with WaitForUpdatesEx;
+``virtdriver.xen.events``: XAPI ``event.from`` on class ``vm``) reports power-state
+changes as ``(instance uuid, PowerState)`` pairs. :class:`EventPump` runs it in one
+background thread, turns transitions into Nova ``LifecycleEvent`` objects and hands them to
+``emit_event``. Nothing is polled: the thread sleeps inside the server's wait call.
+
+Under eventlet monkey-patching the thread is a green thread (``emit_event`` wants one);
+without it, a native thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from nova.virt import event as virtevent
+
+from virtdriver.common.power_state import PowerState
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds one server wait may last; also how long stop() may take.
+WAIT_SECONDS = 2.0
+#: Seconds to wait before opening the channel again after it failed.
+RETRY_SECONDS = 5.0
+
+
+class Channel(Protocol):
+    """A backend's stream of power-state changes."""
+
+    def wait(self, timeout: float) -> list[tuple[str, PowerState | None]]:
+        """Block until a change or ``timeout``; the first call reports every VM's state.
+
+        A VM that left (destroyed, or no longer managed) is reported with None.
+        """
+
+    def close(self) -> None:
+        """Release the server-side filter or session."""
+
+
+def transition(old: PowerState | None, new: PowerState) -> str | None:
+    """Nova's lifecycle transition for a power-state change, or None for no event."""
+    if old == new:
+        return None
+    if new == PowerState.RUNNING:
+        return virtevent.EVENT_LIFECYCLE_RESUMED if old == PowerState.PAUSED \
+            else virtevent.EVENT_LIFECYCLE_STARTED
+    if new == PowerState.PAUSED:
+        return virtevent.EVENT_LIFECYCLE_PAUSED
+    if new == PowerState.SUSPENDED:
+        return virtevent.EVENT_LIFECYCLE_SUSPENDED
+    if new in (PowerState.SHUTDOWN, PowerState.CRASHED):
+        return virtevent.EVENT_LIFECYCLE_STOPPED
+    return None
+
+
+class EventPump:
+    """One thread that reads a channel and emits Nova lifecycle events until stopped."""
+
+    def __init__(self, channel_factory: Callable[[], Channel],
+                 emit: Callable[[Any], None], name: str = "virtdriver-events") -> None:
+        self._factory = channel_factory
+        self._emit = emit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._states: dict[str, PowerState] = {}
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = WAIT_SECONDS * 5) -> None:
+        """Ask the thread to stop and wait for it (at most one server wait)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            channel = None
+            try:
+                channel = self._factory()
+                first = True
+                while not self._stop.is_set():
+                    changes = channel.wait(WAIT_SECONDS)
+                    self._dispatch(changes, baseline=first)
+                    first = False
+            except Exception:  # the thread must survive any server trouble
+                LOG.exception("lifecycle event channel failed; reopening in %ss",
+                              RETRY_SECONDS)
+                self._stop.wait(RETRY_SECONDS)
+            finally:
+                if channel is not None:
+                    try:
+                        channel.close()
+                    except Exception:  # closing a broken channel may fail too
+                        LOG.debug("closing the event channel failed", exc_info=True)
+
+    def _dispatch(self, changes: list[tuple[str, PowerState | None]], baseline: bool) -> None:
+        for uuid, state in changes:
+            if state is None:
+                self._states.pop(uuid, None)
+                continue
+            old = self._states.get(uuid)
+            self._states[uuid] = state
+            if baseline and old is None:
+                continue  # the channel's first report is the starting point, not news
+            name = transition(old, state)
+            if name is not None:
+                LOG.debug("instance %s: %s -> %s", uuid, old, state)
+                self._emit(virtevent.LifecycleEvent(uuid, name))
