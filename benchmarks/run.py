@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
     names = [b for b in args.backend.split(",") if b]
+    known = [b.name for b in BACKENDS]
+    if sorted(set(names) - set(known)):
+        parser.error(f"unknown backend(s) {sorted(set(names) - set(known))}; choose from {known}")
     backends = [b for b in BACKENDS if not names or b.name in names]
     config = settings(args.quick, args.runs)
 

@@ -80,8 +80,9 @@ class XenSim:
     def __enter__(self) -> XenSim:
         env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.xapi_server", "--username", self.username,
-             "--password", self.password, "--hosts", str(self.hosts), "--vms", str(self.vms)],
+            # "--name=value": a random password may start with "-"
+            [sys.executable, "-m", "benchmarks.xapi_server", f"--username={self.username}",
+             f"--password={self.password}", f"--hosts={self.hosts}", f"--vms={self.vms}"],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:

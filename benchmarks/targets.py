@@ -119,11 +119,20 @@ def _growth_target(backend: str, sizes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _concurrency_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]]:
+    found = _concurrency_rows(backend, section, "instant tasks")
+    slow = section.get("slow_tasks")
+    if slow:
+        slow = {"count": section.get("count"), **slow}
+        found += _concurrency_rows(backend, slow, f"{slow.get('task_seconds')} s power-on")
+    return found
+
+
+def _concurrency_rows(backend: str, section: dict[str, Any], label: str) -> list[dict[str, Any]]:
     found = []
     count = section.get("count")
     for mode in ("threads", "eventlet"):
         entry = section.get(mode) or {}
-        name = f"{backend}: {count or '?'} concurrent spawns ({mode}) vs in a row"
+        name = f"{backend}: {count or '?'} concurrent spawns ({mode}, {label}) vs in a row"
         limit = f">= {CONCURRENCY_MIN_SPEEDUP}x"
         if "speedup" not in entry:
             found.append(target(name, None, entry.get("error") or section.get("error")
