@@ -325,7 +325,7 @@ class VMOps(abc.ABC):
 
     @abc.abstractmethod
     def list_instances(self) -> list[str]:
-        """Names of the instances' VMs this backend manages."""
+        """Names (``instance.name``) of the instances whose VMs this backend manages."""
 
     @abc.abstractmethod
     def list_instance_uuids(self) -> list[str]:

@@ -417,6 +417,15 @@ def instance_metadata_text(instance: Any) -> str:
             f"project_id:{field_of(instance, 'project_id', '') or ''}")
 
 
+def instance_name_from_metadata(text: str | None) -> str | None:
+    """The instance name that :func:`instance_metadata_text` wrote, or None."""
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key == "name" and value:
+            return value
+    return None
+
+
 # -- what a backend gives back ----------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from virtdriver.common.model import (
     VMConfigInfo,
     field_of,
     image_property,
+    instance_name_from_metadata,
 )
 from virtdriver.common.power_state import PowerState
 from virtdriver.common.progress import Rollback, make_step_decorator
@@ -446,15 +447,20 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
 
     def _managed_vms(self) -> dict[str, tuple[Any, dict[str, Any]]]:
         found = self.session.list_objects(
-            vim.VirtualMachine, ["name", "config.instanceUuid", "config.managedBy"],
+            vim.VirtualMachine, ["name", "config.instanceUuid", "config.managedBy",
+                                 "config.annotation"],
             root=self.inventory.vm_folder)
         return {key: (ref, props) for key, (ref, props) in found.items()
                 if getattr(props.get("config.managedBy"), "extensionKey", None)
                 == vm_util.MANAGED_BY.extensionKey}
 
     def list_instances(self) -> list[str]:
-        """Names of this backend's VMs (one container-view pass)."""
-        return sorted(props["name"] for _, props in self._managed_vms().values())
+        """Names of the instances this backend's VMs belong to (one container-view pass).
+
+        A VM is named after its instance's uuid; the instance's name is in its annotation.
+        """
+        return sorted(instance_name_from_metadata(props.get("config.annotation"))
+                      or props["name"] for _, props in self._managed_vms().values())
 
     def list_instance_uuids(self) -> list[str]:
         """Instance uuids of this backend's VMs (one container-view pass)."""

@@ -186,3 +186,12 @@ def test_console_info_repr_hides_access_path():
     console = ConsoleInfo(host="h", port=5900, internal_access_path="/console?session_id=SECRET")
     assert "SECRET" not in repr(console)
     assert console.internal_access_path.endswith("SECRET")
+
+
+def test_instance_name_round_trips_through_the_metadata_text():
+    from virtdriver.common.model import instance_metadata_text, instance_name_from_metadata
+
+    instance = Instance(uuid=UUID, name="web:1", flavor=flavor())
+    assert instance_name_from_metadata(instance_metadata_text(instance)) == "web:1"
+    assert instance_name_from_metadata("annotation written by someone else") is None
+    assert instance_name_from_metadata(None) is None
