@@ -33,6 +33,8 @@ from typing import Any
 from benchmarks import common
 
 POLL_INTERVAL = 0.5
+#: Task lengths measured besides issue 8's 1 s: not multiples of vcsim's 250 ms tick.
+EXTRA_SECONDS = (0.33, 0.77)
 OP_NOTE = "whole operation; wait calls = its calls beyond those of an instant task"
 
 
@@ -367,13 +369,39 @@ def _xen(spec: Any, running: Any, seconds: float, runs: int) -> dict[str, Any]:
     return out
 
 
-def run_section(spec: Any, seconds: float, runs: int) -> dict[str, Any]:
-    """Issue 8 §4 for one backend on a fresh simulator."""
+def run_section(spec: Any, seconds: float, runs: int,
+                extra: tuple[float, ...] = EXTRA_SECONDS) -> dict[str, Any]:
+    """Issue 8 §4 for one backend on a fresh simulator: the ``seconds`` task (issue 8's 1 s)
+    and tasks of ``extra`` lengths.
+
+    vcsim answers WaitForUpdatesEx on a 250 ms tick, so a 1 s task can end right on a tick
+    and hide that latency; lengths that are not multiples of 250 ms show it. The target is
+    judged on the worst of all lengths ("however long it ran").
+    """
+    measure = _vmware if spec.name == "vmware" else _xen
+    by_length: dict[str, Any] = {}
     with spec.simulator() as running:
-        measure = _vmware if spec.name == "vmware" else _xen
-        result = measure(spec, running, seconds, runs)
-    library = result["library"].get("session.wait_for_task") or {}
-    # targets.py reads the library's figure under one name whatever the backend
-    result["library"]["wait"] = library
+        for length in (seconds, *extra):
+            try:
+                by_length[str(length)] = measure(spec, running, length, runs)
+            except Exception as error:  # noqa: BLE001 - reported per length
+                by_length[str(length)] = {"library": {"session.wait_for_task":
+                                                      common.error_entry(error)}}
+    result = dict(by_length[str(seconds)])
     result["task_seconds"] = seconds
+    result["by_task_seconds"] = by_length
+    # targets.py reads the library's worst figure under one name whatever the backend
+    waits = {length: (entry.get("library") or {}).get("session.wait_for_task") or {}
+             for length, entry in by_length.items()}
+    measured = {length: w for length, w in waits.items() if "heard_after_s" in w}
+    if measured:
+        worst = max(measured, key=lambda length: (measured[length]["heard_after_s"],
+                                                  measured[length]["wait_calls"]))
+        most_calls = max(w["wait_calls"] for w in measured.values())
+        result["library"] = dict(result.get("library") or {})
+        result["library"]["wait"] = {**measured[worst], "task_seconds": float(worst),
+                                     "wait_calls": most_calls}
+    else:
+        result["library"] = {**(result.get("library") or {}),
+                             "wait": next(iter(waits.values()), {})}
     return result
