@@ -83,6 +83,9 @@ XENSERVER_OPTS = [
     cfg.BoolOpt("disable_agent", default=False,
                 help="Never talk to the guest agent (inject_file, set_admin_password and "
                      "reset_network then raise UnsupportedOperation)."),
+    cfg.BoolOpt("use_agent_default", default=False,
+                help="Whether images without a 'xenapi_use_agent' property carry the guest "
+                     "agent; decides whether spawn asks the agent to reset the network."),
     cfg.IntOpt("agent_timeout", default=30, min=1,
                help="Seconds to wait for the guest agent to answer a request."),
     cfg.IntOpt("agent_version_timeout", default=300, min=1,

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from virtdriver.common import exceptions as exc
-from virtdriver.common.model import VIF, VMConfigInfo, field_of
+from virtdriver.common.model import VIF, VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback
 from virtdriver.xen import config_drive, disks, vm_utils
 from virtdriver.xen import vif as vif_utils
@@ -179,9 +179,12 @@ class VMBuilder:
 
     def create_vm_record(self, plan: SpawnPlan, name_label: str, undo: Rollback,
                          rescue_of: str | None = None) -> str:
-        """``VM.create`` from the flavor, image properties and extra specs."""
+        """``VM.create`` from the flavor, image properties and extra specs, with the
+        instance data (metadata, hostname, networking) in its xenstore_data: one call
+        where Nova made two."""
         record = vm_utils.vm_record(plan.instance, plan.image, plan.config.extra_specs,
-                                    plan.mode, plan.os_type, name_label, {})
+                                    plan.mode, plan.os_type, name_label,
+                                    self.instance_data(plan))
         if rescue_of is not None:
             record["other_config"]["nova_rescue"] = "true"
         if plan.affinity:
@@ -205,15 +208,15 @@ class VMBuilder:
             target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
             self.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
 
-    def inject_instance_data(self, plan: SpawnPlan, vm_ref: str) -> None:
-        """Metadata, hostname and per-VIF networking into the VM's xenstore_data."""
+    @staticmethod
+    def instance_data(plan: SpawnPlan) -> dict[str, str]:
+        """Metadata, hostname and per-VIF networking, as the VM's xenstore_data."""
         hostname = field_of(plan.instance, "hostname") or field_of(plan.instance, "name")
         if plan.rescue:
             hostname = f"RESCUE-{hostname}"
         if plan.os_type == "windows":
             hostname = hostname[:15]  # NetBIOS names are at most 15 characters
-        data = vm_utils.metadata_xenstore(plan.instance, plan.vifs, hostname)
-        self.session.call("VM.set_xenstore_data", vm_ref, data)
+        return vm_utils.metadata_xenstore(plan.instance, plan.vifs, hostname)
 
     def setup_network(self, plan: SpawnPlan, vm_ref: str, undo: Rollback) -> None:
         """A VIF per network_info entry, with its MAC, network and address locking."""
@@ -232,7 +235,11 @@ class VMBuilder:
         """Through the guest agent: files, admin password, network reset."""
         if self.xen.disable_agent:
             return
-        if not (plan.injected_files or plan.admin_password or plan.vifs):
+        # As Nova did: a network reset only for images that say they carry the agent (it
+        # would otherwise wait agent_version_timeout for nobody); files and a password
+        # were asked for explicitly, so they need the agent whatever the image says.
+        reset_network = bool(plan.vifs) and self.image_has_agent(plan.image)
+        if not (plan.injected_files or plan.admin_password or reset_network):
             return
         agent = GuestAgent(self.session, vm_ref, plan.uuid, self.xen.agent_timeout,
                            self.xen.agent_resetnetwork_timeout)
@@ -250,8 +257,16 @@ class VMBuilder:
             agent.inject_file(path, contents)
         if plan.admin_password:
             agent.set_password(plan.admin_password)
-        if plan.vifs:
+        if reset_network:
             agent.reset_network()
+
+    def image_has_agent(self, image: Any) -> bool:
+        """Whether the image's guest runs the agent: its ``xenapi_use_agent`` property, or
+        ``[xenserver] use_agent_default``."""
+        value = image_property(image, "xenapi_use_agent")
+        if value is None:
+            return bool(self.xen.use_agent_default)
+        return str(value).strip().lower() in ("true", "1", "yes", "on")
 
     # -- rescue -----------------------------------------------------------------------------
 

@@ -183,7 +183,6 @@ def finish_migration(ops: XenVMOps, context: Any, instance: Any, disk_info: Any,
             builder.check_no_vm(plan, name)
             vm_ref = builder.create_vm_record(plan, name, undo)
             builder.attach_devices(plan, vm_ref, undo)
-            builder.inject_instance_data(plan, vm_ref)
             builder.setup_network(plan, vm_ref, undo)
             if power_on:
                 builder.boot_instance(vm_ref, undo)

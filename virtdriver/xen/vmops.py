@@ -136,9 +136,10 @@ class XenVMOps(VMOps):
         """Create the instance's VM from the image and flavor and boot it.
 
         Steps (each reports progress): validate, create disks (cached image clone, ephemeral,
-        swap), create the VM record, attach devices (VBDs and config drive), inject instance
-        data into xenstore, set up VIFs, boot, configure through the guest agent. A failure
-        undoes every finished step and re-raises. Volumes (``block_device_mapping``) are
+        swap), create the VM record (instance data in its xenstore_data), attach devices
+        (VBDs and config drive), set up VIFs, boot, configure through the guest agent when
+        the image has one or files or a password were asked for. A failure undoes every
+        finished step and re-raises. Volumes (``block_device_mapping``) are
         not supported: there is no volume service behind this backend.
         """
         if field_of(block_device_info or {}, "block_device_mapping"):
@@ -158,7 +159,6 @@ class XenVMOps(VMOps):
         create_disks = step(b.create_disks)
         create_vm_record = step(b.create_vm_record)
         attach_devices = step(b.attach_devices)
-        inject_instance_data = step(b.inject_instance_data)
         setup_network = step(b.setup_network)
         boot_instance = step(b.boot_instance)
         configure_booted_instance = step(b.configure_booted_instance)
@@ -167,7 +167,6 @@ class XenVMOps(VMOps):
             create_disks(context, plan, undo)
             vm_ref = create_vm_record(plan, name_label, undo, rescue_of)
             attach_devices(plan, vm_ref, undo, rescue_of)
-            inject_instance_data(plan, vm_ref)
             setup_network(plan, vm_ref, undo)
             boot_instance(vm_ref, undo)
             configure_booted_instance(plan, vm_ref)

@@ -38,7 +38,6 @@ def no_faults_left(sim):
     ("VDI.create", "create_disks"),
     ("VM.create", "create_vm_record"),
     ("VBD.create", "attach_devices"),
-    ("VM.set_xenstore_data", "inject_instance_data"),
     ("VIF.create", "setup_network"),
     ("VM.start", "boot_instance"),
     ("host.call_plugin", "configure_booted_instance"),

@@ -12,7 +12,15 @@ import virtdriver
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import Diagnostics
 
-from .conftest import disks_of, instance_vdis, make_conf, make_instance, make_vif, vm_of
+from .conftest import (
+    IMAGE_BYTES,
+    disks_of,
+    instance_vdis,
+    make_conf,
+    make_instance,
+    make_vif,
+    vm_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +44,39 @@ def guest(sim, xapi, instance, suffix=""):
 
 # -- spawn through the agent, config drive ----------------------------------------------------
 
-def test_spawn_sets_password_files_and_network_through_the_agent(ops, image, sim, xapi):
+@pytest.fixture(scope="module")
+def agent_image(store, tmp_path_factory):
+    """An image whose guest says it runs the agent (``xenapi_use_agent``)."""
+    path = tmp_path_factory.mktemp("agent") / "disk.raw"
+    path.write_bytes(IMAGE_BYTES)
+    return store.import_file(path, disk_format="raw", name="with-agent",
+                             properties={"xenapi_use_agent": "true"})
+
+
+def test_spawn_sets_password_files_and_network_through_the_agent(ops, agent_image, sim,
+                                                                 xapi):
     instance = make_instance()
-    ops.spawn(None, instance, image, [("/etc/motd", b"welcome"), ("/root/a.txt", "text")],
-              "s3cret!", [make_vif(1)])
+    ops.spawn(None, instance, agent_image,
+              [("/etc/motd", b"welcome"), ("/root/a.txt", "text")], "s3cret!", [make_vif(1)])
     try:
         state = guest(sim, xapi, instance)
         assert state["password"] == "s3cret!"
         assert state["files"] == {"/etc/motd": b"welcome", "/root/a.txt": b"text"}
         assert state["network_resets"] == 1
+    finally:
+        ops.destroy(instance)
+
+
+def test_spawn_asks_no_agent_of_an_image_without_one(ops, image, sim, xapi):
+    """No files, no password and an image without the agent: spawn never waits on one."""
+    instance = make_instance()
+    ops.stats.reset()
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    try:
+        assert "host.call_plugin" not in ops.stats.snapshot()
+        assert guest(sim, xapi, instance)["network_resets"] == 0
+        networking = vm_of(xapi, instance)[1]["xenstore_data"]
+        assert any(key.startswith("vm-data/networking/") for key in networking)
     finally:
         ops.destroy(instance)
 
@@ -75,7 +107,7 @@ def test_agent_operations(ops, spawned, sim, xapi):
     state = guest(sim, xapi, spawned)
     assert state["password"] == "n3w-pass"
     assert state["files"]["/etc/hosts"] == b"127.0.0.1 localhost\n"
-    assert state["network_resets"] == 2  # spawn's, then ours
+    assert state["network_resets"] == 1  # ours: the image does not say it has an agent
 
 
 def test_agent_silence_is_agent_timeout(ops, spawned, sim, xapi):

@@ -104,8 +104,8 @@ def test_spawn_rolls_back_in_reverse_order(tmp_path):
         "pool.get_all": ["OpaqueRef:pool"], "pool.get_default_SR": "OpaqueRef:sr",
         "VDI.get_all_records_where": {"OpaqueRef:base": {"virtual_size": "1024", "other_config": {
             "image-id": image.id}}},
-        "Async.VDI.clone": lambda base, params: next(created),
-        "VDI.set_name_label": None, "VDI.set_other_config": None, "Async.VDI.resize": None,
+        "VDI.clone": lambda base, params: next(created),
+        "VDI.set_name_label": None, "VDI.set_other_config": None, "VDI.resize": None,
         "VM.create": "OpaqueRef:vm", "VBD.create": "OpaqueRef:vbd",
         "VM.set_xenstore_data": None, "Async.VM.start": failure("HOST_NOT_ENOUGH_FREE_MEMORY",
                                                                 "1", "0"),
