@@ -217,9 +217,13 @@ def start(session: XenAPISession, vm_ref: str, paused: bool = False) -> None:
 
 
 def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
-    """Power a VM off now; an already halted VM is left alone."""
+    """Power a VM off now; an already halted VM is left alone.
+
+    A plain call: pulling the plug is quick, and one round trip costs less than Async +
+    event.from + task.destroy.
+    """
     try:
-        session.call_async("VM.hard_shutdown", vm_ref)
+        session.call("VM.hard_shutdown", vm_ref)
     except exc.BackendError as error:
         if error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",):
             return

@@ -98,7 +98,7 @@ def test_find_vm_duplicates_are_instance_exists():
 
 
 def test_hard_shutdown_of_halted_vm_is_fine():
-    session = FakeSession({"Async.VM.hard_shutdown": failure("VM_BAD_POWER_STATE", "vm",
+    session = FakeSession({"VM.hard_shutdown": failure("VM_BAD_POWER_STATE", "vm",
                                                              "running", "halted")})
     vm_utils.hard_shutdown(session, "vm")
 
