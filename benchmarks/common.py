@@ -17,11 +17,10 @@ import contextlib
 import re
 import statistics
 import threading
-import time
 import traceback
 import tracemalloc
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pyVmomi import SoapStubAdapter
@@ -119,24 +118,6 @@ class CountingTransport(xmlrpc.client.Transport):
 
 # -- a backend's own accounting -----------------------------------------------------------------
 
-def find_stats(backend: Any) -> Any:
-    """The call statistics object of a loaded backend.
-
-    Tries a public ``stats`` on the backend first (the hook we asked the backends for), then
-    ``session.stats`` / ``_session.stats``.
-    """
-    for path in ("stats", "session.stats", "_session.stats"):
-        obj: Any = backend
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if obj is not None and hasattr(obj, "reset"):
-            return obj
-    raise Unavailable(f"backend {type(backend).__name__} exposes no call stats "
-                      "(looked for .stats, .session.stats, ._session.stats)")
-
-
 def stats_counts(stats: Any) -> dict[str, int]:
     """Calls by method from either backend's CallStats (``snapshot()``, ``counts`` or ``calls``)."""
     if hasattr(stats, "snapshot"):
@@ -179,28 +160,6 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None:
         return None
     return numerator / max(denominator, EPSILON)
-
-
-@contextlib.contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed wall time in seconds."""
-    box: list[float] = []
-    start = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - start)
-
-
-def repeat(run_once: Callable[[], tuple[float, dict[str, int]]], runs: int) -> dict[str, Any]:
-    """Call ``run_once`` ``runs`` times (each returns seconds and calls) and summarize."""
-    seconds: list[float] = []
-    calls: list[dict[str, int]] = []
-    for _ in range(max(1, runs)):
-        elapsed, counted = run_once()
-        seconds.append(elapsed)
-        calls.append(counted)
-    return summarize(seconds, calls)
 
 
 # -- memory ----------------------------------------------------------------------------------------

@@ -281,14 +281,6 @@ def compare(library: dict[str, Any], floor: dict[str, Any],
     return rows
 
 
-def open_client(factory: Callable[[], Any]) -> Any:
-    """Build a client, turning any failure into :class:`common.Unavailable` with its reason."""
-    try:
-        return factory()
-    except Exception as error:  # noqa: BLE001 - the section reports it
-        raise common.Unavailable(common.unavailable_reason(error)) from error
-
-
 def run_section(spec: Any, runs: int) -> dict[str, Any]:
     """Issue 8 §1-3 for one backend: library, floor and naive, on one fresh simulator."""
     results: dict[str, Any] = {}

@@ -36,9 +36,9 @@ DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "latest.json"
 def settings(quick: bool, runs: int | None) -> dict[str, Any]:
     """Repetitions and sizes: the full run fits in about 10 minutes, ``--quick`` in seconds."""
     if quick:
-        return {"runs": runs or 1, "task_seconds": 1.0, "task_runs": 1,
+        return {"runs": runs or 1, "task_seconds": 1.0, "task_runs": 1, "task_extra": [],
                 "scale_sizes": [100], "get_info_sample": 100, "concurrency": 5}
-    return {"runs": runs or 7, "task_seconds": 1.0, "task_runs": 5,
+    return {"runs": runs or 7, "task_seconds": 1.0, "task_runs": 5, "task_extra": [0.33, 0.77],
             "scale_sizes": [1000, 10000], "get_info_sample": 1000, "concurrency": 50}
 
 
@@ -50,7 +50,8 @@ def run_section(name: str, spec: Any, config: dict[str, Any]) -> dict[str, Any]:
             return operations.run_section(spec, config["runs"])
         if name == "task_wait":
             from benchmarks import task_wait
-            return task_wait.run_section(spec, config["task_seconds"], config["task_runs"])
+            return task_wait.run_section(spec, config["task_seconds"], config["task_runs"],
+                                         tuple(config["task_extra"]))
         if name == "scale":
             from benchmarks import scale
             return scale.run_section(spec, config["scale_sizes"], config["get_info_sample"])

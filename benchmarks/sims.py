@@ -19,7 +19,6 @@ import secrets
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +171,3 @@ def xen_conf(sim: XenSim, **overrides: Any) -> cfg.ConfigOpts:
     for name, value in values.items():
         conf.set_override(name, value, group="xenserver")
     return conf
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
