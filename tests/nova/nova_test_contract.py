@@ -132,7 +132,8 @@ class _StrictContract(test_virt_drivers._VirtDriverTestCase):
 
     def _destroy_everything(self) -> None:
         """Leave the simulator empty for the next test: destroy every instance in the DB."""
-        for instance in objects.InstanceList.get_all(self.ctxt):
+        for instance in objects.InstanceList.get_by_filters(self.ctxt, {},
+                                                            expected_attrs=["flavor"]):
             self.connection.destroy(self.ctxt, instance, [])
 
     def _strict(self) -> None:
@@ -143,16 +144,20 @@ class _StrictContract(test_virt_drivers._VirtDriverTestCase):
                       f"{self._testMethodName}, which is not in the allow-list")
 
     def test_live_migration(self) -> None:
-        """Nova's version hands libvirt migrate data to host 'otherhost'; ours moves the
-        instance to another host of the same cluster or pool, which is what the
-        hypervisors do."""
-        instance, _ = self._get_running_instance()
+        """Nova's version hands libvirt migrate data to a host 'otherhost'; ours runs the
+        checks the compute manager runs, then moves the instance to another host of the
+        same cluster or pool (the hypervisors' live migration)."""
+        instance, network_info = self._get_running_instance()
         hosts = self.connection._read_resources()["hosts"]
+        dest = self.connection.check_can_live_migrate_destination(self.ctxt, instance, {}, {})
+        data = self.connection.check_can_live_migrate_source(self.ctxt, instance, dest)
+        data = self.connection.pre_live_migration(self.ctxt, instance, None, network_info,
+                                                  None, data)
         done: list[str] = []
         self.connection.live_migration(self.ctxt, instance, hosts[-1],
                                        lambda *a, **k: done.append("post"),
                                        lambda *a, **k: done.append("recover"),
-                                       migrate_data=None)
+                                       migrate_data=data)
         self.assertEqual(["post"], done)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import signal
 import ssl
+import subprocess
+import sys
 from typing import Any
 
 import XenAPI
@@ -19,7 +22,6 @@ from pyVim.task import WaitForTask
 from pyVmomi import SoapStubAdapter, vim, vmodl
 
 from tests.vcsim.launcher import Vcsim, build_vcsim
-from virtdriver.xen.simulator import Simulator
 
 #: The network Nova's test network_info plugs into (``nova.tests.unit.utils``).
 BRIDGE = "br0"
@@ -97,19 +99,30 @@ class VcsimServer:
 
 
 class XapiServer:
-    """The XAPI simulator with a network named ``br0``."""
+    """The XAPI simulator (a pool of two hosts), in a process of its own, with ``br0``.
+
+    Its own process, not a thread of the test's: under Nova's eventlet monkey-patching a
+    server loop on an unpatched selector would block every green thread of the test.
+    """
 
     backend = "xen"
 
     def __init__(self) -> None:
-        self.sim = Simulator(host="127.0.0.1", port=0, username="root", password="secret")
+        self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.client: Any = None
 
     def start(self, network: str = BRIDGE) -> XapiServer:
-        """Start the simulator in this process and log a reader in."""
-        self.sim.start()
-        self.url = f"http://127.0.0.1:{self.sim.port}"
+        """Start ``python -m virtdriver.xen.simulator`` and log a reader in."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "virtdriver.xen.simulator", "--port", "0", "--hosts", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            self.stop()
+            raise RuntimeError(f"the XAPI simulator did not start (said {self.url!r})")
         self.client = XenAPI.Session(self.url)
         self.client.xenapi.login_with_password("root", "secret", "1.0", "nova-tests")
         self.client.xenapi.network.create({"name_label": network, "bridge": network,
@@ -118,11 +131,21 @@ class XapiServer:
         return self
 
     def stop(self) -> None:
-        """Log the reader out and stop the simulator."""
+        """Log the reader out and stop the simulator by its pid."""
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.xenapi.session.logout()
-        self.sim.stop()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
     def flags(self) -> dict[str, dict[str, Any]]:
         """nova.conf settings, by group, that point the Xen driver at this simulator."""

@@ -404,6 +404,35 @@ class VirtDriver(driver.ComputeDriver):
             self.ops.finish_revert_migration(context, instance, network_info,
                                              _volumes_or_none(block_device_info), power_on)
 
+    def check_can_live_migrate_destination(self, context: Any, instance: Any,
+                                           src_compute_info: Any, dst_compute_info: Any,
+                                           block_migration: bool = False,
+                                           disk_over_commit: bool = False) -> Any:
+        """The backend's destination check; its data is what live_migration needs."""
+        with translated(instance):
+            return self.ops.check_can_live_migrate_destination(context, instance,
+                                                               block_migration,
+                                                               disk_over_commit)
+
+    def cleanup_live_migration_destination_check(self, context: Any,
+                                                 dest_check_data: Any) -> None:
+        """Nothing to undo: the destination check changes nothing."""
+
+    def check_can_live_migrate_source(self, context: Any, instance: Any,
+                                      dest_check_data: Any, block_device_info: Any = None
+                                      ) -> Any:
+        with translated(instance):
+            return self.ops.check_can_live_migrate_source(context, instance,
+                                                          _as_dict(dest_check_data))
+
+    def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
+                           network_info: Any, disk_info: Any, migrate_data: Any) -> Any:
+        with translated(instance):
+            result = self.ops.pre_live_migration(context, instance, block_device_info,
+                                                 network_info, disk_info,
+                                                 _as_dict(migrate_data))
+        return result if result is not None else migrate_data
+
     def live_migration(self, context: Any, instance: Any, dest: str, post_method: Any,
                        recover_method: Any, block_migration: bool = False,
                        migrate_data: Any = None) -> None:
