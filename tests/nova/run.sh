@@ -97,4 +97,8 @@ run "loader (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
     tests.nova.nova_test_loader || status=1
 run "contract (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
     tests.nova.nova_test_contract || status=1
+run "functional (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
+    tests.nova.nova_test_functional || status=1
+run "functional (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
+    tests.nova.nova_test_functional || status=1
 exit $status

@@ -16,6 +16,7 @@ from virtdriver.nova.driver import CONF, VirtDriver, nova_capabilities
 from virtdriver.vmware import events as vmware_events
 from virtdriver.vmware import resources as vmware_resources
 from virtdriver.vmware.vmops import VMwareVMOps
+from virtdriver.xen import disks as xen_disks
 from virtdriver.xen import events as xen_events
 from virtdriver.xen import resources as xen_resources
 from virtdriver.xen.vmops import XenVMOps
@@ -62,8 +63,9 @@ class XenDriver(VirtDriver):
     capabilities = nova_capabilities(XenVMOps.capabilities)
 
     def _read_resources(self) -> dict[str, Any]:
-        ops = self.ops
-        return xen_resources.pool_resources(ops.session, ops.builder.sr_ref)
+        session = self.ops.session
+        return xen_resources.pool_resources(
+            session, xen_disks.find_sr(session, CONF.xenserver.sr_matching_filter))
 
     def _nodename(self) -> str:
         return xen_resources.node_name(self.ops.session)
