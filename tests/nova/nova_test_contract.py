@@ -9,11 +9,16 @@ backend's allow-list, whose entries each say why the hypervisor cannot do it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import os_resource_classes as orc
 from nova import objects
+from nova.compute import provider_tree
 from nova.tests.fixtures import GlanceFixture
 from nova.tests.unit.virt import test_virt_drivers
+from nova.virt import event as virtevent
+from oslo_utils.fixture import uuidsentinel as uuids
 
 from tests.nova.simulators import IMAGE_BYTES, IMAGE_FORMATS, VcsimServer, XapiServer
 
@@ -161,7 +166,58 @@ class _StrictContract(test_virt_drivers._VirtDriverTestCase):
         self.assertEqual(["post"], done)
 
 
-class VMwareContractTestCase(_StrictContract, test_virt_drivers.test.TestCase):
+class _HostFacts:
+    """Beyond Nova's contract: the node's resources are the server's, and lifecycle events
+    reach the compute manager through the push channel."""
+
+    def test_resources_are_the_servers(self) -> None:
+        node = self.connection.get_available_nodes()[0]
+        reported = self.connection.get_available_resource(node)
+        expected = self.server.capacity()
+        self.assertEqual(expected["vcpus"], reported["vcpus"])
+        self.assertEqual(expected["memory_mb"], reported["memory_mb"])
+        self.assertEqual(expected["disk_gb"], reported["local_gb"])
+        self.assertEqual(self.connection.hypervisor_type, reported["hypervisor_type"])
+        tree = provider_tree.ProviderTree()
+        tree.new_root(node, uuids.node)
+        self.connection.update_provider_tree(tree, node)
+        inventory = tree.data(node).inventory
+        self.assertEqual(expected["vcpus"], inventory[orc.VCPU]["total"])
+        self.assertEqual(expected["memory_mb"], inventory[orc.MEMORY_MB]["total"])
+        self.assertEqual(expected["disk_gb"], inventory[orc.DISK_GB]["total"])
+
+    def _wait_for_event(self, events: list[Any], uuid: str, name: str) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any(e.uuid == uuid and e.transition == name for e in events):
+                del events[:]
+                return
+            time.sleep(0.05)
+        self.fail(f"no {name} event for {uuid}; got "
+                  f"{[(e.uuid, e.transition) for e in events]}")
+
+    def test_lifecycle_events_are_pushed(self) -> None:
+        events: list[Any] = []
+        self.connection.register_event_listener(events.append)
+        self.connection.init_host("myhostname")
+        instance, network_info = self._get_running_instance()
+        self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_STARTED)
+        self.connection.power_off(instance)
+        self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
+        self.connection.power_on(self.ctxt, instance, network_info)
+        self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_STARTED)
+        self.connection.suspend(self.ctxt, instance)
+        self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_SUSPENDED)
+        self.connection.resume(self.ctxt, instance, network_info)
+        self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_STARTED)
+        if self.connection.backend_class.capabilities.get("supports_pause"):
+            self.connection.pause(instance)
+            self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_PAUSED)
+            self.connection.unpause(instance)
+            self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_RESUMED)
+
+
+class VMwareContractTestCase(_HostFacts, _StrictContract, test_virt_drivers.test.TestCase):
     """The contract on vcsim (one cluster of three ESXi hosts)."""
 
     server_class = VcsimServer
@@ -169,7 +225,7 @@ class VMwareContractTestCase(_StrictContract, test_virt_drivers.test.TestCase):
     allowed = VMWARE_ALLOWED
 
 
-class XenContractTestCase(_StrictContract, test_virt_drivers.test.TestCase):
+class XenContractTestCase(_HostFacts, _StrictContract, test_virt_drivers.test.TestCase):
     """The contract on the XAPI simulator (a pool of one host)."""
 
     server_class = XapiServer

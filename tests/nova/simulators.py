@@ -88,6 +88,19 @@ class VcsimServer:
         finally:
             view.DestroyView()
 
+    def capacity(self) -> dict[str, int]:
+        """The cluster's hardware threads, memory (MiB) and datastore capacity (GiB)."""
+        (_, cluster), = self._objects(vim.ClusterComputeResource,
+                                      ["host", "datastore"]).values()
+        members = {ref._moId for ref in list(cluster["host"]) + list(cluster["datastore"])}
+        hosts = [p["summary.hardware"] for key, (_, p) in
+                 self._objects(vim.HostSystem, ["summary.hardware"]).items() if key in members]
+        stores = [p["summary.capacity"] for key, (_, p) in
+                  self._objects(vim.Datastore, ["summary.capacity"]).items() if key in members]
+        return {"vcpus": sum(h.numCpuThreads for h in hosts),
+                "memory_mb": sum(h.memorySize // 1024 ** 2 for h in hosts),
+                "disk_gb": sum(stores) // 1024 ** 3}
+
     def power_states(self) -> dict[str, str]:
         """Every VM's power state, by instance uuid: ``running``, ``shutdown``, ..."""
         states = {"poweredOn": "running", "poweredOff": "shutdown", "suspended": "suspended"}
@@ -152,6 +165,17 @@ class XapiServer:
         return {"xenserver": {"connection_url": self.url, "connection_password": "secret",
                               "agent_timeout": 5, "agent_version_timeout": 5,
                               "api_retry_count": 1}}
+
+    def capacity(self) -> dict[str, int]:
+        """The pool's CPUs, memory (MiB) and default SR's size (GiB)."""
+        api = self.client.xenapi
+        hosts = api.host.get_all_records().values()
+        metrics = api.host_metrics.get_all_records()
+        pool = next(iter(api.pool.get_all_records().values()))
+        return {"vcpus": sum(int(h["cpu_info"]["cpu_count"]) for h in hosts),
+                "memory_mb": sum(int(metrics[h["metrics"]]["memory_total"])
+                                 for h in hosts) // 1024 ** 2,
+                "disk_gb": int(api.SR.get_physical_size(pool["default_SR"])) // 1024 ** 3}
 
     def power_states(self) -> dict[str, str]:
         """Every instance VM's power state, by instance uuid (lower-case XAPI names)."""
