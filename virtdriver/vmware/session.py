@@ -363,12 +363,16 @@ class TaskWaiter:
     A task that is already over when its call returns (most are) costs one read of its
     state and nothing else. A task still running costs CreateFilter and, whatever it lasts,
     about two WaitForUpdatesEx: the filter's first report, then the one saying it ended.
-    Filters of finished tasks see no further changes, so rather than one
-    DestroyPropertyFilter per task they are dropped together every ``RECYCLE_AFTER``
-    tasks when none are in flight.
+
+    The filters live on a collector of the waiter's own. Filters of finished tasks see no
+    further changes but a server still evaluates them on every change it reports (vcsim
+    re-reads every filter for every change, so hundreds of them stall it), so rather than
+    one DestroyPropertyFilter per task the whole collector is destroyed, in one call, once
+    ``RECYCLE_AFTER`` tasks have used it and none is in flight; the next long task creates
+    a fresh one.
     """
 
-    RECYCLE_AFTER = 64
+    RECYCLE_AFTER = 16
     MAX_WAIT_SECONDS = 60
 
     def __init__(self, session: VMwareSession) -> None:
@@ -420,6 +424,10 @@ class TaskWaiter:
         finally:
             with self._cond:
                 self._pending.pop(task._moId, None)
+                # The last task out recycles a collector that has served enough tasks.
+                if (not self._pending and not self._leader
+                        and len(self._filters) >= self.RECYCLE_AFTER):
+                    self._reset_collector()
         return self._outcome(pending, what)
 
     @staticmethod
@@ -436,9 +444,7 @@ class TaskWaiter:
     def _add_filter(self, pending: _Pending) -> None:
         session = self.session
         with self._cond:
-            if self._collector is None or self._collector_generation != session.generation:
-                self._reset_collector()
-            collector = self._collector
+            collector = self._own_collector()
         paths = ["info.state", "info.error", "info.result"]
         if pending.progress is not None:
             paths.append("info.progress")
@@ -462,19 +468,25 @@ class TaskWaiter:
             self._filters.append(task_filter)
 
     def _reset_collector(self) -> None:
-        # Called under the condition. The session's own collector carries the task
-        # filters (reads never wait on it, so sharing costs nothing and saves creating
-        # one); finished tasks' filters are dropped in bulk when no task is in flight, and
-        # die with their session on a re-login.
+        # Called under the condition. Finished tasks' filters go with their collector, in
+        # one call, when no task is in flight; after a re-login the old session's
+        # collector is gone with it. The next call makes a new one.
         session = self.session
-        if self._collector_generation == session.generation:
-            for task_filter in self._filters:
-                with contextlib.suppress(exceptions.VirtDriverError):
-                    session.invoke(task_filter, "DestroyPropertyFilter")
-        self._collector = session.content.propertyCollector
+        if self._collector is not None and self._collector_generation == session.generation:
+            with contextlib.suppress(exceptions.VirtDriverError):
+                session.invoke(self._collector, "DestroyPropertyCollector")
+        self._collector = None
         self._collector_generation = session.generation
         self._version = ""
         self._filters = []
+
+    def _own_collector(self) -> Any:
+        # Called under the condition.
+        if self._collector is None or self._collector_generation != self.session.generation:
+            self._reset_collector()
+            self._collector = self.session.invoke(self.session.content.propertyCollector,
+                                                  "CreatePropertyCollector")
+        return self._collector
 
     def _lead(self, remaining: float) -> None:
         session = self.session
@@ -508,8 +520,6 @@ class TaskWaiter:
                     pending = self._pending.get(obj_update.obj._moId)
                     if pending is not None:
                         self._apply(pending, obj_update.changeSet or [])
-            if not self._pending and len(self._filters) >= self.RECYCLE_AFTER:
-                self._reset_collector()
 
     @staticmethod
     def _apply(pending: _Pending, changes: Iterable[Any]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pyVmomi import vim
 
 from virtdriver.common import exceptions
-from virtdriver.vmware.session import VMwareSession
+from virtdriver.vmware.session import TaskWaiter, VMwareSession
 
 
 def _session(vcsim: Any, **kwargs: Any) -> VMwareSession:
@@ -241,3 +241,20 @@ def test_backend_stats_are_the_session_stats(vcsim):
         assert ops.stats.calls["Login"] == 1 and ops.stats.total_calls >= 2
     finally:
         ops.close()
+
+
+def test_sequential_waits_recycle_their_collector(session: VMwareSession, vcsim_faults: Any,
+                                                  vm_ref: Any) -> None:
+    """Filters of finished tasks do not pile up on the server: the waiter's collector is
+    destroyed, in one call, once it has served enough tasks and none is in flight (before
+    this, hundreds of idle filters made vcsim stall every wait of a busy process)."""
+    rounds = 2 * TaskWaiter.RECYCLE_AFTER + 1
+    vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=20, count=rounds)
+    session.stats.reset()
+    for _ in range(rounds):
+        session.call_task(vm_ref, "PowerOnVM_Task")
+        session.call_task(vm_ref, "PowerOffVM_Task")
+    calls = session.stats.calls
+    assert calls["CreateFilter"] == rounds  # every delayed power-on was waited on by push
+    assert calls["DestroyPropertyCollector"] >= 2
+    assert calls["CreatePropertyCollector"] <= calls["DestroyPropertyCollector"] + 1
