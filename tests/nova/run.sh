@@ -13,9 +13,9 @@
 #    cannot place; the wheel is exactly what `pip install virtdriver[nova]` installs.
 # 2. vcsim, built by tests/vcsim/build.sh.
 # 3. The suites: the loader, Nova's driver contract on each backend, the functional
-#    test through Nova's whole stack on each backend. The contract and functional
-#    suites run once under eventlet monkey-patching (Nova's default) and the loader and
-#    functional suites once more with OS_NOVA_DISABLE_EVENTLET_PATCHING=True.
+#    test through Nova's whole stack on each backend; each once under eventlet
+#    monkey-patching (Nova's default) and once with OS_NOVA_DISABLE_EVENTLET_PATCHING=True
+#    (native threads).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -96,6 +96,8 @@ run "loader (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
 run "loader (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
     tests.nova.nova_test_loader || status=1
 run "contract (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
+    tests.nova.nova_test_contract || status=1
+run "contract (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
     tests.nova.nova_test_contract || status=1
 run "functional (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
     tests.nova.nova_test_functional || status=1
