@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 import XenAPI
@@ -122,15 +124,18 @@ class XapiServer:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
+        self.tmpdir = ""
         self.url = ""
         self.client: Any = None
 
     def start(self, network: str = BRIDGE) -> XapiServer:
         """Start ``python -m virtdriver.xen.simulator`` and log a reader in."""
+        # its temp dir goes under ours, which stop() removes even if the process is killed
+        self.tmpdir = tempfile.mkdtemp(prefix="nova-xapi-sim-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "virtdriver.xen.simulator", "--port", "0", "--hosts", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            text=True, start_new_session=True)
+            text=True, start_new_session=True, env={**os.environ, "TMPDIR": self.tmpdir})
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http"):
@@ -153,12 +158,15 @@ class XapiServer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = ""
 
     def flags(self) -> dict[str, dict[str, Any]]:
         """nova.conf settings, by group, that point the Xen driver at this simulator."""
