@@ -10,6 +10,7 @@ the same rules by attribute.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 import uuid as uuid_module
 from collections.abc import Iterable, Mapping
@@ -244,11 +245,38 @@ def validate_flavor(flavor: Any) -> None:
     _require_non_negative_int("flavor.swap", field_of(flavor, "swap", 0) or 0)
 
 
-def validate_instance(instance: Any) -> None:
-    """Check an instance (ours or Nova's): uuid, name and flavor."""
+def validate_instance_identity(instance: Any) -> None:
+    """Check what finding an instance's VM needs: its uuid and name (not its flavor)."""
     _require_uuid("instance.uuid", field_of(instance, "uuid"))
     _require_name("instance.name", field_of(instance, "name"))
+
+
+def validate_instance(instance: Any) -> None:
+    """Check an instance (ours or Nova's): uuid, name and flavor."""
+    validate_instance_identity(instance)
     validate_flavor(field_of(instance, "flavor"))
+
+
+def stuck_rebooting(instances: Iterable[Any], timeout: float,
+                    now: datetime.datetime | None = None) -> list[Any]:
+    """The instances in a reboot task state not updated for ``timeout`` seconds.
+
+    Anything else (another task state, a recent update, an entry that is no instance)
+    is left out, so callers may pass whatever their database query returned.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    stuck = []
+    for instance in instances:
+        if not str(field_of(instance, "task_state") or "").startswith("reboot"):
+            continue
+        updated = field_of(instance, "updated_at")
+        if isinstance(updated, datetime.datetime):
+            if updated.tzinfo is None:
+                updated = updated.replace(tzinfo=datetime.timezone.utc)
+            if (now - updated).total_seconds() < timeout:
+                continue
+        stuck.append(instance)
+    return stuck
 
 
 def validate_image(image: Any) -> None:

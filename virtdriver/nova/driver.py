@@ -379,8 +379,11 @@ class VirtDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
                                    network_info: Any, block_device_info: Any = None,
                                    timeout: int = 0, retry_interval: int = 0) -> Any:
+        # Nova's ``dest`` is the destination nova-compute's address. One nova-compute runs a
+        # whole cluster or pool, so a Nova resize or migration stays inside it: the backend
+        # chooses the host ("" means "wherever the cluster or pool places it").
         with translated(instance):
-            return self.ops.migrate_disk_and_power_off(context, instance, dest, flavor,
+            return self.ops.migrate_disk_and_power_off(context, instance, "", flavor,
                                                        _volumes_or_none(block_device_info))
 
     def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,

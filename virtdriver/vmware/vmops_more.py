@@ -6,7 +6,6 @@ operations vSphere cannot do, which raise UnsupportedOperation.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,7 +14,14 @@ from pyVmomi import vim
 
 from virtdriver.common import exceptions
 from virtdriver.common.locks import instance_lock, named_lock
-from virtdriver.common.model import VIF, ConsoleInfo, field_of, image_property, validate_vifs
+from virtdriver.common.model import (
+    VIF,
+    ConsoleInfo,
+    field_of,
+    image_property,
+    stuck_rebooting,
+    validate_vifs,
+)
 from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.ds_util import Datastore
@@ -205,19 +211,9 @@ class NetworkOpsMixin:
 
     def poll_rebooting_instances(self, timeout: int, instances: Iterable[Any]) -> list[Any]:
         """Hard-reboot instances stuck rebooting for ``timeout`` seconds or more."""
-        now = datetime.datetime.now(datetime.timezone.utc)
-        rebooted = []
-        for instance in instances:
-            if not str(field_of(instance, "task_state") or "").startswith("reboot"):
-                continue
-            updated = field_of(instance, "updated_at")
-            if updated is not None:
-                if updated.tzinfo is None:
-                    updated = updated.replace(tzinfo=datetime.timezone.utc)
-                if (now - updated).total_seconds() < timeout:
-                    continue
+        rebooted = stuck_rebooting(instances, timeout)
+        for instance in rebooted:
             self.reboot(instance, reboot_type="HARD")
-            rebooted.append(instance)
         return rebooted
 
 

@@ -26,6 +26,7 @@ from virtdriver.common.model import (
     MemoryDiagnostics,
     NicDiagnostics,
     field_of,
+    stuck_rebooting,
 )
 from virtdriver.xen import disks, vm_utils
 from virtdriver.xen.session import XenAPISession, is_handle_invalid
@@ -185,15 +186,7 @@ def poll_rebooting_instances(ops: XenVMOps, timeout: int, instances: list[Any]) 
                     record.get("status") == "pending":
                 session.call("task.cancel", task)
     rebooted = []
-    for instance in instances:
-        # Callers pass the instances in a rebooting task state; one updated recently is
-        # not stuck yet.
-        updated = field_of(instance, "updated_at")
-        if isinstance(updated, dt.datetime):
-            if updated.tzinfo is None:
-                updated = updated.replace(tzinfo=dt.timezone.utc)
-            if (now - updated).total_seconds() < timeout:
-                continue
+    for instance in stuck_rebooting(instances, timeout, now):
         try:
             ops.reboot(instance, reboot_type="HARD")
             rebooted.append(instance)

@@ -20,7 +20,7 @@ from virtdriver.common.model import (
     Diagnostics,
     InstanceInfo,
     field_of,
-    validate_instance,
+    validate_instance_identity,
     validate_vifs,
 )
 from virtdriver.common.progress import Rollback, make_step_decorator
@@ -99,7 +99,7 @@ class XenVMOps(VMOps):
 
     def vm_ref_of(self, instance: Any) -> str:
         """The VM ref of ``instance``; InstanceNotFound when it has none."""
-        validate_instance(instance)
+        validate_instance_identity(instance)
         ref = self._lookup(instance)
         if ref is None:
             raise exc.InstanceNotFound(str(field_of(instance, "uuid")))
@@ -181,7 +181,7 @@ class XenVMOps(VMOps):
 
         A VM already gone is a no-op; cached images are never deleted.
         """
-        validate_instance(instance)
+        validate_instance_identity(instance)
         with instance_lock(instance):
             name = field_of(instance, "name")
             vm_ref = self._lookup(instance)
@@ -539,7 +539,7 @@ class XenVMOps(VMOps):
 
     def get_info(self, instance: Any) -> InstanceInfo:
         """The VM's power state (one call once the VM ref is cached)."""
-        validate_instance(instance)
+        validate_instance_identity(instance)
         key = f"{field_of(instance, 'uuid')}/{field_of(instance, 'name')}"
         if key not in self._vm_refs:
             found = vm_utils.find_vm(self.session, field_of(instance, "name"),
@@ -585,7 +585,7 @@ class XenVMOps(VMOps):
 
     def get_vnc_console(self, instance: Any) -> ConsoleInfo:
         """The RFB console of the VM (the rescue VM while rescued)."""
-        validate_instance(instance)
+        validate_instance_identity(instance)
         rescue = vm_utils.find_vm(self.session,
                                   field_of(instance, "name") + vm_utils.RESCUE_SUFFIX,
                                   str(field_of(instance, "uuid")))

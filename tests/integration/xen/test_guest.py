@@ -289,7 +289,10 @@ def test_poll_rebooting_instances_hard_reboots_stale(ops, spawned, xapi):
 
     domid = vm_of(xapi, spawned)[1]["domid"]
     spawned.updated_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    assert ops.poll_rebooting_instances(60, [spawned]) == [spawned]
+    assert ops.poll_rebooting_instances(60, [spawned]) == []  # not in a reboot task state
+    assert vm_of(xapi, spawned)[1]["domid"] == domid
+    spawned.task_state = "reboot_started"
+    assert ops.poll_rebooting_instances(60, [spawned, ("not", "an instance")]) == [spawned]
     assert vm_of(xapi, spawned)[1]["domid"] != domid
 
 

@@ -99,3 +99,18 @@ def test_post_interrupted_snapshot_cleanup(ops, spawned, xapi):
     assert len(snapshots_of(xapi, root)) == 1
     ops.post_interrupted_snapshot_cleanup(None, spawned)
     assert snapshots_of(xapi, root) == []
+
+
+def test_snapshot_of_an_instance_without_a_vm_is_instance_not_found(ops, store, xapi):
+    """Finding the VM needs only uuid and name: a database row without a flavor (as Nova
+    passes for an instance that never ran) is InstanceNotFound, not a flavor error."""
+    import types
+    import uuid
+
+    target = store.create(None, {"name": "never", "disk_format": "vhd"})
+    row = types.SimpleNamespace(uuid=str(uuid.uuid4()), name="never-ran", flavor=None)
+    before = len(xapi.VDI.get_all())
+    with pytest.raises(exc.InstanceNotFound):
+        ops.snapshot(None, row, target.id, TaskStates())
+    assert len(xapi.VDI.get_all()) == before
+    assert store.show(None, target.id).status == "queued"

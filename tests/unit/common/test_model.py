@@ -195,3 +195,23 @@ def test_instance_name_round_trips_through_the_metadata_text():
     assert instance_name_from_metadata(instance_metadata_text(instance)) == "web:1"
     assert instance_name_from_metadata("annotation written by someone else") is None
     assert instance_name_from_metadata(None) is None
+
+
+def test_stuck_rebooting_picks_old_rebooting_instances_only():
+    import datetime
+
+    from virtdriver.common.model import stuck_rebooting
+
+    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    old = now - datetime.timedelta(minutes=10)
+
+    def inst(task_state, updated_at):
+        return Instance(uuid=str(uuid.uuid4()), name="i", flavor=flavor(),
+                        task_state=task_state, updated_at=updated_at)
+
+    stuck = inst("rebooting_hard", old)
+    naive_old = inst("reboot_pending", old.replace(tzinfo=None))
+    fresh = inst("rebooting", now - datetime.timedelta(seconds=5))
+    idle = inst(None, old)
+    picked = stuck_rebooting([stuck, naive_old, fresh, idle, ("tuple", "entry")], 60, now)
+    assert picked == [stuck, naive_old]
