@@ -1,5 +1,5 @@
 # virtdriver: every target installs what it needs on a fresh Debian machine by itself.
-#   make test      lint, stale-sample check, unit and integration suites
+#   make test      lint, stale-sample check, unit, integration and Nova suites
 #   make demo      the library's main job on the embedded simulators
 #   make bench     benchmarks (figures quoted in README.md)
 #   make genconfig regenerate etc/virtdriver.conf.sample
@@ -14,9 +14,9 @@ APT_PACKAGES := golang-go golang-github-vmware-govmomi-dev
 GOVMOMI_SRC := /usr/share/gocode/src/github.com/vmware/govmomi/simulator
 SAMPLE := etc/virtdriver.conf.sample
 
-.PHONY: test lint unit integration check-genconfig genconfig demo bench venv system-deps vcsim clean
+.PHONY: test lint unit integration test-nova check-genconfig genconfig demo bench venv system-deps vcsim clean
 
-test: lint check-genconfig unit integration
+test: lint check-genconfig unit integration test-nova
 
 venv: $(VENV)/.installed
 
@@ -62,6 +62,10 @@ unit: venv
 
 integration: venv vcsim
 	$(PYTEST) -q tests/integration
+
+# Nova's own driver tests in their own venv (.venv-nova): see tests/nova/run.sh.
+test-nova: system-deps
+	bash tests/nova/run.sh
 
 demo: venv vcsim
 	VIRTDRIVER_VCSIM=$$(bash tests/vcsim/build.sh) $(PY) tools/demo.py

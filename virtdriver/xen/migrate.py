@@ -201,6 +201,21 @@ def _grow(session: XenAPISession, vdis: dict[str, str], config: Any) -> None:
             session.call_async("VDI.resize", vdi, str(size))
 
 
+def unattached_copies(session: XenAPISession, orig_ref: str) -> list[str]:
+    """Disk copies a same-pool migrate_disk_and_power_off made of ``orig_ref``'s disks that
+    no VM uses yet (finish_migration never ran): what a delete mid-resize must remove."""
+    records = {vdi: session.call("VDI.get_record", vdi)
+               for _, vdi in disks.instance_vdis(session, orig_ref).values()}
+    if not records:
+        return []
+    names = " or ".join(f'field "name__label" = {vm_utils.where_literal(rec["name_label"])}'
+                        for rec in records.values())
+    sources = {rec["uuid"] for rec in records.values()}
+    return [ref for ref, rec in session.call("VDI.get_all_records_where", names).items()
+            if not rec.get("VBDs")
+            and (rec.get("other_config") or {}).get("migrated-from") in sources]
+
+
 def confirm_migration(ops: XenVMOps, instance: Any) -> None:
     """Source side: destroy the ``-orig`` VM and its disks."""
     validate_instance(instance)

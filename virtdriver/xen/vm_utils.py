@@ -201,6 +201,19 @@ def find_vm(session: XenAPISession, name_label: str,
     return matches[0] if matches else None
 
 
+def find_vms(session: XenAPISession, name_labels: list[str],
+             instance_uuid: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The instance's VMs among ``name_labels`` (e.g. its rescue and pre-resize VMs), by
+    name label, in one call; VMs of other instances are ignored."""
+    names = " or ".join(f'field "name__label" = {where_literal(name)}' for name in name_labels)
+    expr = f'({names}) and field "is_a_template" = "false"'
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for ref, record in session.call("VM.get_all_records_where", expr).items():
+        if (record.get("other_config") or {}).get("nova_uuid") in (None, instance_uuid):
+            found[record["name_label"]] = (ref, record)
+    return found
+
+
 def managed_vms(session: XenAPISession) -> dict[str, dict[str, Any]]:
     """Every instance VM (not dom0, not a template) with its record, in one call."""
     expr = 'field "is_control_domain" = "false" and field "is_a_template" = "false"'

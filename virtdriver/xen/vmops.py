@@ -177,7 +177,8 @@ class XenVMOps(VMOps):
 
     def destroy(self, instance: Any, network_info: Any = None, block_device_info: Any = None,
                 destroy_disks: bool = True) -> None:
-        """Delete the instance's VM, its rescue VM, and (if asked) their disks.
+        """Delete the instance's VM, its rescue VM, the VM a resize kept for a revert, and
+        (if asked) their disks.
 
         A VM already gone is a no-op; cached images are never deleted.
         """
@@ -185,8 +186,10 @@ class XenVMOps(VMOps):
         with instance_lock(instance):
             name = field_of(instance, "name")
             vm_ref = self._lookup(instance)
-            rescue = vm_utils.find_vm(self.session, name + vm_utils.RESCUE_SUFFIX,
-                                      str(field_of(instance, "uuid")))
+            rescue_name, orig_name = name + vm_utils.RESCUE_SUFFIX, name + vm_utils.ORIG_SUFFIX
+            companions = vm_utils.find_vms(self.session, [rescue_name, orig_name],
+                                           str(field_of(instance, "uuid")))
+            rescue = companions.get(rescue_name)
             if rescue is not None:
                 # The rescue VM has the instance's disks attached: those go with the
                 # instance's VM below (or stay, if destroy_disks is False).
@@ -197,8 +200,16 @@ class XenVMOps(VMOps):
                 vm_utils.destroy_vm(self.session, rescue[0], keep_vdis=keep)
             if vm_ref is not None:
                 vm_utils.destroy_vm(self.session, vm_ref, destroy_disks=destroy_disks)
+            if orig_name in companions:  # deleted mid-resize: nothing is left to revert to
+                orig_ref = companions[orig_name][0]
+                copies = migrate.unattached_copies(self.session, orig_ref) \
+                    if destroy_disks else []
+                vm_utils.destroy_vm(self.session, orig_ref, destroy_disks=destroy_disks)
+                for copy in copies:
+                    vm_utils.destroy_vdi(self.session, copy)
             self.forget_vm(instance)
-            self.forget_vm(instance, name + vm_utils.RESCUE_SUFFIX)
+            self.forget_vm(instance, rescue_name)
+            self.forget_vm(instance, orig_name)
 
     # -- power ------------------------------------------------------------------------------
 

@@ -181,6 +181,19 @@ def test_resize_in_place_copies_server_side(ops, spawned, image, xapi):
     assert vm_of(xapi, spawned, "-orig") is None
 
 
+def test_destroy_mid_resize_leaves_nothing(ops, image, xapi):
+    """An instance deleted between migrate_disk_and_power_off and finish_migration: its
+    renamed pre-resize VM and every disk go too (Nova's VMware driver leaked the disk in
+    this case, CVE-2014-8333)."""
+    instance = make_instance()
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    ops.migrate_disk_and_power_off(None, instance, "", small_flavor(1))
+    assert vm_of(xapi, instance, "-orig") is not None
+    ops.destroy(instance)
+    assert vm_of(xapi, instance) is None and vm_of(xapi, instance, "-orig") is None
+    assert instance_vdis(xapi, instance.uuid) == {}
+
+
 def test_cold_migration_to_another_host_of_the_pool(ops, spawned, image, xapi):
     _, vm = vm_of(xapi, spawned)
     other = [h for h in xapi.host.get_all() if h != vm["resident_on"]][0]
