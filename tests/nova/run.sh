@@ -76,8 +76,14 @@ run() {  # run <label> <env...> -- <test ids>
     echo "== $label"
     # the repo's copy of virtdriver and the installed one are the same code; -P keeps the
     # current directory off sys.path so the installed wheel (and its shim) is what runs
-    env "${envs[@]}" "$py" -P -m unittest -v "$@" 2>&1 | tail -n 5
-    return "${PIPESTATUS[0]}"
+    local log="$build/$(echo "$label" | tr -c 'a-z' '_').log"
+    local rc=0
+    env "${envs[@]}" "$py" -P -m unittest -v "$@" >"$log" 2>&1 || rc=$?
+    tail -n 5 "$log"
+    if [ "$rc" -ne 0 ]; then  # show what failed, so a CI log says why
+        grep -E -A 40 '^(FAIL|ERROR): ' "$log" | grep -v '^pythonlogging' | head -n 200
+    fi
+    return "$rc"
 }
 
 # the test modules (and tests.vcsim) from the repo, without the repo's virtdriver
