@@ -12,11 +12,10 @@ as JSON without knowing which section made it. Counting is done in two ways:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import re
 import statistics
-import threading
+import time
 import traceback
 import tracemalloc
 import xmlrpc.client
@@ -24,6 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyVmomi import SoapStubAdapter
+
+from virtdriver.common.stats import CallStats
 
 #: Floor of a ratio's denominator, so a 0-second measurement never divides by zero.
 EPSILON = 1e-9
@@ -58,27 +59,18 @@ def error_entry(error: BaseException) -> dict[str, Any]:
 
 # -- call counting on the wire ------------------------------------------------------------------
 
-class CallCounter:
-    """Calls by method name, thread-safe; ``reset`` between runs."""
+class CountedClient:
+    """What every raw client (floor or naive) offers the harness: its call counts."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: collections.Counter[str] = collections.Counter()
+    counter: CallStats
 
-    def add(self, method: str) -> None:
-        """Count one call."""
-        with self._lock:
-            self.calls[method] += 1
+    def calls(self) -> dict[str, int]:
+        """Calls counted since the last reset."""
+        return self.counter.snapshot()
 
     def reset(self) -> None:
-        """Forget every count."""
-        with self._lock:
-            self.calls.clear()
-
-    def snapshot(self) -> dict[str, int]:
-        """A copy of the counts."""
-        with self._lock:
-            return dict(self.calls)
+        """Start counting afresh."""
+        self.counter.reset()
 
 
 class CountingSoapStub(SoapStubAdapter):
@@ -88,14 +80,17 @@ class CountingSoapStub(SoapStubAdapter):
     naive client's hidden round trips are counted too.
     """
 
-    def __init__(self, *args: Any, counter: CallCounter, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, counter: CallStats, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counter = counter
 
     def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:  # noqa: N802,N803
-        """Count, then send as pyvmomi does."""
-        self.counter.add(info.wsdlName)
-        return super().InvokeMethod(mo, info, args, outerStub)
+        """Send as pyvmomi does, counted and timed."""
+        started = time.monotonic()
+        try:
+            return super().InvokeMethod(mo, info, args, outerStub)
+        finally:
+            self.counter.record(info.wsdlName, time.monotonic() - started)
 
 
 _METHOD_NAME = re.compile(rb"<methodName>([^<]+)</methodName>")
@@ -104,28 +99,20 @@ _METHOD_NAME = re.compile(rb"<methodName>([^<]+)</methodName>")
 class CountingTransport(xmlrpc.client.Transport):
     """An XML-RPC transport that counts every request by its ``methodName``."""
 
-    def __init__(self, counter: CallCounter) -> None:
+    def __init__(self, counter: CallStats) -> None:
         super().__init__()
         self.counter = counter
 
     def request(self, host: Any, handler: Any, request_body: Any, verbose: bool = False) -> Any:
-        """Count, then send."""
+        """Send, counted by method name and timed."""
         match = _METHOD_NAME.search(request_body if isinstance(request_body, bytes)
                                     else request_body.encode())
-        self.counter.add(match.group(1).decode() if match else "?")
-        return super().request(host, handler, request_body, verbose)
-
-
-# -- a backend's own accounting -----------------------------------------------------------------
-
-def stats_counts(stats: Any) -> dict[str, int]:
-    """Calls by method from either backend's CallStats (``snapshot()``, ``counts`` or ``calls``)."""
-    if hasattr(stats, "snapshot"):
-        return dict(stats.snapshot())
-    counts = getattr(stats, "counts", None)
-    if counts is None:
-        counts = getattr(stats, "calls", {})
-    return dict(counts)
+        started = time.monotonic()
+        try:
+            return super().request(host, handler, request_body, verbose)
+        finally:
+            self.counter.record(match.group(1).decode() if match else "?",
+                                time.monotonic() - started)
 
 
 # -- timing ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from benchmarks import raw_vmware
-from benchmarks.common import SnapshotSink
+from benchmarks.common import CountedClient, SnapshotSink
 from benchmarks.raw_vmware import RawConnection, RawVM
 
 CACHE = "bench_floor_cache"
@@ -85,7 +85,7 @@ class PushWaiter:
             self.collector.DestroyPropertyCollector()
 
 
-class FloorVmware:
+class FloorVmware(CountedClient):
     """The VMware floor client (see module docstring)."""
 
     name = "floor"
@@ -97,14 +97,6 @@ class FloorVmware:
         self.waiter = PushWaiter(self.content)
         self.counter = self.conn.counter
         self.sink = SnapshotSink("vmdk")
-
-    def calls(self) -> dict[str, int]:
-        """Calls counted since the last reset."""
-        return self.counter.snapshot()
-
-    def reset(self) -> None:
-        """Start counting afresh."""
-        self.counter.reset()
 
     def close(self) -> None:
         """Tear down the collector, log out, remove the snapshot sink."""

@@ -12,13 +12,13 @@ import uuid as uuid_module
 from typing import Any
 
 from benchmarks import raw_xen
-from benchmarks.common import SnapshotSink
+from benchmarks.common import CountedClient, SnapshotSink
 from benchmarks.raw_xen import RawXen, XenVM
 
 EVENT_TIMEOUT = 30.0
 
 
-class FloorXen:
+class FloorXen(CountedClient):
     """The Xen floor client (see module docstring)."""
 
     name = "floor"
@@ -29,14 +29,6 @@ class FloorXen:
         self.counter = self.raw.counter
         self.cache: dict[str, str] = {}
         self.sink = SnapshotSink("vhd")
-
-    def calls(self) -> dict[str, int]:
-        """Calls counted since the last reset."""
-        return self.counter.snapshot()
-
-    def reset(self) -> None:
-        """Start counting afresh."""
-        self.counter.reset()
 
     def close(self) -> None:
         """Log out, remove the snapshot sink."""

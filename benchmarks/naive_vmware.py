@@ -16,13 +16,13 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from benchmarks import raw_vmware
-from benchmarks.common import SnapshotSink
+from benchmarks.common import CountedClient, SnapshotSink
 from benchmarks.raw_vmware import RawConnection, RawVM
 
 CACHE = "bench_naive_cache"
 
 
-class NaiveVmware:
+class NaiveVmware(CountedClient):
     """The naive VMware client (see module docstring)."""
 
     name = "naive"
@@ -33,14 +33,6 @@ class NaiveVmware:
         self.inv = self.conn.discover()
         self.counter = self.conn.counter
         self.sink = SnapshotSink("vmdk")
-
-    def calls(self) -> dict[str, int]:
-        """Calls counted since the last reset."""
-        return self.counter.snapshot()
-
-    def reset(self) -> None:
-        """Start counting afresh."""
-        self.counter.reset()
 
     def close(self) -> None:
         """Log out, remove the snapshot sink."""

@@ -15,14 +15,14 @@ import uuid as uuid_module
 from typing import Any
 
 from benchmarks import raw_xen
-from benchmarks.common import SnapshotSink
+from benchmarks.common import CountedClient, SnapshotSink
 from benchmarks.raw_xen import RawXen, XenVM
 
 POLL_INTERVAL = 0.5
 RUNNING_TIMEOUT = 60.0
 
 
-class NaiveXen:
+class NaiveXen(CountedClient):
     """The naive Xen client (see module docstring)."""
 
     name = "naive"
@@ -32,14 +32,6 @@ class NaiveXen:
         self.api = self.raw.api
         self.counter = self.raw.counter
         self.sink = SnapshotSink("vhd")
-
-    def calls(self) -> dict[str, int]:
-        """Calls counted since the last reset."""
-        return self.counter.snapshot()
-
-    def reset(self) -> None:
-        """Start counting afresh."""
-        self.counter.reset()
 
     def close(self) -> None:
         """Log out, remove the snapshot sink."""

@@ -61,7 +61,6 @@ class LibraryClient:
         except BaseException:
             shutil.rmtree(self.image_dir, ignore_errors=True)
             raise
-        self._stats: list[Any] = []
         self._count = 0
 
     # -- accounting --------------------------------------------------------------------------------
@@ -69,40 +68,14 @@ class LibraryClient:
     def warm_up(self) -> None:
         """Log in and read the inventory once, so no measured operation pays for first use."""
         self.ops.list_instances()
-        self._stats = self._find_stats()
-
-    def _find_stats(self) -> list[Any]:
-        """Every distinct call-stats object the backend may record into.
-
-        ``VMOps.stats`` is the public hook; a backend whose session keeps its own
-        ``CallStats`` is read there too. The fullest one wins per measurement, so a
-        backend that records in only one of them is still counted.
-        """
-        found: list[Any] = []
-        for path in ("stats", "session.stats", "_session.stats"):
-            obj: Any = self.ops
-            try:
-                for part in path.split("."):
-                    obj = getattr(obj, part)
-            except Exception:  # noqa: BLE001 - a missing or failing attribute: not this one
-                continue
-            if hasattr(obj, "reset") and all(obj is not other for other in found):
-                found.append(obj)
-        if not found:
-            raise common.Unavailable(f"backend {self.backend_name} exposes no call stats")
-        return found
 
     def reset(self) -> None:
-        """Start counting afresh."""
-        if not self._stats:
-            self._stats = self._find_stats()
-        for stats in self._stats:
-            stats.reset()
+        """Start counting afresh (every backend records its server calls in ``ops.stats``)."""
+        self.ops.stats.reset()
 
     def calls(self) -> dict[str, int]:
-        """Calls since the last reset, from the fullest stats object."""
-        counts = [common.stats_counts(stats) for stats in self._stats]
-        return max(counts, key=lambda c: sum(c.values())) if counts else {}
+        """Calls since the last reset."""
+        return self.ops.stats.snapshot()
 
     def close(self) -> None:
         """Log out and remove the image store's directory."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import time
 import uuid as uuid_module
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,8 @@ from urllib.parse import quote, urlencode
 
 from pyVmomi import vim, vmodl
 
-from benchmarks.common import CallCounter, CountingSoapStub
+from benchmarks.common import CountingSoapStub
+from virtdriver.common.stats import CallStats
 
 IMAGE_BYTES = 1024 * 1024
 ROOT_GB = 1
@@ -54,7 +56,7 @@ class RawConnection:
 
     def __init__(self, sim: Any) -> None:
         self.sim = sim
-        self.counter = CallCounter()
+        self.counter = CallStats()
         self.stub = CountingSoapStub(host=sim.host, port=sim.port, path="/sdk",
                                      version="vim.version.v7_0", sslContext=sim.ssl_context(),
                                      poolSize=64, counter=self.counter)
@@ -94,7 +96,7 @@ class RawConnection:
 
     def put_file(self, inv: RawInventory, path: str, data: bytes) -> None:
         """One datastore HTTP PUT with the session cookie (counted as ``HTTP PUT``)."""
-        self.counter.add("HTTP PUT")
+        started = time.monotonic()
         conn = http.client.HTTPSConnection(self.sim.host, self.sim.port,
                                            context=self.sim.ssl_context(), timeout=120)
         try:
@@ -108,10 +110,11 @@ class RawConnection:
                 raise RuntimeError(f"PUT {path}: HTTP {response.status}")
         finally:
             conn.close()
+            self.counter.record("HTTP PUT", time.monotonic() - started)
 
     def get_file(self, inv: RawInventory, path: str) -> bytes:
         """One datastore HTTP GET with the session cookie (counted as ``HTTP GET``)."""
-        self.counter.add("HTTP GET")
+        started = time.monotonic()
         conn = http.client.HTTPSConnection(self.sim.host, self.sim.port,
                                            context=self.sim.ssl_context(), timeout=120)
         try:
@@ -125,10 +128,11 @@ class RawConnection:
             return body
         finally:
             conn.close()
+            self.counter.record("HTTP GET", time.monotonic() - started)
 
     def get_url(self, url: str) -> bytes:
         """One HTTPS GET of an export URL (counted as ``HTTP GET``)."""
-        self.counter.add("HTTP GET")
+        started = time.monotonic()
         parsed = url.replace("*", f"{self.sim.host}:{self.sim.port}", 1)
         rest = parsed.split("://", 1)[1]
         path = "/" + rest.split("/", 1)[1]
@@ -143,6 +147,7 @@ class RawConnection:
             return body
         finally:
             conn.close()
+            self.counter.record("HTTP GET", time.monotonic() - started)
 
 
 def retrieve(content: Any, objs: list[Any], paths: list[str]) -> dict[Any, dict[str, Any]]:

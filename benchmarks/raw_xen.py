@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import time
 import urllib.parse
 import uuid as uuid_module
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from typing import Any
 
 import XenAPI
 
-from benchmarks.common import CallCounter, CountingTransport
+from benchmarks.common import CountingTransport
 from benchmarks.raw_vmware import image_bytes
+from virtdriver.common.stats import CallStats
 
 MIB = 1024 * 1024
 ROOT_BYTES = 1024 * MIB
@@ -39,7 +41,7 @@ class RawXen:
 
     def __init__(self, sim: Any) -> None:
         self.sim = sim
-        self.counter = CallCounter()
+        self.counter = CallStats()
         self.session = XenAPI.Session(sim.url, transport=CountingTransport(self.counter))
         self.session.xenapi.login_with_password(sim.username, sim.password, "2.1",
                                                 "virtdriver-bench")
@@ -58,7 +60,7 @@ class RawXen:
             self.api.session.logout()
 
     def _http(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        self.counter.add(f"HTTP {method}")
+        started = time.monotonic()
         parsed = urllib.parse.urlsplit(self.sim.url)
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
         try:
@@ -71,6 +73,7 @@ class RawXen:
             return data
         finally:
             conn.close()
+            self.counter.record(f"HTTP {method}", time.monotonic() - started)
 
     def put_vdi(self, vdi: str, data: bytes) -> None:
         """Upload raw bytes into a VDI (``PUT /import_raw_vdi``)."""
