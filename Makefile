@@ -41,7 +41,7 @@ $(CACHE)/system-deps.stamp:
 	touch $@
 
 vcsim: system-deps
-	bash tests/vcsim/build.sh
+	bash virtdriver/vmware/simulator/launcher/build.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -68,7 +68,7 @@ test-nova: system-deps
 	bash tests/nova/run.sh
 
 demo: venv vcsim
-	VIRTDRIVER_VCSIM=$$(bash tests/vcsim/build.sh) $(PY) tools/demo.py
+	VIRTDRIVER_VCSIM=$$(bash virtdriver/vmware/simulator/launcher/build.sh) $(PY) tools/demo.py
 
 bench: venv vcsim
 	$(PY) benchmarks/run.py

@@ -1,6 +1,6 @@
 """Start and stop the two simulators with the inventory each benchmark needs.
 
-* VMware: the project's vcsim launcher (``tests/vcsim/launcher.py``), over TLS with a fresh
+* VMware: the project's vcsim launcher (``virtdriver/vmware/simulator``), over TLS with a fresh
   test CA, on a loopback port.
 * Xen: the project's XAPI simulator in a child process (``benchmarks/xapi_server.py``), so
   its work and memory never mix with the measured client's.
@@ -34,10 +34,10 @@ _VCSIM_BINARY: Path | None = None
 
 
 def vcsim_binary() -> Path:
-    """The built launcher (built once per run by ``tests/vcsim/build.sh``)."""
+    """The built launcher (built once per run by ``virtdriver.vmware.simulator``)."""
     global _VCSIM_BINARY
     if _VCSIM_BINARY is None:
-        from tests.vcsim.launcher import build_vcsim
+        from virtdriver.vmware.simulator import build_vcsim
         _VCSIM_BINARY = build_vcsim()
     return _VCSIM_BINARY
 
@@ -51,7 +51,7 @@ class VmwareSim:
         self.sim: Any = None
 
     def __enter__(self) -> VmwareSim:
-        from tests.vcsim.launcher import Vcsim
+        from virtdriver.vmware.simulator import Vcsim
         self.sim = Vcsim(binary=vcsim_binary(), start_timeout=START_TIMEOUT)
         self.sim.start(**self.flags)
         return self

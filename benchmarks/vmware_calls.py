@@ -69,7 +69,7 @@ def run(server: Any) -> None:
 
 def main() -> None:
     """Start the launcher (unless VCSIM_URL is set) and run the measurement."""
-    from tests.vcsim.launcher import RemoteVcsim, Vcsim
+    from virtdriver.vmware.simulator import RemoteVcsim, Vcsim
     if os.environ.get("VCSIM_URL"):
         run(RemoteVcsim.from_env())
         return

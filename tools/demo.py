@@ -134,8 +134,8 @@ def make_image(workdir: Path) -> None:
 def main() -> int:
     """Run the demo; non-zero exit if any step failed."""
     vcsim = os.environ.get("VIRTDRIVER_VCSIM") or subprocess.run(
-        ["bash", str(REPO / "tests/vcsim/build.sh")], check=True, capture_output=True,
-        text=True).stdout.strip().splitlines()[-1]
+        ["bash", str(REPO / "virtdriver/vmware/simulator/launcher/build.sh")], check=True,
+        capture_output=True, text=True).stdout.strip().splitlines()[-1]
     workdir = Path(tempfile.mkdtemp(prefix="virtdriver-demo-"))
     started = time.monotonic()
     outcomes: list[Outcome] = []

@@ -23,7 +23,7 @@ import XenAPI
 from pyVim.task import WaitForTask
 from pyVmomi import SoapStubAdapter, vim, vmodl
 
-from tests.vcsim.launcher import Vcsim, build_vcsim
+from virtdriver.vmware.simulator import Vcsim, build_vcsim
 
 #: The network Nova's test network_info plugs into (``nova.tests.unit.utils``).
 BRIDGE = "br0"

@@ -43,7 +43,7 @@ def start(config_file: Path, vcsim_binary: str | None, hosts: int = 2) -> dict[s
     binary = vcsim_binary or os.environ.get("VIRTDRIVER_VCSIM")
     if not binary or not Path(binary).is_file():
         raise InvalidInput("--vcsim", binary, "must name the built vcsim launcher "
-                           "(bash tests/vcsim/build.sh prints its path)")
+                           "(bash virtdriver/vmware/simulator/launcher/build.sh prints its path)")
     directory.mkdir(parents=True, exist_ok=True)
     started: dict[str, Any] = {}
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vcsim.launcher import build_vcsim
+from virtdriver.vmware.simulator import build_vcsim
 
 REPO = Path(__file__).resolve().parents[3]
 NETWORKS = {"vmware": "VM Network", "xen": "Pool-wide network associated with eth0"}

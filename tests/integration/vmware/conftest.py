@@ -1,10 +1,10 @@
 """Fixtures for VMware integration tests: one vCenter simulator per test module.
 
-``vcsim`` (module scope) starts the project's launcher (``tests/vcsim``) on a
+``vcsim`` (module scope) starts the project's launcher (``virtdriver/vmware/simulator``) on a
 free loopback port, over TLS with a freshly generated test CA, with required
 credentials, and stops it by PID after the module.  A module may override the
 module-scoped ``vcsim_flags`` fixture to choose the inventory and options
-(keyword arguments of ``tests.vcsim.launcher.Vcsim.start``)::
+(keyword arguments of ``virtdriver.vmware.simulator.Vcsim.start``)::
 
     @pytest.fixture(scope="module")
     def vcsim_flags():
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.vcsim.launcher import RemoteVcsim, Vcsim, build_vcsim
+from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_vcsim
 
 HERE = pathlib.Path(__file__).resolve().parent
 

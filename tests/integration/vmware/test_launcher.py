@@ -1,4 +1,4 @@
-"""Tests of the vCenter simulator launcher itself (``tests/vcsim``), with plain pyvmomi.
+"""Tests of the vCenter simulator launcher (``virtdriver.vmware.simulator``), with plain pyvmomi.
 
 Properties are read through the PropertyCollector (RetrievePropertiesEx /
 WaitForUpdatesEx), never through pyvmomi attribute access.  Tests whose name
@@ -26,7 +26,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-from tests.vcsim.launcher import FaultInjectionUnavailable, RemoteVcsim, Vcsim, VcsimError
+from virtdriver.vmware.simulator import FaultInjectionUnavailable, RemoteVcsim, Vcsim, VcsimError
 
 PC = vmodl.query.PropertyCollector
 

@@ -1,4 +1,4 @@
-"""Start and stop the project's vCenter simulator launcher (``tests/vcsim``).
+"""Start and stop the project's vCenter simulator launcher (Go sources in ``launcher/``).
 
 Standard library only, plus ``trustme`` for the throw-away test CA.
 
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
-BUILD_SCRIPT = HERE / "build.sh"
+BUILD_SCRIPT = HERE / "launcher" / "build.sh"
 
 DEFAULT_USERNAME = "administrator@vsphere.local"
 
