@@ -26,6 +26,8 @@ from virtdriver.vmware.ds_util import Datastore, DatastoreHTTP, DatastorePath
 from virtdriver.vmware.session import VMwareSession
 
 SECTOR = 512
+#: file name of the config-drive ISO in the VM's folder
+CONFIG_DRIVE_NAME = "configdrive.iso"
 
 
 def flat_descriptor(flat_name: str, size_bytes: int, adapter: str) -> bytes:

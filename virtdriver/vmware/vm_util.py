@@ -19,7 +19,7 @@ from virtdriver.common import exceptions
 from virtdriver.common.model import ResourceAllocation, VMConfigInfo, field_of, image_property
 from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.ds_util import Datastore, DatastorePath, GiB
-from virtdriver.vmware.session import VMwareSession
+from virtdriver.vmware.session import VMwareSession, ignoring
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ DEFAULT_GUEST = "otherGuest"
 IDE_CONTROLLER_KEY = 200
 MANAGED_BY = vim.ext.ManagedByInfo(extensionKey="org.openstack.compute", type="instance")
 VM_UUID_KEY = "nvp.vm-uuid"
+#: name ending of the disk rescue attaches (told apart from the root disk by it)
+RESCUE_SUFFIX = "-rescue.vmdk"
 
 # keys for devices created in one spec (vCenter replaces negative keys)
 _SCSI_KEY = -100
@@ -278,6 +280,46 @@ def free_unit(devices: Iterable[Any], controller_key: int) -> int:
             return unit
     raise exceptions.BackendError(f"controller {controller_key} has no free unit",
                                   code="NoFreeUnit")
+
+
+def root_disk(devices: Iterable[Any]) -> Any:
+    """The VM's first disk that is not a rescue disk."""
+    disks = [d for d in disks_of(devices) if not d.backing.fileName.endswith(RESCUE_SUFFIX)]
+    if not disks:
+        raise exceptions.BackendError("the VM has no root disk", code="NoRootDiskDefined")
+    return disks[0]
+
+
+def power_off(session: VMwareSession, vm: Any) -> None:
+    """Hard power-off; an already powered-off VM stays so."""
+    with ignoring("InvalidPowerState"):
+        session.call_task(vm, "PowerOffVM_Task")
+
+
+def power_on(session: VMwareSession, vm: Any) -> None:
+    """Power on; an already running VM stays running."""
+    with ignoring("InvalidPowerState"):
+        session.call_task(vm, "PowerOnVM_Task")
+
+
+def detach_disk(session: VMwareSession, vm: Any, disk: Any, destroy: bool = False) -> None:
+    """Remove a disk device from the VM (and delete its files when ``destroy``)."""
+    spec = vim.vm.device.VirtualDeviceSpec(operation="remove", device=disk)
+    if destroy:
+        spec.fileOperation = "destroy"
+    session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=[spec]))
+
+
+def set_boot_disk(session: VMwareSession, vm: Any, key: int | None) -> None:
+    """Boot from the disk with device ``key`` (None: the server's default order)."""
+    order = [vim.vm.BootOptions.BootableDiskDevice(deviceKey=key)] if key is not None else []
+    session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(
+        bootOptions=vim.vm.BootOptions(bootOrder=order)))
+
+
+def relocate(session: VMwareSession, vm: Any, host: Any, pool: Any) -> None:
+    """Move the VM to ``host`` (a host of the cluster whose resource pool is ``pool``)."""
+    session.call_task(vm, "RelocateVM_Task", vim.vm.RelocateSpec(host=host, pool=pool))
 
 
 class Inventory:

@@ -19,7 +19,6 @@ from virtdriver.common.model import (
     ConsoleInfo,
     field_of,
     image_property,
-    stuck_rebooting,
     validate_vifs,
 )
 from virtdriver.vmware import ds_util, vm_util
@@ -209,12 +208,6 @@ class NetworkOpsMixin:
                     "memory_mb": props.get("summary.quickStats.guestMemoryUsage") or 0}
         return usage
 
-    def poll_rebooting_instances(self, timeout: int, instances: Iterable[Any]) -> list[Any]:
-        """Hard-reboot instances stuck rebooting for ``timeout`` seconds or more."""
-        rebooted = stuck_rebooting(instances, timeout)
-        for instance in rebooted:
-            self.reboot(instance, reboot_type="HARD")
-        return rebooted
 
 
 class HostOpsMixin:

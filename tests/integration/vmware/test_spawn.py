@@ -205,7 +205,7 @@ def test_spawn_without_an_image_store_is_invalid_input(vcsim: Any, image_store: 
     backend = virtdriver.load_backend("vmware", make_conf(vcsim))
     with pytest.raises(exceptions.InvalidInput, match="image_store"):
         backend.spawn(None, make_instance(), image_store.disk, [], None, [])
-    assert backend._session is None  # not even logged in
+    assert backend._backend._session is None  # not even logged in
 
 
 def test_no_secret_reaches_a_log_line(ops: Any, image_store: Any, vcsim: Any,

@@ -86,19 +86,19 @@ def test_concurrent_spawns_of_one_image_upload_it_once(ops: Any, image_store: An
 
 
 def test_session_expiry_mid_spawn_is_survived(ops: Any, image_store: Any, vcsim: Any,
-                                              inspector: Any) -> None:
+                                              inspector: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtdriver.vmware import spawn
     ops.session.stats.reset()
     inst = make_instance()
-    real = ops._create_vm
+    real = spawn._create_vm
 
     def expire_then_create(*args: Any) -> Any:
         vcsim.expire_sessions()
         return real(*args)
-    ops._create_vm = expire_then_create
-    try:
-        ops.spawn(None, inst, image_store.disk, [], None, [])
-    finally:
-        del ops._create_vm
+    monkeypatch.setattr(spawn, "_create_vm", expire_then_create)
+    ops.spawn(None, inst, image_store.disk, [], None, [])
+    monkeypatch.undo()
     assert ops.session.stats.calls["Login"] == 1
     assert inspector.vm(inst.uuid)["runtime.powerState"] == "poweredOn"
     ops.destroy(inst)

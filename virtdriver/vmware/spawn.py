@@ -1,0 +1,248 @@
+"""Spawn and destroy on vCenter: their steps and spawn's rollback.
+
+Spawn reads like its list of steps; each step is a function that can be tested alone and
+that registers its own undo with a :class:`Rollback` as soon as it succeeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oslo_log import log as logging
+from pyVmomi import vim
+
+from virtdriver.common import exceptions
+from virtdriver.common.model import VMConfigInfo, field_of, image_property
+from virtdriver.common.progress import Rollback, make_step_decorator
+from virtdriver.vmware import ds_util, vm_util
+from virtdriver.vmware import vif as vif_util
+from virtdriver.vmware.backend import VMwareBackend
+from virtdriver.vmware.ds_util import Datastore, DatastorePath
+from virtdriver.vmware.images import (
+    CONFIG_DRIVE_NAME,
+    build_config_drive,
+    check_image,
+    config_drive_files,
+)
+from virtdriver.vmware.session import ignoring
+
+LOG = logging.getLogger(__name__)
+
+
+def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
+          injected_files: Any, admin_password: str | None, network_info: Any = None) -> None:
+    """Create the VM from the image and flavor, then power it on; a failed step leaves nothing.
+
+    The caller holds the instance's lock.
+    """
+    info = spawn_config(backend, instance, image_meta, network_info)
+    step = make_step_decorator(context, instance, backend.progress)
+    # module globals looked up at call time, so a test can wrap one step
+    check_absent = step(_check_absent)
+    find_networks = step(_networks_for)
+    choose_datastore = step(_choose_datastore)
+    cache_image = step(_cache_image)
+    create_vm = step(_create_vm)
+    attach_disks = step(_attach_root_and_config_drive)
+    power_on = step(_power_on_new_vm)
+    with Rollback(f"spawn of {field_of(instance, 'uuid')}") as undo:
+        check_absent(backend, instance)
+        find_networks(backend, info.vifs)
+        ds = choose_datastore(backend, info)
+        cached = cache_image(backend, context, info, ds)
+        vm = create_vm(backend, info, ds, cached, undo)
+        attach_disks(backend, info, ds, cached, vm, injected_files, admin_password)
+        power_on(backend, vm)
+    LOG.info("spawned on datastore %s", ds.name, instance=instance)
+
+
+def spawn_config(backend: VMwareBackend, instance: Any, image_meta: Any,
+                 network_info: Any) -> VMConfigInfo:
+    """Every input of spawn checked, before the first server call."""
+    if backend.image_store is None:
+        raise exceptions.InvalidInput("image_store", None,
+                                      "is required to spawn from an image")
+    check_image(image_meta)
+    info = VMConfigInfo.build(instance, image_meta, network_info)
+    vm_util.adapter_type(image_meta)
+    vm_util.guest_id(image_meta)
+    vif_util.vif_model(image_property(image_meta, "hw_vif_model"))
+    size = field_of(image_meta, "size", 0) or 0
+    if info.root_gb and size > info.root_gb * ds_util.GiB and \
+            field_of(image_meta, "disk_format") != "iso":
+        raise exceptions.InvalidInput("flavor.root_gb", info.root_gb,
+                                      f"is smaller than the image ({size} bytes)")
+    return info
+
+
+def _check_absent(backend: VMwareBackend, instance: Any) -> None:
+    if backend.vm_refs.find(backend.session, field_of(instance, "uuid")) is not None:
+        raise exceptions.InstanceExists(field_of(instance, "name"))
+
+
+def _networks_for(backend: VMwareBackend, vifs: Any) -> None:
+    backend.networks_for(vifs)
+
+
+def _choose_datastore(backend: VMwareBackend, info: VMConfigInfo) -> Datastore:
+    needed = (info.root_gb + info.ephemeral_gb) * ds_util.GiB + info.swap_mb * 1024 ** 2
+    candidates = {ref._moId: (ref, props) for ref, props in backend.datastore_props().items()}
+    ref, props = ds_util.choose_datastore(candidates, backend.conf.vmware.datastore_regex,
+                                          needed)
+    return backend.datastore(ref, props)
+
+
+def _cache_image(backend: VMwareBackend, context: Any, info: VMConfigInfo,
+                 ds: Datastore) -> DatastorePath:
+    image_id = field_of(info.image, "id")
+    cache = backend.image_cache
+    if linked_clone(backend, info) and info.root_gb:
+        # the sized copy exists only if the image is cached: one look is enough
+        sized = cache.disk_path(ds, image_id, info.root_gb)
+        if cache.http.exists(ds.dc_name, ds.name, sized.rel_path):
+            return sized
+    cached = cache.ensure(context, info.image, ds, vm_util.adapter_type(info.image))
+    if linked_clone(backend, info) and info.root_gb:
+        return cache.sized_copy(ds, image_id, info.root_gb,
+                                field_of(info.image, "size", 0) or 0, known_absent=True)
+    return cached
+
+
+def linked_clone(backend: VMwareBackend, info: VMConfigInfo) -> bool:
+    """Whether the root disk is a child of the cached image (image property, else conf)."""
+    if field_of(info.image, "disk_format") == "iso":
+        return False
+    value = image_property(info.image, "img_linked_clone",
+                           image_property(info.image, "vmware_linked_clone"))
+    if value is None:
+        return bool(backend.conf.vmware.use_linked_clone)
+    return str(value).lower() in ("true", "1", "yes")
+
+
+def _create_vm(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
+               cached: DatastorePath, undo: Rollback) -> Any:
+    uuid = field_of(info.instance, "uuid")
+    adapter = vm_util.adapter_type(info.image)
+    layout = vm_util.DiskLayout(adapter)
+    devices = [s for s in [vm_util.controller_spec(adapter)] if s is not None]
+    folder = ds.path(uuid)
+    io = info.extra_specs.disk_io
+    if linked_clone(backend, info) and info.root_gb:
+        devices.append(vm_util.disk_spec(layout, folder.join(f"{uuid}.vmdk"),
+                                         vm_util.gib_to_kb(info.root_gb), create=True,
+                                         parent=cached, io=io))
+    else:
+        layout.slot()  # unit 0 is the root disk's, attached after the copy
+    if info.ephemeral_gb:
+        devices.append(vm_util.disk_spec(layout, folder.join("ephemeral_0.vmdk"),
+                                         vm_util.gib_to_kb(info.ephemeral_gb), create=True,
+                                         io=io))
+    if info.swap_mb:
+        devices.append(vm_util.disk_spec(layout, folder.join("swap.vmdk"),
+                                         info.swap_mb * 1024, create=True, io=io))
+    spec = vm_util.create_spec(info, ds, backend.networks_for(info.vifs), devices)
+    inv = backend.inventory
+    vm = backend.session.call_task(inv.vm_folder, "CreateVM_Task", spec, inv.pool)
+    undo.push(_remove_vm, backend, vm, ds, folder, info.instance)
+    backend.vm_refs.remember(uuid, vm)
+    return vm
+
+
+def _remove_vm(backend: VMwareBackend, vm: Any, ds: Datastore, folder: DatastorePath,
+               instance: Any) -> None:
+    """Undo of create: the VM and everything in its folder."""
+    LOG.info("removing the VM of a failed spawn", instance=instance)
+    session = backend.session
+    with ignoring("InvalidPowerState"):
+        session.call_task(vm, "PowerOffVM_Task")
+    with ignoring("ManagedObjectNotFound"):
+        session.call_task(vm, "Destroy_Task")
+    ds_util.delete_path(session, ds, folder)
+    backend.vm_refs.forget(field_of(instance, "uuid"))
+
+
+def _attach_root_and_config_drive(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
+                                  cached: DatastorePath, vm: Any, injected_files: Any,
+                                  admin_password: str | None) -> None:
+    """What CreateVM could not hold: a copied root disk, an ISO, the config drive."""
+    changes = []
+    if not (linked_clone(backend, info) and info.root_gb):
+        changes += _root_disk_changes(backend, info, ds, cached, vm)
+    if field_of(info.instance, "config_drive"):
+        changes.append(_config_drive(backend, info, ds, injected_files, admin_password))
+    if changes:
+        backend.session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=changes))
+
+
+def _root_disk_changes(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
+                       cached: DatastorePath, vm: Any) -> list[Any]:
+    session = backend.session
+    uuid = field_of(info.instance, "uuid")
+    root = ds.path(uuid).join(f"{uuid}.vmdk")
+    layout = vm_util.DiskLayout(vm_util.adapter_type(info.image))
+    controller = layout.controller_key
+    if controller < 0:
+        # CreateVM gave the SCSI controller its real key; read it
+        controller = next(d.key for d in vm_util.devices_of(session, vm)
+                          if isinstance(d, vim.vm.device.VirtualSCSIController))
+    io = info.extra_specs.disk_io
+    if field_of(info.image, "disk_format") == "iso":
+        # boot from the cached ISO; the root disk, if any, starts blank
+        changes = [vm_util.cdrom_spec(cached, vm_util.IDE_CONTROLLER_KEY + 1, 0, key=-60)]
+        if info.root_gb:
+            changes.append(vm_util.disk_spec(layout, root, vm_util.gib_to_kb(info.root_gb),
+                                             create=True, slot=(controller, 0), io=io))
+        return changes
+    ds_util.copy_disk(session, ds, cached, root)
+    size = field_of(info.image, "size", 0) or 0
+    capacity_kb = vm_util.gib_to_kb(info.root_gb) if info.root_gb else \
+        max(1, (size + 1023) // 1024)
+    if info.root_gb and info.root_gb * ds_util.GiB > size:
+        ds_util.extend_disk(session, ds, root, capacity_kb)
+    return [vm_util.disk_spec(layout, root, capacity_kb, create=False,
+                              slot=(controller, 0), io=io)]
+
+
+def _config_drive(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
+                  injected_files: Any, admin_password: str | None) -> Any:
+    """Upload the config-drive ISO into the VM's folder; return its CD-ROM spec."""
+    uuid = field_of(info.instance, "uuid")
+    data = build_config_drive(config_drive_files(info.instance, injected_files,
+                                                 admin_password, info.vifs))
+    iso = ds.path(uuid).join(CONFIG_DRIVE_NAME)
+    backend.image_cache.http.put(ds.dc_name, ds.name, iso.rel_path, [data], len(data))
+    # second IDE channel: the first one may hold IDE disks
+    return vm_util.cdrom_spec(iso, vm_util.IDE_CONTROLLER_KEY + 1, 1, key=-61)
+
+
+def _power_on_new_vm(backend: VMwareBackend, vm: Any) -> None:
+    backend.session.call_task(vm, "PowerOnVM_Task")
+
+
+def destroy(backend: VMwareBackend, instance: Any, destroy_disks: bool = True) -> None:
+    """Power off, unregister, delete the VM's folder; a gone VM is a no-op.
+
+    The caller holds the instance's lock.
+    """
+    try:
+        vm, props = backend.read(instance, ["runtime.powerState", "config.files.vmPathName"])
+    except exceptions.InstanceNotFound:
+        LOG.info("no VM to destroy", instance=instance)
+        return
+    _destroy_vm(backend, vm, props, destroy_disks)
+    backend.vm_refs.forget(field_of(instance, "uuid"))
+    LOG.info("destroyed%s", "" if destroy_disks else " (disks kept)", instance=instance)
+
+
+def _destroy_vm(backend: VMwareBackend, vm: Any, props: dict[str, Any],
+                destroy_disks: bool) -> None:
+    # 1. power off, 2. unregister, 3. delete the folder holding the VM's files
+    session = backend.session
+    if props.get("runtime.powerState") != "poweredOff":
+        with ignoring("InvalidPowerState"):
+            session.call_task(vm, "PowerOffVM_Task")
+    session.invoke(vm, "UnregisterVM")
+    vm_path = props.get("config.files.vmPathName")
+    if destroy_disks and vm_path:
+        ds = backend.vm_datastore(vm_path)
+        ds_util.delete_path(session, ds, DatastorePath.parse(vm_path).parent)
