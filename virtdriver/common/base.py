@@ -22,6 +22,13 @@ from virtdriver.common.exceptions import UnsupportedOperation
 from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
 from virtdriver.common.progress import ProgressCallback, ProgressReporter
 from virtdriver.common.stats import CallStats
+from virtdriver.common.volumes import (
+    BlockDevices,
+    ConnectionInfo,
+    parse_block_device_info,
+    parse_connection_info,
+    supported_volume_types,
+)
 
 __all__ = ["VMOps", "UnsupportedOperation", "DEFAULT_CAPABILITIES"]
 
@@ -55,6 +62,16 @@ DEFAULT_CAPABILITIES: dict[str, bool] = {
     "supports_console_output": False,
     "supports_bandwidth_counters": False,
     "supports_security_rules": False,
+    # volumes: attach/detach at all, boot from a volume, swap one for another in place,
+    # extend an attached one; and which Cinder driver_volume_types are attached
+    # (supports_volume_type_<type>; see virtdriver.common.volumes).
+    "supports_volume_attach": False,
+    "supports_boot_from_volume": False,
+    "supports_swap_volume": False,
+    "supports_extend_volume": False,
+    "supports_volume_type_vmdk": False,
+    "supports_volume_type_iscsi": False,
+    "supports_volume_type_vstorageobject": False,
 }
 
 
@@ -84,6 +101,22 @@ class VMOps(abc.ABC):
     def unsupported(self, operation: str, reason: str = "") -> UnsupportedOperation:
         """The error to raise for an operation this hypervisor cannot do."""
         return UnsupportedOperation(operation, self.backend_name, reason)
+
+    def connection_info(self, value: Any) -> ConnectionInfo:
+        """Cinder's ``connection_info``, checked for this backend (before any call).
+
+        A type the backend does not attach (``capabilities`` ``supports_volume_type_*``)
+        or a multi-attach volume is UnsupportedOperation naming it; a missing ``data`` key
+        is InvalidInput naming the key.
+        """
+        return parse_connection_info(value, self.backend_name,
+                                     supported_volume_types(self.capabilities))
+
+    def block_devices(self, block_device_info: Any) -> BlockDevices:
+        """The volumes of ``block_device_info``, each checked as :meth:`connection_info`
+        does; empty (falsy) for None or a mapping without volumes."""
+        return parse_block_device_info(block_device_info, self.backend_name,
+                                       supported_volume_types(self.capabilities))
 
     def close(self) -> None:
         """Log out and release every server session and thread the backend holds."""
@@ -372,3 +405,4 @@ class VMOps(abc.ABC):
     @abc.abstractmethod
     def check_temp_folder(self, ds_name: str, ds_ref: Any) -> None:
         """Make sure the temporary folder for uploads exists on the datastore or SR."""
+

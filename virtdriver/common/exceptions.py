@@ -17,6 +17,8 @@ error is kept as ``__cause__`` (raise ... from fault), and its code travels as d
     ├── ImageError                              an image's data or metadata is unusable
     ├── MigrationError
     │   └── MigrationPreCheckError
+    ├── VolumeError                             a volume could not be attached or detached
+    │   └── VolumeNotFound                      the volume is not (or no longer) there
     ├── AgentError                              the guest agent refused or failed a request
     │   └── AgentTimeout
     └── BackendError                            the server said no (code and params kept)
@@ -113,6 +115,28 @@ class MigrationError(VirtDriverError):
 
 class MigrationPreCheckError(MigrationError):
     """A live-migration check refused the move before anything was changed."""
+
+
+class VolumeError(VirtDriverError):
+    """A volume could not be attached, detached, swapped or extended.
+
+    The storage behind it is unreachable (no iSCSI adapter, target or LUN), the VM has no
+    free slot, or the server refused the change; the VM is left as it was. ``volume_id``
+    names the Cinder volume.
+    """
+
+    def __init__(self, volume_id: str | None, reason: str) -> None:
+        self.volume_id = volume_id
+        self.reason = reason
+        super().__init__(f"volume {volume_id}: {reason}")
+
+
+class VolumeNotFound(VolumeError):
+    """The volume is not attached to the instance, or its storage is gone.
+
+    On detach this means there is nothing left to detach: Nova's DiskNotFound, which the
+    compute manager logs and moves past.
+    """
 
 
 class AgentError(VirtDriverError):
