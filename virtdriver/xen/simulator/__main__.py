@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--username", default="root")
-    parser.add_argument("--password", default="secret")
+    # Prefer the environment: a command line is visible to every local user (ps).
+    parser.add_argument("--password", default=os.environ.get("XAPI_SIMULATOR_PASSWORD", "secret"),
+                        help="login password (default: $XAPI_SIMULATOR_PASSWORD, else 'secret')")
     parser.add_argument("--hosts", type=int, default=1)
     parser.add_argument("--vms", type=int, default=0)
     parser.add_argument("--tls-cert")
