@@ -1,15 +1,18 @@
-"""The steps of spawn (and of rescue's spawn of ``<name>-rescue``), each testable alone.
+"""Building a VM: the steps of spawn (and of rescue's and finish_migration's VM), each
+testable alone.
 
-:meth:`VMBuilder.plan` validates everything before the first server call and returns a
-:class:`SpawnPlan`; each step then does one part of the work and, as soon as it has made
-something, registers how to undo it on the :class:`~virtdriver.common.progress.Rollback`.
+:func:`plan` validates everything before the first server call and returns a
+:class:`SpawnPlan`; each step then does one part of the work on the given
+:class:`~virtdriver.xen.backend.XenBackend` and, as soon as it has made something, registers
+how to undo it on the :class:`~virtdriver.common.progress.Rollback`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import VIF, VMConfigInfo, field_of, image_property
@@ -17,10 +20,8 @@ from virtdriver.common.progress import Rollback
 from virtdriver.xen import config_drive, disks, vm_utils
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.agent import GuestAgent
+from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import is_handle_invalid
-
-if TYPE_CHECKING:
-    from virtdriver.xen.vmops import XenVMOps
 
 LOG = logging.getLogger(__name__)
 
@@ -76,222 +77,190 @@ def _validate_files(injected_files: Any) -> list[tuple[str, bytes]]:
     return files
 
 
-class VMBuilder:
-    """Spawn's steps, bound to one backend (its session, configuration and image store)."""
+# -- validation (no server call) ------------------------------------------------------
 
-    def __init__(self, ops: XenVMOps) -> None:
-        self.ops = ops
-        self.session = ops.session
-        self.xen = ops.conf.xenserver
-        self._sr_ref: str | None = None
 
-    def sr_ref(self) -> str:
-        """The SR for instance disks (chosen by sr_matching_filter once, then cached)."""
-        if self._sr_ref is None:
-            self._sr_ref = disks.find_sr(self.session, self.xen.sr_matching_filter)
-        return self._sr_ref
+def plan(backend: XenBackend, instance: Any, image: Any, injected_files: Any,
+         admin_password: Any, network_info: Any, rescue: bool = False) -> SpawnPlan:
+    """Validate every input and return the plan; InvalidInput before any server call."""
+    config = VMConfigInfo.build(instance, image, network_info)
+    if backend.image_store is None:
+        raise exc.InvalidInput("image_store", None, "is required to spawn on Xen")
+    disk_format = field_of(image, "disk_format")
+    if disk_format not in disks.IMPORT_FORMATS or disk_format == "iso":
+        raise exc.InvalidInput("image.disk_format", disk_format,
+                               "must be raw or vhd on the Xen backend")
+    image_size = int(field_of(image, "size", 0) or 0)
+    if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
+        raise exc.InvalidInput("flavor.root_gb", config.root_gb,
+                               f"is smaller than the image ({image_size} bytes)")
+    if admin_password is not None and not isinstance(admin_password, str):
+        raise exc.InvalidInput("admin_password", "<hidden>", "must be a string")
+    files = _validate_files(injected_files)
+    mode = vm_utils.vm_mode(image, instance, backend.xen.default_os_type)
+    guest_os = vm_utils.os_type(image, instance, backend.xen.default_os_type)
+    needs_agent = bool(admin_password or files)
+    if needs_agent and backend.xen.disable_agent and not (
+            field_of(instance, "config_drive", False) and not rescue):
+        raise exc.InvalidInput("admin_password/injected_files", "<hidden>",
+                               "need the guest agent ([xenserver] disable_agent is set) "
+                               "or a config drive")
+    return SpawnPlan(instance=instance, image=image, config=config, mode=mode,
+                     os_type=guest_os, injected_files=files,
+                     admin_password=admin_password or None, rescue=rescue)
 
-    # -- validation (no server call) ------------------------------------------------------
 
-    def plan(self, instance: Any, image: Any, injected_files: Any, admin_password: Any,
-             network_info: Any, rescue: bool = False) -> SpawnPlan:
-        """Validate every input and return the plan; InvalidInput before any server call."""
-        config = VMConfigInfo.build(instance, image, network_info)
-        if self.ops.image_store is None:
-            raise exc.InvalidInput("image_store", None, "is required to spawn on Xen")
-        disk_format = field_of(image, "disk_format")
-        if disk_format not in disks.IMPORT_FORMATS or disk_format == "iso":
-            raise exc.InvalidInput("image.disk_format", disk_format,
-                                   "must be raw or vhd on the Xen backend")
-        image_size = int(field_of(image, "size", 0) or 0)
-        if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
-            raise exc.InvalidInput("flavor.root_gb", config.root_gb,
-                                   f"is smaller than the image ({image_size} bytes)")
-        if admin_password is not None and not isinstance(admin_password, str):
-            raise exc.InvalidInput("admin_password", "<hidden>", "must be a string")
-        files = _validate_files(injected_files)
-        mode = vm_utils.vm_mode(image, instance, self.xen.default_os_type)
-        guest_os = vm_utils.os_type(image, instance, self.xen.default_os_type)
-        needs_agent = bool(admin_password or files)
-        if needs_agent and self.xen.disable_agent and not (
-                field_of(instance, "config_drive", False) and not rescue):
-            raise exc.InvalidInput("admin_password/injected_files", "<hidden>",
-                                   "need the guest agent ([xenserver] disable_agent is set) "
-                                   "or a config drive")
-        return SpawnPlan(instance=instance, image=image, config=config, mode=mode,
-                         os_type=guest_os, injected_files=files,
-                         admin_password=admin_password or None, rescue=rescue)
+# -- steps ------------------------------------------------------------------------------
 
-    # -- steps ------------------------------------------------------------------------------
 
-    def check_no_vm(self, plan: SpawnPlan, name_label: str) -> None:
-        """What only the server can tell, before anything is made: no VM of that name yet
-        (else InstanceExists), and every VIF's network exists (else InvalidInput)."""
-        if vm_utils.find_vm(self.session, name_label) is not None:
-            raise exc.InstanceExists(name_label)
-        plan.networks = vif_utils.find_networks(self.session, plan.vifs)
+def check_no_vm(backend: XenBackend, plan: SpawnPlan, name_label: str) -> None:
+    """What only the server can tell, before anything is made: no VM of that name yet
+    (else InstanceExists), and every VIF's network exists (else InvalidInput)."""
+    if vm_utils.find_vm(backend.session, name_label) is not None:
+        raise exc.InstanceExists(name_label)
+    plan.networks = vif_utils.find_networks(backend.session, plan.vifs)
 
-    def create_disks(self, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
-        """Root disk (CoW clone of the cached image, grown to root_gb), ephemeral, swap and
-        config drive VDIs on the configured SR."""
-        plan.sr_ref = self.sr_ref()
-        try:
-            base, base_size = disks.cached_image(self.session, self.ops.image_store, context,
-                                      plan.sr_ref, plan.image,
-                                      self.ops.conf.image_cache_subdirectory_name)
-        except exc.BackendError as error:
-            if is_handle_invalid(error, "SR"):
-                self._sr_ref = None  # the SR went away: choose again next time
+
+def create_disks(backend: XenBackend, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
+    """Root disk (CoW clone of the cached image, grown to root_gb), ephemeral, swap and
+    config drive VDIs on the configured SR."""
+    plan.sr_ref = backend.sr_ref()
+    try:
+        base, base_size = disks.cached_image(backend.session, backend.image_store, context,
+                                             plan.sr_ref, plan.image,
+                                             backend.conf.image_cache_subdirectory_name)
+    except exc.BackendError as error:
+        if is_handle_invalid(error, "SR"):
+            backend.forget_sr()  # the SR went away: choose again next time
+        raise
+    root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
+    root = disks.clone_for_instance(backend.session, base, plan.instance,
+                                    "rescue" if plan.rescue else "root", root_size,
+                                    base_size)
+    undo.push(vm_utils.destroy_vdi, backend.session, root)
+    plan.vdis[vm_utils.DEVICE_ROOT] = root
+    if plan.rescue:
+        return
+    name = field_of(plan.instance, "name")
+    other = {"nova_instance_uuid": plan.uuid}
+    if plan.config.swap_mb:
+        swap = disks.create_vdi(backend.session, plan.sr_ref, f"{name} swap",
+                                plan.config.swap_mb * vm_utils.MiB, "swap", other)
+        undo.push(vm_utils.destroy_vdi, backend.session, swap)
+        plan.vdis[vm_utils.DEVICE_SWAP] = swap
+    if plan.config.ephemeral_gb:
+        eph = disks.create_vdi(backend.session, plan.sr_ref, f"{name} ephemeral",
+                               plan.config.ephemeral_gb * vm_utils.GiB, "ephemeral", other)
+        undo.push(vm_utils.destroy_vdi, backend.session, eph)
+        plan.vdis[str(vm_utils.DEVICE_EPHEMERAL)] = eph
+    if plan.wants_config_drive:
+        create_config_drive(backend, plan, undo)
+
+
+def create_config_drive(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
+    """An ISO 9660 config drive VDI (OpenStack metadata layout) on the plan's SR."""
+    iso = config_drive.build_iso(config_drive.metadata_files(
+        plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
+    drive = disks.create_vdi(backend.session, plan.sr_ref,
+                             f"{field_of(plan.instance, 'name')} config drive", len(iso),
+                             "configdrive", {"nova_instance_uuid": plan.uuid})
+    undo.push(vm_utils.destroy_vdi, backend.session, drive)
+    disks.upload(backend.session, drive, [iso], len(iso))
+    plan.vdis[vm_utils.DEVICE_CONFIGDRIVE] = drive
+
+
+def create_vm_record(backend: XenBackend, plan: SpawnPlan, name_label: str, undo: Rollback,
+                     rescue_of: str | None = None) -> str:
+    """``VM.create`` from the flavor, image properties and extra specs, with the
+    instance data (metadata, hostname, networking) in its xenstore_data: one call
+    where Nova made two."""
+    record = vm_utils.vm_record(plan.instance, plan.image, plan.config.extra_specs,
+                                plan.mode, plan.os_type, name_label,
+                                instance_data(plan))
+    if rescue_of is not None:
+        record["other_config"]["nova_rescue"] = "true"
+    if plan.affinity:
+        record["affinity"] = plan.affinity
+    vm_ref = backend.session.call("VM.create", record)
+    undo.push(backend.session.call, "VM.destroy", vm_ref)
+    return vm_ref
+
+
+def attach_devices(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Rollback,
+                   rescue_of: str | None = None) -> None:
+    """A VBD per disk: root 0 (bootable), swap 2, config drive 3 (read-only),
+    ephemerals 4+; for rescue the original disks at 1, 2 and 4+."""
+    for device, vdi in sorted(plan.vdis.items()):
+        read_only = device == vm_utils.DEVICE_CONFIGDRIVE
+        backend.session.call("VBD.create", vm_utils.vbd_record(
+            vm_ref, vdi, device, bootable=device == vm_utils.DEVICE_ROOT,
+            read_only=read_only))
+    for device, (_, vdi) in sorted(plan.original_disks.items()):
+        if device == vm_utils.DEVICE_CONFIGDRIVE:
+            continue
+        target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
+        backend.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
+
+
+def instance_data(plan: SpawnPlan) -> dict[str, str]:
+    """Metadata, hostname and per-VIF networking, as the VM's xenstore_data."""
+    hostname = field_of(plan.instance, "hostname") or field_of(plan.instance, "name")
+    if plan.rescue:
+        hostname = f"RESCUE-{hostname}"
+    if plan.os_type == "windows":
+        hostname = hostname[:15]  # NetBIOS names are at most 15 characters
+    return vm_utils.metadata_xenstore(plan.instance, plan.vifs, hostname)
+
+
+def setup_network(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Rollback) -> None:
+    """A VIF per network_info entry, with its MAC, network and address locking."""
+    if plan.networks is None:
+        plan.networks = vif_utils.find_networks(backend.session, plan.vifs)
+    for device, vif in enumerate(plan.vifs):
+        vif_utils.create_vif(backend.session, vm_ref, plan.networks[vif.network], vif,
+                             device, running=False)
+
+
+def boot_instance(backend: XenBackend, vm_ref: str, undo: Rollback) -> None:
+    """``VM.start``; the rollback hard-stops it again."""
+    vm_utils.start(backend.session, vm_ref)
+    undo.push(vm_utils.hard_shutdown, backend.session, vm_ref)
+
+
+def configure_booted_instance(backend: XenBackend, plan: SpawnPlan, vm_ref: str) -> None:
+    """Through the guest agent: files, admin password, network reset."""
+    if backend.xen.disable_agent:
+        return
+    # As Nova did: a network reset only for images that say they carry the agent (it
+    # would otherwise wait agent_version_timeout for nobody); files and a password
+    # were asked for explicitly, so they need the agent whatever the image says.
+    reset_network = bool(plan.vifs) and image_has_agent(backend, plan.image)
+    if not (plan.injected_files or plan.admin_password or reset_network):
+        return
+    agent = GuestAgent(backend.session, vm_ref, plan.uuid, backend.xen.agent_timeout,
+                       backend.xen.agent_resetnetwork_timeout)
+    try:
+        agent.version(backend.xen.agent_version_timeout)
+    except exc.AgentError as error:
+        if plan.injected_files or plan.admin_password:
             raise
-        root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
-        root = disks.clone_for_instance(self.session, base, plan.instance,
-                                        "rescue" if plan.rescue else "root", root_size,
-                                        base_size)
-        undo.push(vm_utils.destroy_vdi, self.session, root)
-        plan.vdis[vm_utils.DEVICE_ROOT] = root
-        if plan.rescue:
-            return
-        name = field_of(plan.instance, "name")
-        other = {"nova_instance_uuid": plan.uuid}
-        if plan.config.swap_mb:
-            swap = disks.create_vdi(self.session, plan.sr_ref, f"{name} swap",
-                                    plan.config.swap_mb * vm_utils.MiB, "swap", other)
-            undo.push(vm_utils.destroy_vdi, self.session, swap)
-            plan.vdis[vm_utils.DEVICE_SWAP] = swap
-        if plan.config.ephemeral_gb:
-            eph = disks.create_vdi(self.session, plan.sr_ref, f"{name} ephemeral",
-                                   plan.config.ephemeral_gb * vm_utils.GiB, "ephemeral", other)
-            undo.push(vm_utils.destroy_vdi, self.session, eph)
-            plan.vdis[str(vm_utils.DEVICE_EPHEMERAL)] = eph
-        if plan.wants_config_drive:
-            self.create_config_drive(plan, undo)
+        # Only a network reset was wanted: the guest reads vm-data/networking at boot
+        # anyway, so a guest without an agent still gets its configuration.
+        LOG.warning("no guest agent (%s); network not reset", error,
+                    instance=plan.instance)
+        return
+    for path, contents in plan.injected_files:
+        agent.inject_file(path, contents)
+    if plan.admin_password:
+        agent.set_password(plan.admin_password)
+    if reset_network:
+        agent.reset_network()
 
-    def create_config_drive(self, plan: SpawnPlan, undo: Rollback) -> None:
-        """An ISO 9660 config drive VDI (OpenStack metadata layout) on the plan's SR."""
-        iso = config_drive.build_iso(config_drive.metadata_files(
-            plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
-        drive = disks.create_vdi(self.session, plan.sr_ref,
-                                 f"{field_of(plan.instance, 'name')} config drive", len(iso),
-                                 "configdrive", {"nova_instance_uuid": plan.uuid})
-        undo.push(vm_utils.destroy_vdi, self.session, drive)
-        disks.upload(self.session, drive, [iso], len(iso))
-        plan.vdis[vm_utils.DEVICE_CONFIGDRIVE] = drive
 
-    def create_vm_record(self, plan: SpawnPlan, name_label: str, undo: Rollback,
-                         rescue_of: str | None = None) -> str:
-        """``VM.create`` from the flavor, image properties and extra specs, with the
-        instance data (metadata, hostname, networking) in its xenstore_data: one call
-        where Nova made two."""
-        record = vm_utils.vm_record(plan.instance, plan.image, plan.config.extra_specs,
-                                    plan.mode, plan.os_type, name_label,
-                                    self.instance_data(plan))
-        if rescue_of is not None:
-            record["other_config"]["nova_rescue"] = "true"
-        if plan.affinity:
-            record["affinity"] = plan.affinity
-        vm_ref = self.session.call("VM.create", record)
-        undo.push(self.session.call, "VM.destroy", vm_ref)
-        return vm_ref
-
-    def attach_devices(self, plan: SpawnPlan, vm_ref: str, undo: Rollback,
-                       rescue_of: str | None = None) -> None:
-        """A VBD per disk: root 0 (bootable), swap 2, config drive 3 (read-only),
-        ephemerals 4+; for rescue the original disks at 1, 2 and 4+."""
-        for device, vdi in sorted(plan.vdis.items()):
-            read_only = device == vm_utils.DEVICE_CONFIGDRIVE
-            self.session.call("VBD.create", vm_utils.vbd_record(
-                vm_ref, vdi, device, bootable=device == vm_utils.DEVICE_ROOT,
-                read_only=read_only))
-        for device, (_, vdi) in sorted(plan.original_disks.items()):
-            if device == vm_utils.DEVICE_CONFIGDRIVE:
-                continue
-            target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
-            self.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
-
-    @staticmethod
-    def instance_data(plan: SpawnPlan) -> dict[str, str]:
-        """Metadata, hostname and per-VIF networking, as the VM's xenstore_data."""
-        hostname = field_of(plan.instance, "hostname") or field_of(plan.instance, "name")
-        if plan.rescue:
-            hostname = f"RESCUE-{hostname}"
-        if plan.os_type == "windows":
-            hostname = hostname[:15]  # NetBIOS names are at most 15 characters
-        return vm_utils.metadata_xenstore(plan.instance, plan.vifs, hostname)
-
-    def setup_network(self, plan: SpawnPlan, vm_ref: str, undo: Rollback) -> None:
-        """A VIF per network_info entry, with its MAC, network and address locking."""
-        if plan.networks is None:
-            plan.networks = vif_utils.find_networks(self.session, plan.vifs)
-        for device, vif in enumerate(plan.vifs):
-            vif_utils.create_vif(self.session, vm_ref, plan.networks[vif.network], vif,
-                                 device, running=False)
-
-    def boot_instance(self, vm_ref: str, undo: Rollback) -> None:
-        """``VM.start``; the rollback hard-stops it again."""
-        vm_utils.start(self.session, vm_ref)
-        undo.push(vm_utils.hard_shutdown, self.session, vm_ref)
-
-    def configure_booted_instance(self, plan: SpawnPlan, vm_ref: str) -> None:
-        """Through the guest agent: files, admin password, network reset."""
-        if self.xen.disable_agent:
-            return
-        # As Nova did: a network reset only for images that say they carry the agent (it
-        # would otherwise wait agent_version_timeout for nobody); files and a password
-        # were asked for explicitly, so they need the agent whatever the image says.
-        reset_network = bool(plan.vifs) and self.image_has_agent(plan.image)
-        if not (plan.injected_files or plan.admin_password or reset_network):
-            return
-        agent = GuestAgent(self.session, vm_ref, plan.uuid, self.xen.agent_timeout,
-                           self.xen.agent_resetnetwork_timeout)
-        try:
-            agent.version(self.xen.agent_version_timeout)
-        except exc.AgentError as error:
-            if plan.injected_files or plan.admin_password:
-                raise
-            # Only a network reset was wanted: the guest reads vm-data/networking at boot
-            # anyway, so a guest without an agent still gets its configuration.
-            LOG.warning("instance %s: no guest agent (%s); network not reset", plan.uuid,
-                        error)
-            return
-        for path, contents in plan.injected_files:
-            agent.inject_file(path, contents)
-        if plan.admin_password:
-            agent.set_password(plan.admin_password)
-        if reset_network:
-            agent.reset_network()
-
-    def image_has_agent(self, image: Any) -> bool:
-        """Whether the image's guest runs the agent: its ``xenapi_use_agent`` property, or
-        ``[xenserver] use_agent_default``."""
-        value = image_property(image, "xenapi_use_agent")
-        if value is None:
-            return bool(self.xen.use_agent_default)
-        return str(value).strip().lower() in ("true", "1", "yes", "on")
-
-    # -- rescue -----------------------------------------------------------------------------
-
-    def shutdown_for_rescue(self, vm_ref: str, undo: Rollback) -> None:
-        """Hard-stop the instance; the rollback starts it again if it was running."""
-        was_running = self.ops.vm_power_state(vm_ref) == "running"
-        vm_utils.hard_shutdown(self.session, vm_ref)
-        if was_running:
-            undo.push(vm_utils.start, self.session, vm_ref)
-
-    def bootlock_for_rescue(self, vm_ref: str, undo: Rollback) -> None:
-        """Forbid starting the instance while its disks are in the rescue VM."""
-        vm_utils.set_bootlock(self.session, vm_ref, True)
-        undo.push(vm_utils.set_bootlock, self.session, vm_ref, False)
-
-    def destroy_rescue_vm(self, vm_ref: str, rescue_ref: str) -> None:
-        """Destroy the rescue VM and its own disk, keeping the instance's disks."""
-        keep = {vdi for _, vdi in disks.instance_vdis(self.session, vm_ref).values()}
-        vm_utils.destroy_vm(self.session, rescue_ref, keep_vdis=keep)
-
-    def release_bootlock(self, vm_ref: str) -> None:
-        """Allow the instance to start again."""
-        vm_utils.set_bootlock(self.session, vm_ref, False)
-
-    def start_after_rescue(self, vm_ref: str, power_on: bool) -> None:
-        """Boot the instance from its own disk again (if asked and halted)."""
-        if power_on and self.ops.vm_power_state(vm_ref) == "halted":
-            vm_utils.start(self.session, vm_ref)
+def image_has_agent(backend: XenBackend, image: Any) -> bool:
+    """Whether the image's guest runs the agent: its ``xenapi_use_agent`` property, or
+    ``[xenserver] use_agent_default``."""
+    value = image_property(image, "xenapi_use_agent")
+    if value is None:
+        return bool(backend.xen.use_agent_default)
+    return str(value).strip().lower() in ("true", "1", "yes", "on")

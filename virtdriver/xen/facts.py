@@ -1,4 +1,4 @@
-"""Facts about instances and the host: diagnostics, counters, consoles, usage, image cache.
+"""Facts about instances: power state, lists, diagnostics, counters, consoles, usage.
 
 Reads are batched where XAPI allows: ``VM.get_data_sources`` gives every RRD value of a VM
 in one call, ``VM.get_all_records_where`` every instance VM in one call. Console logs and
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
-import logging
-import time
 import urllib.parse
 import zlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import (
@@ -23,18 +21,16 @@ from virtdriver.common.model import (
     CpuDiagnostics,
     Diagnostics,
     DiskDiagnostics,
+    InstanceInfo,
     MemoryDiagnostics,
     NicDiagnostics,
     field_of,
-    stuck_rebooting,
+    validate_instance_identity,
 )
-from virtdriver.xen import disks, vm_utils
-from virtdriver.xen.session import XenAPISession, is_handle_invalid
+from virtdriver.xen import vm_utils
+from virtdriver.xen.backend import XenBackend
+from virtdriver.xen.session import XenAPISession
 
-if TYPE_CHECKING:
-    from virtdriver.xen.vmops import XenVMOps
-
-LOG = logging.getLogger(__name__)
 MAX_CONSOLE_BYTES = 100 * 1024
 
 
@@ -54,13 +50,13 @@ def _data_sources(session: XenAPISession, vm_ref: str) -> dict[str, float]:
     return values
 
 
-def get_diagnostics(session: XenAPISession, vm_ref: str) -> dict[str, Any]:
+def _diagnostics(session: XenAPISession, vm_ref: str) -> dict[str, Any]:
     """Every data source of the VM (empty for a VM that is not running)."""
     return dict(sorted(_data_sources(session, vm_ref).items()))
 
 
-def get_instance_diagnostics(session: XenAPISession, vm_ref: str,
-                             instance: Any) -> Diagnostics:
+def _instance_diagnostics(session: XenAPISession, vm_ref: str,
+                          instance: Any) -> Diagnostics:
     """Nova's common diagnostics shape from the VM record and its data sources."""
     record = session.call("VM.get_record", vm_ref)
     values = _data_sources(session, vm_ref)
@@ -98,8 +94,9 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(value * 100, 2)
 
 
-def get_per_instance_usage(session: XenAPISession) -> dict[str, dict[str, Any]]:
+def get_per_instance_usage(backend: XenBackend) -> dict[str, dict[str, Any]]:
     """Memory (MiB) of each running or paused instance VM, by instance uuid, in one call."""
+    session = backend.session
     usage = {}
     for record in vm_utils.managed_vms(session).values():
         if record["power_state"].lower() not in ("running", "paused"):
@@ -110,9 +107,10 @@ def get_per_instance_usage(session: XenAPISession) -> dict[str, dict[str, Any]]:
     return usage
 
 
-def get_all_bw_counters(ops: XenVMOps, instances: list[Any]) -> list[dict[str, Any]]:
+def get_all_bw_counters(backend: XenBackend,
+                        instances: Iterable[Any]) -> list[dict[str, Any]]:
     """Per-VIF counters of the given instances from the bandwidth plugin (keyed by domid)."""
-    session = ops.session
+    session = backend.session
     raw = session.call("host.call_plugin", session.host_ref, "bandwidth.py",
                        "fetch_all_bandwidth", {})
     by_domid = json.loads(raw) if raw else {}
@@ -132,7 +130,7 @@ def get_all_bw_counters(ops: XenVMOps, instances: list[Any]) -> list[dict[str, A
     return counters
 
 
-def get_console_output(session: XenAPISession, vm_ref: str) -> bytes:
+def _console_output(session: XenAPISession, vm_ref: str) -> bytes:
     """The tail of the domain's console log (console plugin: base64 of zlib)."""
     domid = session.call("VM.get_domid", vm_ref)
     if domid in ("-1", ""):
@@ -149,7 +147,7 @@ def get_console_output(session: XenAPISession, vm_ref: str) -> bytes:
     return data[-MAX_CONSOLE_BYTES:]
 
 
-def get_vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> ConsoleInfo:
+def _vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> ConsoleInfo:
     """Host, port and path of the VM's RFB console."""
     for console in session.call("VM.get_consoles", vm_ref):
         record = session.call("console.get_record", console)
@@ -167,77 +165,56 @@ def get_vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> 
     raise exc.InstanceInvalidState(instance_uuid, "get_vnc_console", "without a console")
 
 
-def poll_rebooting_instances(ops: XenVMOps, timeout: int, instances: list[Any]) -> list[Any]:
-    """Cancel ``VM.clean_reboot`` tasks older than ``timeout`` s, hard-reboot those VMs."""
-    session = ops.session
-    if timeout <= 0 or not instances:
-        return []
-    now = dt.datetime.now(dt.timezone.utc)
-    for label in ("VM.clean_reboot", "Async.VM.clean_reboot"):
-        for task in session.call("task.get_by_name_label", label):
-            try:
-                record = session.call("task.get_record", task)
-            except exc.BackendError as error:
-                if is_handle_invalid(error):
-                    continue
-                raise
-            created = _xapi_time(record.get("created"))
-            if created is not None and (now - created).total_seconds() >= timeout and \
-                    record.get("status") == "pending":
-                session.call("task.cancel", task)
-    rebooted = []
-    for instance in stuck_rebooting(instances, timeout, now):
-        try:
-            ops.reboot(instance, reboot_type="HARD")
-            rebooted.append(instance)
-        except exc.InstanceNotFound:
-            continue
-    return rebooted
+# -- per instance ---------------------------------------------------------------------------
+
+def get_info(backend: XenBackend, instance: Any) -> InstanceInfo:
+    """The VM's power state: one call once the VM ref is cached, and a cold lookup's record
+    already carries it."""
+    validate_instance_identity(instance)
+    if backend.cached_ref(instance) is None:
+        found = vm_utils.find_vm(backend.session, field_of(instance, "name"),
+                                 str(field_of(instance, "uuid")))
+        if found is None:
+            raise exc.InstanceNotFound(str(field_of(instance, "uuid")))
+        backend.remember_vm(instance, found[0])
+        return InstanceInfo(vm_utils.power_state_of(found[1]["power_state"]))
+    state = backend.on_vm(instance, backend.vm_power_state)
+    return InstanceInfo(vm_utils.power_state_of(state))
 
 
-def _xapi_time(value: Any) -> dt.datetime | None:
-    text = str(value or "")
-    for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y%m%dT%H:%M:%S"):
-        try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            continue
-    return None
+def list_instances(backend: XenBackend) -> list[str]:
+    """Names of every instance VM in the pool (rescue VMs excluded), in one call."""
+    return sorted(rec["name_label"] for rec in vm_utils.managed_vms(backend.session).values()
+                  if not (rec.get("other_config") or {}).get("nova_rescue"))
 
 
-def manage_image_cache(ops: XenVMOps, instances: list[Any]) -> None:
-    """Delete cached base VDIs no given instance uses, once older than the minimum age."""
-    if not ops.conf.remove_unused_base_images:
-        return
-    in_use = {str(field_of(i, "image_ref", "") or "") for i in instances}
-    max_age = float(ops.conf.remove_unused_original_minimum_age_seconds)
-    records = ops.session.call("VDI.get_all_records_where", 'field "is_a_snapshot" = "false"')
-    for ref, record in records.items():
-        other = record.get("other_config") or {}
-        if other.get("nova_disk_type") != disks.IMAGE_CACHE_TYPE:
-            continue
-        if other.get("image-id") in in_use:
-            ops.session.call("VDI.remove_from_other_config", ref, "last-used")
-            ops.session.call("VDI.add_to_other_config", ref, "last-used", str(int(time.time())))
-            continue
-        if time.time() - float(other.get("last-used", "0") or 0) < max_age:
-            continue
-        try:
-            ops.session.call("VDI.destroy", ref)
-            LOG.info("removed unused cached image %s", other.get("image-id"))
-        except exc.BackendError as error:
-            # a base still parenting clones cannot go yet; the next pass retries
-            LOG.info("cached image %s kept: %s", other.get("image-id"), error.code)
+def list_instance_uuids(backend: XenBackend) -> list[str]:
+    """Instance uuids of every instance VM in the pool, in one call."""
+    return sorted({rec["other_config"]["nova_uuid"]
+                   for rec in vm_utils.managed_vms(backend.session).values()})
 
 
-def check_sr(ops: XenVMOps, sr_ref: Any) -> None:
-    """Check that the SR exists (the configured one when ``sr_ref`` is None)."""
-    if sr_ref is None:
-        disks.find_sr(ops.session, ops.xen.sr_matching_filter)
-        return
-    try:
-        ops.session.call("SR.get_uuid", sr_ref)
-    except exc.BackendError as error:
-        if is_handle_invalid(error, "SR"):
-            raise exc.InvalidInput("ds_ref", sr_ref, "is not an SR of this pool") from error
-        raise
+def get_diagnostics(backend: XenBackend, instance: Any) -> dict[str, Any]:
+    """Every data source of the VM (cpuN, vif_N_rx/tx, memory...; empty when not running)."""
+    return backend.on_vm(instance, lambda ref: _diagnostics(backend.session, ref))
+
+
+def get_instance_diagnostics(backend: XenBackend, instance: Any) -> Diagnostics:
+    """Diagnostics in Nova's common shape."""
+    return backend.on_vm(instance,
+                         lambda ref: _instance_diagnostics(backend.session, ref, instance))
+
+
+def get_console_output(backend: XenBackend, instance: Any) -> bytes:
+    """The tail of the VM's console log (console plugin)."""
+    return backend.on_vm(instance, lambda ref: _console_output(backend.session, ref))
+
+
+def get_vnc_console(backend: XenBackend, instance: Any) -> ConsoleInfo:
+    """The RFB console of the VM (the rescue VM's while rescued)."""
+    validate_instance_identity(instance)
+    uuid = str(field_of(instance, "uuid"))
+    rescue = vm_utils.find_vm(backend.session,
+                              field_of(instance, "name") + vm_utils.RESCUE_SUFFIX, uuid)
+    vm_ref = rescue[0] if rescue else backend.vm_ref_of(instance)
+    return _vnc_console(backend.session, vm_ref, uuid)

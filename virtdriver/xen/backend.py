@@ -1,0 +1,130 @@
+"""XenBackend: what every operation module of the Xen backend needs.
+
+The configuration, the XAPI session (it logs in on first use), the image store, the
+progress reporter, the call statistics, and the way to find an instance's VM (one lookup,
+then a cache) and the SR for its disks. No operation logic lives here: the concern modules
+(:mod:`~virtdriver.xen.spawn`, :mod:`~virtdriver.xen.power`...) take a ``XenBackend`` as
+their first argument, and :class:`~virtdriver.xen.vmops.XenVMOps` holds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from virtdriver.common import exceptions as exc
+from virtdriver.common.exceptions import UnsupportedOperation
+from virtdriver.common.model import field_of, validate_instance_identity
+from virtdriver.common.progress import ProgressReporter
+from virtdriver.common.stats import CallStats
+from virtdriver.xen import disks, vm_utils
+from virtdriver.xen.session import XenAPISession, is_handle_invalid
+
+BACKEND_NAME = "xen"
+
+
+class XenBackend:
+    """The shared state of one Xen backend: conf, session, image store, progress, stats,
+    and the instance -> VM ref cache.
+
+    ``session`` may be given (tests, sharing); its statistics are then the backend's.
+    """
+
+    def __init__(self, conf: Any, image_store: Any, progress: ProgressReporter,
+                 stats: CallStats, session: XenAPISession | None = None) -> None:
+        self.conf = conf
+        self.xen = conf.xenserver
+        self.image_store = image_store
+        self.progress = progress
+        if session is None:
+            session = XenAPISession.from_conf(conf, stats=stats)
+        self.session = session
+        self.stats = session.stats
+        self._vm_refs: dict[str, str] = {}
+        self._sr_ref: str | None = None
+
+    def close(self) -> None:
+        """Log every XAPI session out."""
+        self.session.close()
+
+    @staticmethod
+    def unsupported(operation: str, reason: str = "") -> UnsupportedOperation:
+        """The error for an operation this backend cannot do (with this configuration)."""
+        return UnsupportedOperation(operation, BACKEND_NAME, reason)
+
+    # -- the SR for instance disks --------------------------------------------------------
+
+    def sr_ref(self) -> str:
+        """The SR for instance disks (chosen by sr_matching_filter once, then cached)."""
+        if self._sr_ref is None:
+            self._sr_ref = disks.find_sr(self.session, self.xen.sr_matching_filter)
+        return self._sr_ref
+
+    def forget_sr(self) -> None:
+        """Choose the SR again next time (the cached one went away)."""
+        self._sr_ref = None
+
+    # -- finding an instance's VM ---------------------------------------------------------
+
+    @staticmethod
+    def _key(instance: Any, name_label: str | None) -> str:
+        return f"{field_of(instance, 'uuid')}/{name_label or field_of(instance, 'name')}"
+
+    def cached_ref(self, instance: Any) -> str | None:
+        """The cached VM ref of ``instance``, without a server call; None if not cached."""
+        return self._vm_refs.get(self._key(instance, None))
+
+    def lookup(self, instance: Any, name_label: str | None = None) -> str | None:
+        """The VM ref of ``instance`` (or of its VM called ``name_label``): one call, then
+        cached; None when there is no such VM."""
+        key = self._key(instance, name_label)
+        if key in self._vm_refs:
+            return self._vm_refs[key]
+        found = vm_utils.find_vm(self.session, name_label or field_of(instance, "name"),
+                                 str(field_of(instance, "uuid")))
+        if found is None:
+            return None
+        self._vm_refs[key] = found[0]
+        return found[0]
+
+    def forget_vm(self, instance: Any, name_label: str | None = None) -> None:
+        """Drop the cached VM ref of ``instance`` (or of its VM called ``name_label``)."""
+        self._vm_refs.pop(self._key(instance, name_label), None)
+
+    def remember_vm(self, instance: Any, vm_ref: str, name_label: str | None = None) -> None:
+        """Cache ``vm_ref`` as the VM of ``instance`` (or its VM called ``name_label``)."""
+        self._vm_refs[self._key(instance, name_label)] = vm_ref
+
+    def vm_ref_of(self, instance: Any) -> str:
+        """The VM ref of ``instance``; InstanceNotFound when it has none."""
+        validate_instance_identity(instance)
+        ref = self.lookup(instance)
+        if ref is None:
+            raise exc.InstanceNotFound(str(field_of(instance, "uuid")))
+        return ref
+
+    def on_vm(self, instance: Any, action: Callable[[str], Any]) -> Any:
+        """Run ``action(vm_ref)``; a VM that vanished since it was cached is InstanceNotFound
+        after one fresh lookup."""
+        ref = self.vm_ref_of(instance)
+        try:
+            return action(ref)
+        except exc.BackendError as error:
+            if not (is_handle_invalid(error, "VM") and ref in error.params):
+                raise
+        self.forget_vm(instance)
+        ref = self.vm_ref_of(instance)
+        try:
+            return action(ref)
+        except exc.BackendError as error:
+            if is_handle_invalid(error, "VM") and ref in error.params:
+                self.forget_vm(instance)
+                raise exc.InstanceNotFound(str(field_of(instance, "uuid"))) from error
+            raise
+
+    def vm_power_state(self, vm_ref: str) -> str:
+        """The VM's XAPI power state, lower case (``halted``, ``running``...)."""
+        return str(self.session.call("VM.get_power_state", vm_ref)).lower()
+
+
+__all__ = ["XenBackend"]
