@@ -27,11 +27,24 @@ from nova.virt import hardware
 from virtdriver.common import exceptions as vd_exc
 from virtdriver.common.model import ImageMeta, field_of
 
-#: Nova's current property names -> the legacy names our backends read.
+#: Nova's current property names -> the legacy names our backends read. Nova turns the
+#: legacy names a Glance image may carry into these (``ImageMetaProps.from_dict``).
 _LEGACY_NAMES = {
     "hw_disk_type": "vmware_disktype",
     "img_linked_clone": "vmware_linked_clone",
     "hw_vm_mode": "vm_mode",
+    "img_use_agent": "xenapi_use_agent",
+    "hw_auto_disk_config": "auto_disk_config",
+    "hw_device_id": "xenapi_device_id",
+}
+
+#: Nova's SCSI models (``fields.SCSIModel``, lower case) -> vSphere's adapter types, as
+#: Nova's own VMware driver maps them; other models have no vSphere adapter.
+_VSPHERE_SCSI = {
+    "lsilogic": "lsiLogic",
+    "lsisas1068": "lsiLogicsas",
+    "buslogic": "busLogic",
+    "vmpvscsi": "paraVirtual",
 }
 
 
@@ -46,15 +59,25 @@ def set_fields(obj: Any) -> dict[str, Any]:
 
 
 def image_properties(props: Any) -> dict[str, Any]:
-    """Image properties under both Nova's names and the legacy names the backends read."""
+    """Image properties under both Nova's names and the legacy names the backends read.
+
+    Values are mapped too where Nova normalised them: ``hw_scsi_model=lsilogic`` (Nova
+    lower-cases the legacy ``vmware_adaptertype=lsiLogic``) is vSphere's ``lsiLogic``.
+    A legacy name already present wins.
+    """
     out = set_fields(props)
     for current, legacy in _LEGACY_NAMES.items():
         if current in out:
             out.setdefault(legacy, out[current])
-    if out.get("hw_disk_bus") == "ide":
+    bus = out.get("hw_disk_bus")
+    if bus == "ide":
         out.setdefault("vmware_adaptertype", "ide")
-    elif "hw_scsi_model" in out:
-        out.setdefault("vmware_adaptertype", out["hw_scsi_model"])
+    elif bus in (None, "scsi") and "hw_scsi_model" in out:
+        adapter = _VSPHERE_SCSI.get(str(out["hw_scsi_model"]).lower())
+        if adapter is not None:
+            out.setdefault("vmware_adaptertype", adapter)
+    elif bus == "scsi":
+        out.setdefault("vmware_adaptertype", _VSPHERE_SCSI["lsilogic"])
     distro = out.get("os_distro")
     if isinstance(distro, str) and distro.endswith("Guest"):
         # a vSphere guest id that Nova moved from vmware_ostype
@@ -166,4 +189,10 @@ def diagnostics(ours: Any) -> Any:
 def vnc_console(console: Any) -> ctype.ConsoleVNC:
     """Nova's ConsoleVNC from our ConsoleInfo."""
     return ctype.ConsoleVNC(host=console.host, port=console.port,
+                            internal_access_path=getattr(console, "internal_access_path", None))
+
+
+def mks_console(console: Any) -> ctype.ConsoleMKS:
+    """Nova's ConsoleMKS from our ConsoleInfo; the ticket stays in the access path."""
+    return ctype.ConsoleMKS(host=console.host, port=console.port,
                             internal_access_path=getattr(console, "internal_access_path", None))

@@ -31,6 +31,7 @@ from virtdriver.common import exceptions as vd_exc
 from virtdriver.common.model import field_of
 from virtdriver.common.power_state import PowerState
 from virtdriver.nova import config, convert
+from virtdriver.nova import migrate_data as live_data
 from virtdriver.nova.convert import translated
 from virtdriver.nova.events import EventPump
 from virtdriver.nova.images import GlanceImageStore
@@ -55,7 +56,7 @@ class VirtDriver(driver.ComputeDriver):
     #: The backend's VMOps class, for capabilities known before any connection.
     backend_class: type = virtdriver.VMOps
 
-    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
+    def __init__(self, virtapi: Any) -> None:
         super().__init__(virtapi)
         config.register_opts(CONF)
         self._ops_lock = threading.Lock()
@@ -206,6 +207,16 @@ class VirtDriver(driver.ComputeDriver):
         with translated(instance):
             return convert.vnc_console(self.ops.get_vnc_console(instance))
 
+    def get_mks_console(self, context: Any, instance: Any) -> Any:
+        """An MKS ticket: VMware's console protocol, which only the VMware backend offers
+        (it is not part of VMOps, so a backend without it is NotImplementedError)."""
+        acquire = getattr(self.ops, "get_mks_console", None)
+        if acquire is None:
+            raise NotImplementedError(f"{self.backend_name}: no MKS console (a VMware "
+                                      "protocol)")
+        with translated(instance):
+            return convert.mks_console(acquire(instance))
+
     def get_instance_disk_info(self, instance: Any, block_device_info: Any = None) -> None:
         """None: the backends move disks themselves; Nova needs no disk list from us."""
         return None
@@ -222,8 +233,8 @@ class VirtDriver(driver.ComputeDriver):
 
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: Any, allocations: Any, network_info: Any = None,
-              block_device_info: Any = None, power_on: bool = True, accel_info: Any = None,
-              share_info: Any = None) -> None:
+              block_device_info: Any = None, power_on: bool = True,
+              accel_info: Any = None) -> None:
         image = convert.image_meta(image_meta, field_of(instance, "image_ref"))
         with translated(instance):
             self.ops.spawn(context, instance, image, injected_files, admin_password,
@@ -309,8 +320,7 @@ class VirtDriver(driver.ComputeDriver):
             self.ops.poll_rebooting_instances(timeout, instances)
 
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
-               rescue_password: Any, block_device_info: Any = None,
-               share_info: Any = None) -> None:
+               rescue_password: Any, block_device_info: Any, share_info: Any) -> None:
         image = convert.image_meta(image_meta, field_of(instance, "image_ref"))
         with translated(instance):
             if image is not None and not convert.set_fields(image_meta).get("id"):
@@ -379,9 +389,14 @@ class VirtDriver(driver.ComputeDriver):
     def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
                                    network_info: Any, block_device_info: Any = None,
                                    timeout: int = 0, retry_interval: int = 0) -> Any:
-        # Nova's ``dest`` is the destination nova-compute's address. One nova-compute runs a
-        # whole cluster or pool, so a Nova resize or migration stays inside it: the backend
-        # chooses the host ("" means "wherever the cluster or pool places it").
+        """Source side of a resize or cold migration; returns the backend's ``disk_info``.
+
+        Nova's ``dest`` is the destination compute's ``get_host_ip_addr()``, which names no
+        cluster or pool (two computes may share a vCenter, or reach their pools on one
+        address). So the source only powers off and describes where the VM and its disks
+        are (``disk_info``: names, uuids and a server URL, never a credential or session);
+        the destination moves them into its own cluster or pool in finish_migration.
+        """
         with translated(instance):
             return self.ops.migrate_disk_and_power_off(context, instance, "", flavor,
                                                        _volumes_or_none(block_device_info))
@@ -389,7 +404,8 @@ class VirtDriver(driver.ComputeDriver):
     def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
                          network_info: Any, image_meta: Any, resize_instance: bool,
                          allocations: Any, block_device_info: Any = None,
-                         power_on: bool = True) -> None:
+                         power_on: bool = True, share_info: Any = None) -> None:
+        """Destination side: the backend brings the VM into this compute's cluster or pool."""
         with translated(instance):
             self.ops.finish_migration(context, migration, instance, disk_info, network_info,
                                       convert.image_meta(image_meta), resize_instance,
@@ -402,7 +418,9 @@ class VirtDriver(driver.ComputeDriver):
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any,
                                 migration: Any, block_device_info: Any = None,
-                                power_on: bool = True) -> None:
+                                power_on: bool = True, share_info: Any = None) -> None:
+        """Source side: the original back here (the destination's ``destroy`` ran first,
+        with ``task_state`` resize_reverting, and kept what this needs)."""
         with translated(instance):
             self.ops.finish_revert_migration(context, instance, network_info,
                                              _volumes_or_none(block_device_info), power_on)
@@ -411,11 +429,12 @@ class VirtDriver(driver.ComputeDriver):
                                            src_compute_info: Any, dst_compute_info: Any,
                                            block_migration: bool = False,
                                            disk_over_commit: bool = False) -> Any:
-        """The backend's destination check; its data is what live_migration needs."""
+        """This compute's cluster or pool, as the backend's LiveMigrateData object."""
         with translated(instance):
-            return self.ops.check_can_live_migrate_destination(context, instance,
-                                                               block_migration,
+            data = self.ops.check_can_live_migrate_destination(context, instance,
+                                                               bool(block_migration),
                                                                disk_over_commit)
+        return live_data.to_object(self.backend_name, data)
 
     def cleanup_live_migration_destination_check(self, context: Any,
                                                  dest_check_data: Any) -> None:
@@ -425,42 +444,61 @@ class VirtDriver(driver.ComputeDriver):
                                       dest_check_data: Any, block_device_info: Any = None
                                       ) -> Any:
         with translated(instance):
-            return self.ops.check_can_live_migrate_source(context, instance,
-                                                          _as_dict(dest_check_data))
+            result = self.ops.check_can_live_migrate_source(
+                context, instance, live_data.to_dict(dest_check_data))
+        return live_data.merge(dest_check_data, result)
 
     def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                            network_info: Any, disk_info: Any, migrate_data: Any) -> Any:
         with translated(instance):
-            result = self.ops.pre_live_migration(context, instance, block_device_info,
+            result = self.ops.pre_live_migration(context, instance,
+                                                 _volumes_or_none(block_device_info),
                                                  network_info, disk_info,
-                                                 _as_dict(migrate_data))
-        return result if result is not None else migrate_data
+                                                 live_data.to_dict(migrate_data))
+        return live_data.merge(migrate_data, result)
 
     def live_migration(self, context: Any, instance: Any, dest: str, post_method: Any,
                        recover_method: Any, block_migration: bool = False,
                        migrate_data: Any = None) -> None:
+        """Move the running VM to ``dest`` (Nova's host name of the destination compute);
+        the cluster or pool it goes to is the one ``migrate_data`` names. Nova's callbacks
+        get Nova's object back."""
+        def post(ctx: Any, inst: Any, dest_host: str, block: bool, _data: Any) -> Any:
+            return post_method(ctx, inst, dest_host, block, migrate_data)
+
+        def recover(ctx: Any, inst: Any, dest_host: str, _data: Any) -> Any:
+            return recover_method(ctx, inst, dest_host, migrate_data=migrate_data)
+
         with translated(instance):
-            self.ops.live_migrate(context, instance, dest, post_method, recover_method,
-                                  block_migration, _as_dict(migrate_data))
+            self.ops.live_migrate(context, instance, dest, post, recover,
+                                  bool(block_migration), live_data.to_dict(migrate_data))
 
     def rollback_live_migration_at_destination(self, context: Any, instance: Any,
                                                network_info: Any, block_device_info: Any,
                                                destroy_disks: bool = True,
                                                migrate_data: Any = None) -> None:
         with translated(instance):
-            self.ops.rollback_live_migration_at_destination(instance, block_device_info)
+            self.ops.rollback_live_migration_at_destination(
+                instance, _volumes_or_none(block_device_info))
 
     def post_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                             migrate_data: Any = None) -> None:
         with translated(instance):
-            self.ops.post_live_migration(context, instance, _as_dict(migrate_data))
+            self.ops.post_live_migration(context, instance, live_data.to_dict(migrate_data))
+
+    def post_live_migration_at_source(self, context: Any, instance: Any,
+                                      network_info: Any) -> None:
+        """Nothing to unplug here: vCenter or XAPI moved the VM together with its VIFs, and
+        a NIC is not plugged into anything that belongs to this compute (``unplug_vifs``
+        would detach the NICs of the VM that now runs on the destination)."""
 
     def post_live_migration_at_destination(self, context: Any, instance: Any,
                                            network_info: Any, block_migration: bool = False,
                                            block_device_info: Any = None) -> None:
         with translated(instance):
-            self.ops.post_live_migration_at_destination(context, instance, network_info,
-                                                        block_migration, block_device_info)
+            self.ops.post_live_migration_at_destination(
+                context, instance, network_info, block_migration,
+                _volumes_or_none(block_device_info))
 
     # -- image cache ----------------------------------------------------------------------------
 
@@ -471,15 +509,6 @@ class VirtDriver(driver.ComputeDriver):
 
 def _gib(mb: int) -> int:
     return (int(mb or 0) + 1023) // 1024
-
-
-def _as_dict(data: Any) -> dict[str, Any]:
-    """Migrate data as the backends take it: a plain dict."""
-    if data is None:
-        return {}
-    if isinstance(data, dict):
-        return data
-    return convert.set_fields(data)
 
 
 def _volumes_or_none(block_device_info: Any) -> Any:
