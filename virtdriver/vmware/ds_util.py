@@ -166,7 +166,8 @@ class DatastoreHTTP:
         if self._context is None:
             self._context = self.session.ssl_context()
         return http.client.HTTPSConnection(self.session.host, self.session.port,
-                                           context=self._context, timeout=300)
+                                           context=self._context,
+                                           timeout=self.session.call_timeout)
 
     def _url(self, dc_name: str, ds_name: str, path: str) -> str:
         return f"/folder/{quote(path)}?{urlencode({'dcPath': dc_name, 'dsName': ds_name})}"
@@ -180,22 +181,34 @@ class DatastoreHTTP:
             headers["Content-Type"] = "application/octet-stream"
         start = time.monotonic()
         with self._idle_lock:
-            kept = self._idle.pop() if self._idle else None
+            # A PUT's body is a one-pass stream that cannot be sent twice: never on a
+            # kept-alive connection the server may have dropped.
+            kept = self._idle.pop() if self._idle and verb != "PUT" else None
         conn = kept or self._connection()
+        retries = 0
         try:
-            try:
-                conn.request(verb, self._url(dc_name, ds_name, path), body=body,
-                             headers=headers)
-                response = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                if kept is None or verb == "PUT":
-                    raise
-                # the server closed the idle kept-alive connection: once more, afresh
-                conn.close()
-                conn = self._connection()
-                conn.request(verb, self._url(dc_name, ds_name, path), body=body,
-                             headers=headers)
-                response = conn.getresponse()
+            while True:
+                try:
+                    conn.request(verb, self._url(dc_name, ds_name, path), body=body,
+                                 headers=headers)
+                    response = conn.getresponse()
+                    break
+                except (ssl.SSLCertVerificationError, TimeoutError):
+                    raise  # untrusted, or stalled past call_timeout: repeating cannot help
+                except CONNECTION_ERRORS:
+                    # Any error on a reused connection: once more at once, afresh; then
+                    # the session's retry policy (a PUT's stream cannot be sent again).
+                    conn.close()
+                    if verb == "PUT":
+                        raise
+                    if kept is not None:
+                        kept = None
+                    elif retries < self.session.retry.attempts:
+                        self.session.sleep(self.session.retry.wait(retries))
+                        retries += 1
+                    else:
+                        raise
+                    conn = self._connection()
             data = response.read()  # b"" for HEAD; reading frees the connection
             if not response.will_close:
                 with self._idle_lock:
