@@ -13,7 +13,7 @@ from virtdriver.xen import simulator as simpkg
 from virtdriver.xen.simulator import Simulator
 from virtdriver.xen.simulator.coverage import render
 from virtdriver.xen.simulator.errors import declared
-from virtdriver.xen.simulator.models.session import Sessions
+from virtdriver.xen.simulator.sessions import Sessions
 
 from .conftest import new_vm
 

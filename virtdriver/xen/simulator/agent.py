@@ -13,10 +13,9 @@ import binascii
 import hashlib
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .backend import Backend
+from .guest import Guests
 
 PRIME = 162259276829213363391578010288127
 BASE = 5
@@ -50,8 +49,7 @@ def decrypt_password(enc: str, shared: int) -> str:
     raise ValueError("cannot decrypt password")
 
 
-def _reply(backend: Backend, dom_id: str, request_id: str, code: str, message: str) -> None:
-    guests = backend.guests
+def _reply(guests: Guests, dom_id: str, request_id: str, code: str, message: str) -> None:
     with guests.lock:
         found = guests.by_domid(dom_id)
         if found is None:
@@ -62,9 +60,8 @@ def _reply(backend: Backend, dom_id: str, request_id: str, code: str, message: s
             {"returncode": code, "message": message})
 
 
-def handle_request(backend: Backend, dom_id: str, request_id: str) -> None:
+def handle_request(guests: Guests, dom_id: str, request_id: str) -> None:
     """Answer one request, if the domain's agent is running."""
-    guests = backend.guests
     with guests.lock:
         found = guests.by_domid(dom_id)
         if found is None:
@@ -77,42 +74,42 @@ def handle_request(backend: Backend, dom_id: str, request_id: str) -> None:
         request: dict[str, Any] = json.loads(raw)
         name, value = request["name"], request.get("value")
     except (ValueError, KeyError, TypeError):
-        _reply(backend, dom_id, request_id, "500", "malformed request")
+        _reply(guests, dom_id, request_id, "500", "malformed request")
         return
     with guests.lock:
         if name == "version":
-            _reply(backend, dom_id, request_id, "0", AGENT_VERSION)
+            _reply(guests, dom_id, request_id, "0", AGENT_VERSION)
         elif name == "keyinit":
             private = int(binascii.hexlify(secrets.token_bytes(10)), 16)
             state.dh = pow(int(value), private, PRIME)
-            _reply(backend, dom_id, request_id, "D0", str(pow(BASE, private, PRIME)))
+            _reply(guests, dom_id, request_id, "D0", str(pow(BASE, private, PRIME)))
         elif name == "password":
             if state.dh is None:
-                _reply(backend, dom_id, request_id, "D1", "key_init first")
+                _reply(guests, dom_id, request_id, "D1", "key_init first")
                 return
             try:
                 password = decrypt_password(str(value), state.dh)
             except (ValueError, ImportError) as exc:
-                _reply(backend, dom_id, request_id, "D1", str(exc))
+                _reply(guests, dom_id, request_id, "D1", str(exc))
                 return
             state.password = password.rstrip("\n")
-            _reply(backend, dom_id, request_id, "0", "")
+            _reply(guests, dom_id, request_id, "0", "")
         elif name == "injectfile":
             try:
                 b64_path, b64_contents = base64.b64decode(str(value)).decode().split(",", 1)
                 path = base64.b64decode(b64_path).decode()
                 state.files[path] = base64.b64decode(b64_contents)
             except (ValueError, binascii.Error) as exc:
-                _reply(backend, dom_id, request_id, "500", str(exc))
+                _reply(guests, dom_id, request_id, "500", str(exc))
                 return
-            _reply(backend, dom_id, request_id, "0", "")
+            _reply(guests, dom_id, request_id, "0", "")
         elif name == "resetnetwork":
             state.network_resets += 1
             prefix = f"/local/domain/{dom_id}/vm-data/networking/"
             state.networking = {k[len(prefix):]: v for k, v in state.xenstore.items()
                                 if k.startswith(prefix)}
-            _reply(backend, dom_id, request_id, "0", "")
+            _reply(guests, dom_id, request_id, "0", "")
         elif name == "agentupdate":
-            _reply(backend, dom_id, request_id, "0", "")
+            _reply(guests, dom_id, request_id, "0", "")
         else:
-            _reply(backend, dom_id, request_id, "404", f"NOT IMPLEMENTED: {name}")
+            _reply(guests, dom_id, request_id, "404", f"NOT IMPLEMENTED: {name}")

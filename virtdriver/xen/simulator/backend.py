@@ -1,4 +1,9 @@
-"""One simulator's whole state: configuration, registry, sessions, tasks, faults, storage."""
+"""One simulator's whole state: configuration, registry, sessions, guests, faults, disks.
+
+State only: no XAPI rule lives here.  Models change it through a
+:class:`~virtdriver.xen.simulator.context.Context`; the task runner and the timers that
+background work starts are tracked here so that ``stop()`` can end them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from dataclasses import dataclass, field
 
 from .db import Registry
 from .faults import Faults
+from .guest import Guests
+from .sessions import Sessions
+from .storage_bytes import Disks
 
 
 @dataclass
@@ -33,22 +41,19 @@ class Backend:
     """Holds every piece of state; handlers reach it through their Context."""
 
     def __init__(self, config: Config, workdir: str) -> None:
-        from .guest import Guests
-        from .models.session import Sessions
-        from .models.task import Tasks
-        from .storage_bytes import Disks
-
         self.config = config
         self.workdir = workdir
         self.db = Registry()
         self.faults = Faults()
-        self.sessions = Sessions(self)
-        self.tasks = Tasks(self)
+        self.sessions = Sessions(config.session_idle_timeout)
         self.disks = Disks(workdir)
-        self.guests = Guests(self)
+        self.guests = Guests(self.db)
+        #: task ref -> set when the task is asked to stop (cancel, hard_shutdown, stop()).
         self.cancel_events: dict[str, threading.Event] = {}
         self.stopping = threading.Event()
         self.timers: list[threading.Timer] = []
+        self.threads: set[threading.Thread] = set()
+        self.threads_lock = threading.Lock()
         self.domids = itertools.count(1)
         self.coalesce_due: dict[str, float] = {}
 
@@ -60,3 +65,19 @@ class Backend:
     def pool_ref(self) -> str:
         """The one pool's ref."""
         return next(iter(self.db.all("pool")))
+
+    def shut_down(self, timeout: float = 5.0) -> None:
+        """Stop background work: wake long polls, cancel tasks and timers, join threads."""
+        self.stopping.set()
+        with self.db.changed:
+            self.db.changed.notify_all()
+        for event in list(self.cancel_events.values()):
+            event.set()
+        for timer in list(self.timers):
+            timer.cancel()
+        with self.threads_lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(timeout)
+        for timer in list(self.timers):
+            timer.join(2)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .dispatch import Context, now
-
-if TYPE_CHECKING:
-    from .backend import Backend
+from .db import Registry, now
 
 
 class GuestState:
@@ -28,8 +25,8 @@ class GuestState:
 class Guests:
     """All guests of a simulator, keyed by VM ref."""
 
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+    def __init__(self, db: Registry) -> None:
+        self.db = db
         self.lock = threading.RLock()
         self.by_vm: dict[str, GuestState] = {}
 
@@ -40,19 +37,19 @@ class Guests:
 
     def agent_enabled(self, vm: str) -> bool:
         """Whether the simulated agent answers for this VM."""
-        db = self.backend.db
+        db = self.db
         if not db.exists("VM", vm):
             return False
         return db.get("VM", vm)["other_config"].get("sim-agent", "true").lower() != "false"
 
     def pv_drivers(self, vm: str) -> bool:
         """Whether the guest has PV drivers (other_config:sim-pv-drivers, default true)."""
-        db = self.backend.db
+        db = self.db
         return db.get("VM", vm)["other_config"].get("sim-pv-drivers", "true").lower() != "false"
 
     def boot(self, vm: str, domid: str) -> None:
         """Populate the live xenstore and guest metrics of a domain that just started."""
-        db = self.backend.db
+        db = self.db
         rec = db.get("VM", vm)
         st = self.state(vm)
         with self.lock:
@@ -118,7 +115,3 @@ class Guests:
                     "network_resets": st.network_resets, "xenstore": dict(st.xenstore),
                     "networking": dict(st.networking),
                     "domid": st.domid}
-
-    def agent_ctx(self) -> Context:
-        """A context for background agent work."""
-        return Context(self.backend, "agent", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .backend import Backend
-from .dispatch import now
+from .db import now
 from .models.vm import ALLOWED
 
 GIB = 1024**3

@@ -11,6 +11,8 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
+from .errors import XapiError
+
 NULL = "OpaqueRef:NULL"
 EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -234,6 +236,4 @@ def canonical_enum(cls: str, field: str, value: Any) -> Any:
     for choice in choices:
         if choice.lower() == value.lower():
             return choice
-    from .errors import XapiError
-
     raise XapiError("INVALID_VALUE", field, value)

@@ -1,23 +1,37 @@
 """HTTP wire: XML-RPC on any path, VDI import/export, and the ``/_sim/`` test controls.
 
-This layer only parses, calls the dispatcher and serializes; it never touches state itself
-(beyond streaming VDI bytes through :mod:`storage_bytes`).
+This layer only parses, calls and serializes: XAPI calls go to the dispatcher, questions about
+state to ``models/transfer.py``, test controls to the controls object; it only streams VDI
+bytes itself (through :mod:`storage_bytes`).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import ipaddress
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from . import storage_bytes, wire
+from .backend import Backend
+from .dispatch import Dispatcher
 from .errors import XapiError
+from .models import transfer
 
-if TYPE_CHECKING:
-    from .simulator import Simulator
+
+class App(Protocol):
+    """What the server serves: the current backend and dispatcher (``reset`` replaces both)
+    and the test controls."""
+
+    backend: Backend
+    dispatcher: Dispatcher
+
+    def control(self, name: str, body: dict[str, Any], query: dict[str, list[str]]) -> Any:
+        """Run one ``/_sim/<name>`` test control."""
 
 
 def _file_chunks(path: str) -> Any:
@@ -27,8 +41,6 @@ def _file_chunks(path: str) -> Any:
 
 
 def _json_default(value: Any) -> Any:
-    import datetime as _dt
-
     if isinstance(value, _dt.datetime):
         return wire.fmt_datetime(value)
     if isinstance(value, (set, frozenset, tuple)):
@@ -43,8 +55,8 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sim: Simulator) -> None:
-        self.sim = sim
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
         super().__init__(address, Handler)
 
 
@@ -127,10 +139,10 @@ class Handler(BaseHTTPRequestHandler):
             self._xml(wire.failure(["INTERNAL_ERROR", str(exc)]))
             return
         if method == "system.listMethods":
-            result = self.server.sim.dispatcher.call(method, params)
+            result = self.server.app.dispatcher.call(method, params)
             self._xml(result.get("Value", []) if result["Status"] == "Success" else result)
             return
-        self._xml(self.server.sim.dispatcher.call(method, params))
+        self._xml(self.server.app.dispatcher.call(method, params))
 
     def _json_rpc(self, body: bytes) -> None:
         """JSON-RPC 2.0 (or 1.0): results are raw values, errors {code, message, data}."""
@@ -144,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
             reply: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "error": {
                 "code": -32700, "message": "INTERNAL_ERROR", "data": [str(exc)]}}
         else:
-            result = self.server.sim.dispatcher.call(method, params)
+            result = self.server.app.dispatcher.call(method, params)
             if result["Status"] == "Success":
                 reply = {"jsonrpc": "2.0", "id": req_id, "result": result["Value"]}
             else:
@@ -155,45 +167,32 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(200, text.encode(), "application/json")
 
     # -- VDI import / export -----------------------------------------------------------------
-    def _vdi_from_query(self) -> tuple[str, str, str, dict[str, list[str]]] | None:
+    def _vdi_from_query(self) -> tuple[str, str, int, str, dict[str, list[str]]] | None:
+        """(ref, uuid, size, format, query) of the request's VDI, or None after an error reply."""
         query = parse_qs(urlsplit(self.path).query)
-        backend = self.server.sim.backend
-        try:
-            backend.sessions.check(query.get("session_id", [""])[0])
-        except XapiError:
+        backend = self.server.app.backend
+        if not transfer.session_valid(backend, query.get("session_id", [""])[0]):
             if self.command == "PUT":
                 self._drain()
             self._reply(403, b"session invalid\n", "text/plain")
             return None
-        vdi = query.get("vdi", [""])[0]
-        db = backend.db
-        with db.lock:
-            if not db.exists("VDI", vdi):
-                vdi = db.by_uuid["VDI"].get(vdi, "")
-            if not db.exists("VDI", vdi):
-                if self.command == "PUT":
-                    self._drain()
-                self._reply(404, b"VDI not found\n", "text/plain")
-                return None
-            uuid = db.get("VDI", vdi)["uuid"]
+        found = transfer.find_vdi(backend, query.get("vdi", [""])[0])
+        if found is None:
+            if self.command == "PUT":
+                self._drain()
+            self._reply(404, b"VDI not found\n", "text/plain")
+            return None
         fmt = query.get("format", ["raw"])[0]
         if fmt not in ("raw", "vhd"):
             if self.command == "PUT":
                 self._drain()
             self._reply(400, b"format must be raw or vhd\n", "text/plain")
             return None
-        return vdi, uuid, fmt, query
+        vdi, uuid, size = found
+        return vdi, uuid, size, fmt, query
 
     def _finish_task(self, query: dict[str, list[str]], ok: bool, msg: str = "") -> None:
-        task = query.get("task_id", [""])[0]
-        backend = self.server.sim.backend
-        with backend.db.lock:
-            if backend.db.exists("task", task):
-                from .dispatch import now
-
-                backend.db.update("task", task, status="success" if ok else "failure",
-                                  progress=1.0, finished=now(),
-                                  error_info=[] if ok else ["INTERNAL_ERROR", msg])
+        transfer.finish_task(self.server.app.backend, query.get("task_id", [""])[0], ok, msg)
 
     def do_PUT(self) -> None:  # noqa: N802
         """``PUT /import_raw_vdi?session_id&vdi&format=raw|vhd``."""
@@ -203,9 +202,8 @@ class Handler(BaseHTTPRequestHandler):
         found = self._vdi_from_query()
         if found is None:
             return
-        vdi, uuid, fmt, query = found
-        backend = self.server.sim.backend
-        limit = int(backend.db.get("VDI", vdi)["virtual_size"])
+        vdi, uuid, limit, fmt, query = found
+        backend = self.server.app.backend
         length = self._length()
         if length is None:
             self._reply(411, b"Content-Length required\n", "text/plain")
@@ -240,9 +238,7 @@ class Handler(BaseHTTPRequestHandler):
             self._finish_task(query, False, str(exc))
             self._reply(400, f"{exc}\n".encode(), "text/plain")
             return
-        with backend.db.lock:
-            if backend.db.exists("VDI", vdi):
-                backend.db.set("VDI", vdi, "physical_utilisation", str(backend.disks.used(uuid)))
+        transfer.uploaded(backend, vdi, uuid)
         self._finish_task(query, True)
         self._reply(200, b"", "text/plain")
 
@@ -261,8 +257,8 @@ class Handler(BaseHTTPRequestHandler):
         found = self._vdi_from_query()
         if found is None:
             return
-        _vdi, uuid, fmt, query = found
-        file = self.server.sim.backend.disks.path(uuid)
+        _vdi, uuid, _size, fmt, query = found
+        file = self.server.app.backend.disks.path(uuid)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         if fmt == "raw":
@@ -287,26 +283,17 @@ class Handler(BaseHTTPRequestHandler):
     def _vm_rrd(self) -> None:
         """A small synthetic RRD (XML) of a running VM's data sources."""
         query = parse_qs(urlsplit(self.path).query)
-        sim = self.server.sim
-        try:
-            sim.backend.sessions.check(query.get("session_id", [""])[0])
-        except XapiError:
+        backend = self.server.app.backend
+        if not transfer.session_valid(backend, query.get("session_id", [""])[0]):
             self._reply(403, b"session invalid\n", "text/plain")
             return
-        from .dispatch import Context
-        from .models.vm import get_data_sources
-
-        ctx = Context(sim.backend, "vm_rrd", None)
         try:
-            vm = sim.backend.db.ref_of_uuid("VM", query.get("uuid", [""])[0])
-            sources = get_data_sources(ctx, vm)
+            sources = transfer.rrd_sources(backend, query.get("uuid", [""])[0])
         except XapiError:
             self._reply(404, b"VM not found\n", "text/plain")
             return
-        import time as _time
-
         out = ["<rrd><version>0003</version><step>5</step>",
-               f"<lastupdate>{int(_time.time())}</lastupdate>"]
+               f"<lastupdate>{int(time.time())}</lastupdate>"]
         for ds in sources:
             out.append(f"<ds><name>{ds['name_label']}</name><type>GAUGE</type>"
                        "<minimal_heartbeat>300.0000</minimal_heartbeat><min>0.0</min>"
@@ -325,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
         length = self._length() or 0
         try:
             body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-            result = self.server.sim.control(path[len("/_sim/"):].strip("/"), body,
+            result = self.server.app.control(path[len("/_sim/"):].strip("/"), body,
                                              parse_qs(urlsplit(self.path).query))
         except (ValueError, KeyError, TypeError) as exc:
             self._reply(400, json.dumps({"error": str(exc)}).encode(), "application/json")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import shutil
 import ssl
 import tempfile
 import threading
 from typing import Any
 
-from . import inventory, models  # noqa: F401  (models registers the handlers)
+from . import inventory
 from .backend import Backend, Config
+from .controls import Controls
 from .dispatch import Dispatcher
 from .server import Server
 
@@ -44,6 +44,7 @@ class Simulator:
         self.dispatcher: Dispatcher | None = None  # type: ignore[assignment]
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        self.controls = Controls(lambda: self.backend, self.reset)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Simulator:
@@ -69,14 +70,8 @@ class Simulator:
 
     def stop(self) -> None:
         """Stop serving, end task threads and timers, delete the temp dir."""
-        backend = self.backend
-        if backend is not None:
-            backend.stopping.set()
-            with backend.db.changed:
-                backend.db.changed.notify_all()
-            for timer in list(backend.timers):
-                timer.cancel()
-            backend.tasks.join()
+        if self.backend is not None:
+            self.backend.shut_down()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -84,8 +79,6 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
-        for timer in list(backend.timers if backend else []):
-            timer.join(2)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = ""
@@ -103,73 +96,39 @@ class Simulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
 
-    # -- test controls -------------------------------------------------------------------------
+    # -- test controls (see controls.py) ----------------------------------------------------
     def inject_fault(self, method: str, error: list[str], count: int = 1) -> None:
         """The next ``count`` calls of ``method`` (e.g. ``VM.start``) fail with ``error``."""
-        self.backend.faults.inject_fault(method, list(error), count)
+        self.controls.inject_fault(method, error, count)
 
     def inject_delay(self, method: str, seconds: float, count: int = 1) -> None:
         """The next ``count`` calls of ``method`` take ``seconds`` (their task stays pending)."""
-        self.backend.faults.inject_delay(method, seconds, count)
+        self.controls.inject_delay(method, seconds, count)
 
     def clear_faults(self) -> None:
         """Drop pending injected faults and delays."""
-        self.backend.faults.clear()
+        self.controls.clear_faults()
 
     def expire_sessions(self) -> None:
         """Invalidate every session."""
-        self.backend.sessions.expire_all()
-
-    def reset(self) -> None:
-        """Throw all state away and rebuild the initial inventory."""
-        old = self.backend
-        old.stopping.set()
-        old.tasks.join()
-        for timer in old.timers:
-            timer.cancel()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir = tempfile.mkdtemp(prefix="xapi-sim-")
-        self._build()
-
-    def _vm_ref(self, vm: str) -> str:
-        db = self.backend.db
-        return vm if db.exists("VM", vm) else db.ref_of_uuid("VM", vm)
+        self.controls.expire_sessions()
 
     def guest_state(self, vm_uuid: str) -> dict[str, Any]:
         """What the VM's guest received: ``password``, ``files``, ``network_resets``,
         ``xenstore`` (its live xenstore) and ``domid``."""
-        return self.backend.guests.snapshot(self._vm_ref(vm_uuid))
+        return self.controls.guest_state(vm_uuid)
 
     def set_guest_agent(self, vm_uuid: str, enabled: bool) -> None:
         """Switch the simulated guest agent of one VM on or off."""
-        from .dispatch import Context, map_add, map_remove
+        self.controls.set_guest_agent(vm_uuid, enabled)
 
-        ctx = Context(self.backend, "sim", None)
-        ref = self._vm_ref(vm_uuid)
-        map_remove(ctx, "VM", ref, "other_config", "sim-agent")
-        map_add(ctx, "VM", ref, "other_config", "sim-agent", "true" if enabled else "false")
+    def reset(self) -> None:
+        """Throw all state away and rebuild the initial inventory."""
+        self.backend.shut_down()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = tempfile.mkdtemp(prefix="xapi-sim-")
+        self._build()
 
     def control(self, name: str, body: dict[str, Any], query: dict[str, list[str]]) -> Any:
         """The ``/_sim/<name>`` HTTP controls."""
-        if name == "inject":
-            if "error" in body:
-                self.inject_fault(body["method"], body["error"], int(body.get("count", 1)))
-            else:
-                self.inject_delay(body["method"], float(body["seconds"]),
-                                  int(body.get("count", 1)))
-            return {"ok": True}
-        if name == "clear":
-            self.clear_faults()
-            return {"ok": True}
-        if name == "reset":
-            self.reset()
-            return {"ok": True}
-        if name == "expire_sessions":
-            self.expire_sessions()
-            return {"ok": True}
-        if name == "guest":
-            vm = body.get("vm") or query.get("vm", [""])[0]
-            state = self.guest_state(vm)
-            state["files"] = {k: base64.b64encode(v).decode() for k, v in state["files"].items()}
-            return state
-        raise KeyError(f"unknown control {name}")
+        return self.controls.http(name, body, query)

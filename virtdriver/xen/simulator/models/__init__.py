@@ -1,3 +1,18 @@
-"""Per-class behaviour; importing this package registers every handler."""
+"""XAPI objects and their rules, one module per class family; importing this package
+declares every message handler (see ``context.api``)."""
 
-from . import event, host, migrate, network, session, storage, task, vm, vm_copy  # noqa: F401
+from . import (  # noqa: F401
+    event,
+    generic,
+    host,
+    migrate,
+    network,
+    session,
+    sr,
+    task,
+    transfer,
+    vbd,
+    vdi,
+    vm,
+    vm_copy,
+)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..db import Registry, copy_record
-from ..dispatch import Context, api, now
+from ..context import Context, api
+from ..db import Registry, copy_record, now
 from ..errors import XapiError
 from ..schema import CLASSES, canonical_class
 from ..wire import fmt_datetime

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dispatch import Context, api, now
+from ..context import Context, api
+from ..db import now
+from ..plugins import call
+from .vm import free_memory
 
 
 @api("host.compute_free_memory")
 def compute_free_memory(ctx: Context, host: str) -> str:
     """Free bytes on the host, as a string."""
-    from .vm import free_memory
-
     with ctx.db.lock:
         return str(free_memory(ctx, host))
 
@@ -33,7 +34,5 @@ def get_servertime(ctx: Context, host: str) -> Any:
 @api("host.call_plugin", long=True)
 def call_plugin(ctx: Context, host: str, plugin: str, fn: str, args: dict[str, str]) -> str:
     """Run a simulated dom0 plugin (see plugins.py)."""
-    from ..plugins import call
-
     ctx.db.get("host", host)
     return call(ctx, host, plugin, fn, args or {})

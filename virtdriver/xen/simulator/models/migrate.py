@@ -11,9 +11,10 @@ import xmlrpc.client
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..dispatch import Context, api
+from ..context import Context, api
 from ..errors import XapiError
 from ..schema import NULL
+from .vdi import destroy_vdi_record
 from .vm import begin, check, destroy_vm_record, halt
 
 #: VM fields carried to the destination
@@ -183,8 +184,6 @@ def migrate_send(ctx: Context, vm: str, dest: dict[str, str], live: bool,
     except (OSError, xmlrpc.client.Error) as exc:
         raise XapiError("VM_MIGRATE_FAILED", vm, source_host, dest.get("host", ""),
                         str(exc)) from None
-    from .storage import destroy_vdi_record
-
     with db.lock:
         if db.get("VM", vm)["power_state"] in ("Running", "Paused"):
             halt(ctx, vm)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..dispatch import Context, api, generic_create
+from ..context import Context, api
 from ..errors import XapiError
 from ..schema import NULL
+from .generic import generic_create
 
 
 def random_mac() -> str:

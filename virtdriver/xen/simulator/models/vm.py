@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dispatch import AFTER_CHANGE, Context, api, generic_create, now
+from ..context import Context, api
+from ..db import copy_record, now
 from ..errors import XapiError
 from ..schema import NULL
+from .generic import AFTER_CHANGE, generic_create
+from .vbd import device_name
+from .vdi import destroy_vdi_record, new_vdi
 
 HALTED, PAUSED, SUSPENDED, RUNNING = "Halted", "Paused", "Suspended", "Running"
 ANY = (HALTED, PAUSED, SUSPENDED, RUNNING)
@@ -188,22 +192,12 @@ def halt(ctx: Context, vm: str, state: str = HALTED) -> None:
         refresh_allowed(ctx, vm)
 
 
-def device_name(userdevice: str) -> str:
-    """``0`` -> ``xvda``."""
-    try:
-        return "xvd" + "abcdefghijklmnop"[int(userdevice)]
-    except (ValueError, IndexError):
-        return "xvd" + str(userdevice)
-
-
 def _needs_pv(ctx: Context, vm: str, rec: dict[str, Any]) -> None:
     if rec["domain_type"] == "hvm" and not ctx.backend.guests.pv_drivers(vm):
         raise XapiError("VM_MISSING_PV_DRIVERS", vm)
 
 
 def _drop_suspend_vdi(ctx: Context, vm: str) -> None:
-    from .storage import destroy_vdi_record
-
     ref = ctx.db.get("VM", vm)["suspend_VDI"]
     if ctx.db.exists("VDI", ref):
         destroy_vdi_record(ctx, ref)
@@ -248,8 +242,6 @@ def unpause(ctx: Context, vm: str) -> None:
 @api("VM.suspend", long=True)
 def suspend(ctx: Context, vm: str) -> None:
     """Running -> Suspended, with a suspend VDI."""
-    from .storage import new_vdi
-
     rec = begin(ctx, vm, "suspend")
     with ctx.db.lock:
         pool = ctx.db.get("pool", ctx.backend.pool_ref())
@@ -396,9 +388,7 @@ def destroy_vm_record(ctx: Context, vm: str) -> None:
             if db.exists(cls, ref):
                 db.destroy(cls, ref)
         if db.exists("VDI", rec["suspend_VDI"]):
-            from .storage import destroy_vdi_record
-
-            destroy_vdi_record(ctx, rec["suspend_VDI"])
+                    destroy_vdi_record(ctx, rec["suspend_VDI"])
         for snap in list(rec["snapshots"]):
             if db.exists("VM", snap):
                 db.set("VM", snap, "snapshot_of", NULL)
@@ -436,8 +426,6 @@ def assert_can_boot_here(ctx: Context, vm: str, host: str) -> None:
 @api("VM.get_boot_record")
 def get_boot_record(ctx: Context, vm: str) -> dict[str, Any]:
     """The record the VM booted with (the current record here)."""
-    from ..db import copy_record
-
     return copy_record(ctx.db.get("VM", vm))
 
 
@@ -447,14 +435,6 @@ def get_allowed_vif_devices(ctx: Context, vm: str) -> list[str]:
     with ctx.db.lock:
         used = {ctx.db.get("VIF", v)["device"] for v in ctx.db.get("VM", vm)["VIFs"]}
     return [str(i) for i in range(7) if str(i) not in used]
-
-
-@api("VM.get_allowed_VBD_devices")
-def get_allowed_vbd_devices(ctx: Context, vm: str) -> list[str]:
-    """Free VBD userdevice numbers 0-15."""
-    with ctx.db.lock:
-        used = {ctx.db.get("VBD", v)["userdevice"] for v in ctx.db.get("VM", vm)["VBDs"]}
-    return [str(i) for i in range(16) if str(i) not in used]
 
 
 @api("VM.set_memory_limits")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..dispatch import Context, api, now
+from ..context import Context, api
+from ..db import now
 from ..schema import NULL
-from .storage import clone_vdi, snapshot_chain
-from .vm import begin, refresh_allowed
+from .vdi import clone_vdi, snapshot_chain
+from .vm import begin, halt, refresh_allowed
 
 #: fields that describe identity, state or links and are never copied
 SKIP = {"uuid", "power_state", "allowed_operations", "current_operations", "resident_on",
@@ -94,8 +95,6 @@ def checkpoint(ctx: Context, vm: str, new_name: str) -> str:
 @api("VM.revert", long=True)
 def revert(ctx: Context, snapshot_vm: str) -> None:
     """Revert the snapshotted VM's disks to the snapshot's contents (VM ends Halted)."""
-    from .vm import halt
-
     db = ctx.db
     begin(ctx, snapshot_vm, "revert")
     with db.lock:

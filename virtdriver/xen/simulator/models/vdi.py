@@ -1,17 +1,18 @@
-"""SR, VDI, VBD and PBD: VDI_IN_USE rules, snapshot chains with coalesce, device plug rules."""
+"""VDI: records with their bytes, VDI_IN_USE rules, snapshot chains with coalesce, copies."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import Any
 
-from ..dispatch import Context, api, coerce, generic_create, now
+from ..context import Context, api
+from ..db import now
 from ..errors import XapiError
 from ..schema import NULL
-
-RUNNING = "Running"
+from .generic import coerce
 
 
 def new_vdi(ctx: Context, sr: str, name: str, size: int, type_: str = "user",
@@ -32,11 +33,11 @@ def new_vdi(ctx: Context, sr: str, name: str, size: int, type_: str = "user",
         if not rec["location"]:
             db.set("VDI", vdi, "location", rec["uuid"])
         ctx.backend.disks.create(rec["uuid"], size)
-        _sr_usage(ctx, sr)
+        sr_usage(ctx, sr)
         return vdi
 
 
-def _sr_usage(ctx: Context, sr: str) -> None:
+def sr_usage(ctx: Context, sr: str) -> None:
     db = ctx.db
     if not db.exists("SR", sr):
         return
@@ -57,7 +58,7 @@ def destroy_vdi_record(ctx: Context, vdi: str) -> None:
         sr = rec["SR"]
         db.destroy("VDI", vdi)
         ctx.backend.disks.delete(rec["uuid"])
-        _sr_usage(ctx, sr)
+        sr_usage(ctx, sr)
     schedule_coalesce(ctx, sr)
 
 
@@ -109,8 +110,6 @@ def vdi_introduce(ctx: Context, uuid: str, name_label: str, name_description: st
                   metadata_of_pool: str = NULL, is_a_snapshot: bool = False,
                   snapshot_time: Any = None, snapshot_of: str = NULL) -> str:
     """Re-create a record for bytes the SR already holds (by uuid/location)."""
-    import os
-
     with ctx.db.lock:
         ctx.db.get("SR", sr)
         file_uuid = uuid or location
@@ -260,7 +259,7 @@ def _resize(ctx: Context, vdi: str, size: str, online: bool) -> None:
     with ctx.db.lock:
         ctx.backend.disks.resize(rec["uuid"], new)
         ctx.db.set("VDI", vdi, "virtual_size", str(new))
-        _sr_usage(ctx, rec["SR"])
+        sr_usage(ctx, rec["SR"])
 
 
 @api("VDI.resize", long=True)
@@ -273,176 +272,3 @@ def vdi_resize(ctx: Context, vdi: str, size: str) -> None:
 def vdi_resize_online(ctx: Context, vdi: str, size: str) -> None:
     """Grow a VDI, attached or not."""
     _resize(ctx, vdi, size, True)
-
-
-# -- SR / PBD ----------------------------------------------------------------------------
-@api("SR.scan", long=True)
-def sr_scan(ctx: Context, sr: str) -> None:
-    """Coalesce due chains and refresh usage."""
-    ctx.db.get("SR", sr)
-    ctx.wait()
-    coalesce(ctx, sr)
-    with ctx.db.lock:
-        _sr_usage(ctx, sr)
-
-
-@api("SR.forget")
-def sr_forget(ctx: Context, sr: str) -> None:
-    """Drop an SR record with its VDI records and PBDs."""
-    with ctx.db.lock:
-        rec = ctx.db.get("SR", sr)
-        for vdi in list(rec["VDIs"]):
-            ctx.db.destroy("VDI", vdi)
-        for pbd in list(rec["PBDs"]):
-            ctx.db.destroy("PBD", pbd)
-        ctx.db.destroy("SR", sr)
-
-
-@api("SR.introduce")
-def sr_introduce(ctx: Context, uuid: str, name_label: str, name_description: str, type_: str,
-                 content_type: str, shared: bool, sm_config: dict[str, str]) -> str:
-    """Record an existing SR."""
-    with ctx.db.lock:
-        return ctx.db.create("SR", {"uuid": uuid, "name_label": name_label,
-                                    "name_description": name_description, "type": type_,
-                                    "content_type": content_type, "shared": bool(shared),
-                                    "sm_config": sm_config})
-
-
-@api("SR.create")
-def sr_create(ctx: Context, host: str, device_config: dict[str, str], physical_size: str,
-              name_label: str, name_description: str, type_: str, content_type: str,
-              shared: bool, sm_config: dict[str, str] | None = None) -> str:
-    """A new SR with a plugged PBD on ``host``."""
-    with ctx.db.lock:
-        ctx.db.get("host", host)
-        sr = ctx.db.create("SR", {"name_label": name_label, "name_description": name_description,
-                                  "type": type_, "content_type": content_type,
-                                  "shared": bool(shared), "sm_config": sm_config or {},
-                                  "physical_size": str(physical_size)})
-        ctx.db.create("PBD", {"host": host, "SR": sr, "device_config": device_config,
-                              "currently_attached": True})
-        return sr
-
-
-@api("PBD.plug")
-def pbd_plug(ctx: Context, pbd: str) -> None:
-    """Attach the SR on its host."""
-    with ctx.db.lock:
-        ctx.db.get("PBD", pbd)
-        ctx.db.set("PBD", pbd, "currently_attached", True)
-
-
-@api("PBD.unplug")
-def pbd_unplug(ctx: Context, pbd: str) -> None:
-    """Detach the SR on its host."""
-    with ctx.db.lock:
-        ctx.db.get("PBD", pbd)
-        ctx.db.set("PBD", pbd, "currently_attached", False)
-
-
-# -- VBD -------------------------------------------------------------------------------
-@api("VBD.create")
-def vbd_create(ctx: Context, record: dict[str, Any]) -> str:
-    """A VBD linking a VM to a VDI (or an empty CD drive)."""
-    db = ctx.db
-    with db.lock:
-        vm = record.get("VM", NULL)
-        db.get("VM", vm)
-        vdi = record.get("VDI", NULL)
-        if vdi not in ("", NULL):
-            db.get("VDI", vdi)
-        rec = dict(record)
-        if rec.get("userdevice") == "autodetect" or "userdevice" not in rec:
-            from .vm import get_allowed_vbd_devices
-
-            rec["userdevice"] = (get_allowed_vbd_devices(ctx, vm) or ["0"])[0]
-        for other in db.get("VM", vm)["VBDs"]:
-            if db.get("VBD", other)["userdevice"] == str(rec["userdevice"]):
-                raise XapiError("DEVICE_ALREADY_EXISTS", rec["userdevice"])
-        rec.pop("currently_attached", None)
-        if vdi in ("", NULL):
-            rec["empty"] = True
-        vbd = generic_create(ctx, "VBD", rec)
-        from .vm import device_name
-
-        db.set("VBD", vbd, "device", device_name(db.get("VBD", vbd)["userdevice"]))
-        return vbd
-
-
-def _vbd_vm_running(ctx: Context, vbd: str) -> dict[str, Any]:
-    rec = ctx.db.get("VBD", vbd)
-    vm = ctx.db.get("VM", rec["VM"])
-    if vm["power_state"] != RUNNING:
-        raise XapiError("VM_BAD_POWER_STATE", rec["VM"], "running", vm["power_state"].lower())
-    return rec
-
-
-@api("VBD.plug", long=True)
-def vbd_plug(ctx: Context, vbd: str) -> None:
-    """Hot-plug: the VM must be running; DEVICE_ALREADY_ATTACHED when plugged."""
-    with ctx.db.lock:
-        rec = _vbd_vm_running(ctx, vbd)
-        if rec["currently_attached"]:
-            raise XapiError("DEVICE_ALREADY_ATTACHED", vbd)
-    ctx.wait()
-    with ctx.db.lock:
-        ctx.db.set("VBD", vbd, "currently_attached", True)
-
-
-def _unplug(ctx: Context, vbd: str, force: bool) -> None:
-    with ctx.db.lock:
-        rec = _vbd_vm_running(ctx, vbd)
-        if not rec["currently_attached"]:
-            raise XapiError("DEVICE_ALREADY_DETACHED", vbd)
-        if not rec["unpluggable"] and not force:
-            raise XapiError("VBD_NOT_UNPLUGGABLE", vbd)
-    ctx.wait()
-    with ctx.db.lock:
-        ctx.db.set("VBD", vbd, "currently_attached", False)
-
-
-@api("VBD.unplug", long=True)
-def vbd_unplug(ctx: Context, vbd: str) -> None:
-    """Hot-unplug (VBD_NOT_UNPLUGGABLE, DEVICE_ALREADY_DETACHED)."""
-    _unplug(ctx, vbd, False)
-
-
-@api("VBD.unplug_force", long=True)
-def vbd_unplug_force(ctx: Context, vbd: str) -> None:
-    """Unplug even when not unpluggable."""
-    _unplug(ctx, vbd, True)
-
-
-@api("VBD.destroy")
-def vbd_destroy(ctx: Context, vbd: str) -> None:
-    """Delete a detached VBD."""
-    with ctx.db.lock:
-        if ctx.db.get("VBD", vbd)["currently_attached"]:
-            raise XapiError("DEVICE_ALREADY_ATTACHED", vbd)
-        ctx.db.destroy("VBD", vbd)
-
-
-@api("VBD.insert")
-def vbd_insert(ctx: Context, vbd: str, vdi: str) -> None:
-    """Put a disc in an empty CD drive."""
-    with ctx.db.lock:
-        rec = ctx.db.get("VBD", vbd)
-        ctx.db.get("VDI", vdi)
-        if rec["type"] != "CD":
-            raise XapiError("VBD_NOT_REMOVABLE_MEDIA", vbd)
-        if not rec["empty"]:
-            raise XapiError("VBD_NOT_EMPTY", vbd)
-        ctx.db.update("VBD", vbd, VDI=vdi, empty=False)
-
-
-@api("VBD.eject")
-def vbd_eject(ctx: Context, vbd: str) -> None:
-    """Remove the disc from a CD drive."""
-    with ctx.db.lock:
-        rec = ctx.db.get("VBD", vbd)
-        if rec["type"] != "CD":
-            raise XapiError("VBD_NOT_REMOVABLE_MEDIA", vbd)
-        if rec["empty"]:
-            raise XapiError("VBD_IS_EMPTY", vbd)
-        ctx.db.update("VBD", vbd, VDI=NULL, empty=True)
