@@ -1,9 +1,13 @@
-"""VMwareVMOps: the seed's operations on vCenter, over one :class:`VMwareSession`.
+"""VMwareVMOps: the VMOps contract on vCenter, one short method per operation.
 
-Spawn reads like its list of steps; each step is a method that can be tested alone and that
-registers its own undo with a :class:`Rollback` as soon as it succeeds. The rarer operations
-(snapshot, rescue, resize, live migration, NICs, consoles, image cache) live in
-:mod:`virtdriver.vmware.vmops_more` and are mixed in, so each module stays readable.
+Each method takes the instance's lock where the operation needs one and hands the work, in
+one hop, to the module of its concern: :mod:`~virtdriver.vmware.spawn` (spawn, destroy),
+:mod:`~virtdriver.vmware.power`, :mod:`~virtdriver.vmware.rescue`,
+:mod:`~virtdriver.vmware.snapshot`, :mod:`~virtdriver.vmware.migrate` (resize),
+:mod:`~virtdriver.vmware.live_migrate`, :mod:`~virtdriver.vmware.network`,
+:mod:`~virtdriver.vmware.facts` and :mod:`~virtdriver.vmware.host`. Those functions take a
+:class:`~virtdriver.vmware.backend.VMwareBackend`: the session, inventory, image cache and
+VM lookup they all share. What vSphere cannot do raises UnsupportedOperation here.
 """
 
 from __future__ import annotations
@@ -11,30 +15,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pyVmomi import vim
-
 from virtdriver.common.base import DEFAULT_CAPABILITIES, VMOps
 from virtdriver.common.locks import instance_lock
-from virtdriver.common.model import (
-    Diagnostics,
-    InstanceInfo,
-    MemoryDiagnostics,
-    instance_name_from_metadata,
+from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
+from virtdriver.vmware import (
+    facts,
+    host,
+    live_migrate,
+    migrate,
+    network,
+    power,
+    rescue,
+    snapshot,
+    spawn,
+    vm_util,
 )
-from virtdriver.common.power_state import PowerState
-from virtdriver.vmware import power, spawn, vm_util
-from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.backend import VMwareBackend
-from virtdriver.vmware.ds_util import Datastore
-from virtdriver.vmware.images import CONFIG_DRIVE_NAME, ImageCache
 from virtdriver.vmware.session import VMwareSession
-from virtdriver.vmware.vmops_more import MoreOpsMixin
-
-POWER_STATES = {"poweredOn": PowerState.RUNNING, "poweredOff": PowerState.SHUTDOWN,
-                "suspended": PowerState.SUSPENDED}
 
 
-class VMwareVMOps(MoreOpsMixin, VMOps):
+class VMwareVMOps(VMOps):
     """Nova-style operations on vCenter VMs (one cluster, chosen by ``[vmware] cluster_name``).
 
     The session is opened on first use (or pass one in ``session=`` for tests). VMs are
@@ -75,7 +75,8 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
             self.stats = session.stats
         self._backend = VMwareBackend(conf, image_store, self.progress, self.stats, session)
 
-    # for callers that read the server beside the operations (Nova adapter, benchmarks)
+    # For callers that read the server beside the operations: the Nova adapter's resources
+    # and events, the benchmarks.
     @property
     def session(self) -> VMwareSession:
         """The vCenter session, logged in on first use."""
@@ -88,39 +89,12 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
 
     @property
     def vm_refs(self) -> vm_util.VMRefCache:
-        """The cache of VM references by instance uuid."""
+        """The VM references found so far, by instance uuid."""
         return self._backend.vm_refs
-
-    @property
-    def image_cache(self) -> ImageCache:
-        """The datastore image cache."""
-        return self._backend.image_cache
 
     def close(self) -> None:
         """Log out of vCenter."""
         self._backend.close()
-
-    # interim shims for the mixins still to move
-    def _networks_for(self, vifs: Iterable[Any]) -> dict[str, vif_util.NetworkRef]:
-        return self._backend.networks_for(vifs)
-
-    def _vm(self, instance: Any) -> Any:
-        return self._backend.vm(instance)
-
-    def _read(self, instance: Any, paths: list[str]) -> tuple[Any, dict[str, Any]]:
-        return self._backend.read(instance, paths)
-
-    def _datastore(self, ds_ref: Any, props: dict[str, Any] | None = None) -> Datastore:
-        return self._backend.datastore(ds_ref, props)
-
-    def _vm_datastore(self, vm_path: str) -> Datastore:
-        return self._backend.vm_datastore(vm_path)
-
-    def _datastore_props(self) -> dict[Any, dict[str, Any]]:
-        return self._backend.datastore_props()
-
-    def _power_state(self, instance: Any) -> tuple[Any, str]:
-        return self._backend.power_state(instance)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -133,12 +107,13 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
 
     def destroy(self, instance: Any, network_info: Any = None, block_device_info: Any = None,
                 destroy_disks: bool = True) -> None:
+        """Power off, unregister, delete the VM's folder; a gone VM is a no-op."""
         with instance_lock(instance):
             spawn.destroy(self._backend, instance, destroy_disks)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:
-        """SOFT: RebootGuest when the tools run, else reset; HARD: reset."""
+        """SOFT: RebootGuest when VMware Tools run, else reset; HARD: reset."""
         with instance_lock(instance):
             power.reboot(self._backend, instance, reboot_type)
 
@@ -159,72 +134,203 @@ class VMwareVMOps(MoreOpsMixin, VMOps):
         with instance_lock(instance):
             power.resume(self._backend, instance)
 
+    def pause(self, instance: Any) -> None:
+        raise self.unsupported("pause", "vSphere has no in-memory pause; use suspend")
+
+    def unpause(self, instance: Any) -> None:
+        raise self.unsupported("unpause", "vSphere has no in-memory pause; use resume")
+
+    def soft_delete(self, instance: Any) -> None:
+        raise self.unsupported("soft_delete")
+
+    def restore(self, instance: Any) -> None:
+        raise self.unsupported("restore")
+
     def poll_rebooting_instances(self, timeout: int, instances: Iterable[Any]) -> list[Any]:
+        """Locks each instance it resets."""
         return power.poll_rebooting_instances(self._backend, timeout, instances)
+
+    def set_bootable(self, instance: Any, is_bootable: bool) -> None:
+        raise self.unsupported("set_bootable")
+
+    # -- rescue ----------------------------------------------------------------------------------
+
+    def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
+               rescue_password: str | None = None) -> None:
+        """Boot from a copy of ``image_meta`` with the instance's disk attached second."""
+        with instance_lock(instance):
+            rescue.rescue(self._backend, context, instance, image_meta)
+
+    def unrescue(self, instance: Any, power_on: bool = True) -> None:
+        with instance_lock(instance):
+            rescue.unrescue(self._backend, instance, power_on)
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def snapshot(self, context: Any, instance: Any, image_id: str,
+                 update_task_state: Callable[..., Any]) -> None:
+        """A server snapshot freezes the root disk, a copy of which is uploaded."""
+        with instance_lock(instance):
+            snapshot.snapshot(self._backend, context, instance, image_id, update_task_state)
+
+    def post_interrupted_snapshot_cleanup(self, context: Any, instance: Any) -> None:
+        snapshot.post_interrupted_snapshot_cleanup(self._backend, context, instance)
+
+    # -- resize ----------------------------------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
+                                   block_device_info: Any = None) -> Any:
+        """Keeps a grown root disk's old self as ``original.vmdk`` for a revert."""
+        with instance_lock(instance):
+            return migrate.migrate_disk_and_power_off(self._backend, context, instance, dest,
+                                                      flavor)
+
+    def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
+                         network_info: Any, image_meta: Any, resize_instance: bool = False,
+                         block_device_info: Any = None, power_on: bool = True) -> None:
+        with instance_lock(instance):
+            migrate.finish_migration(self._backend, instance, power_on)
+
+    def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
+        with instance_lock(instance):
+            migrate.confirm_migration(self._backend, instance)
+
+    def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
+                                block_device_info: Any = None, power_on: bool = True) -> None:
+        with instance_lock(instance):
+            migrate.finish_revert_migration(self._backend, instance, power_on)
+
+    # -- live migration --------------------------------------------------------------------------
+
+    def check_can_live_migrate_destination(self, context: Any, instance: Any,
+                                           block_migration: bool = False,
+                                           disk_over_commit: bool = False) -> dict[str, Any]:
+        return live_migrate.check_can_live_migrate_destination(self._backend)
+
+    def check_can_live_migrate_source(self, context: Any, instance: Any,
+                                      dest_check_data: dict[str, Any]) -> dict[str, Any]:
+        return live_migrate.check_can_live_migrate_source(self._backend, instance,
+                                                          dest_check_data)
+
+    def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
+                           network_info: Any, disk_info: Any,
+                           migrate_data: dict[str, Any] | None = None) -> dict[str, Any]:
+        return live_migrate.pre_live_migration(migrate_data)
+
+    def live_migrate(self, context: Any, instance: Any, destination_hostname: str,
+                     post_method: Callable[..., Any], recover_method: Callable[..., Any],
+                     block_migration: bool = False,
+                     migrate_data: dict[str, Any] | None = None) -> None:
+        """Relocates between hosts of the cluster; locks the instance, not the callbacks."""
+        live_migrate.live_migrate(self._backend, context, instance, destination_hostname,
+                                  post_method, recover_method, block_migration, migrate_data)
+
+    def post_live_migration(self, context: Any, instance: Any,
+                            migrate_data: dict[str, Any] | None = None) -> None:
+        """Nothing stays on the source host: vCenter moved the VM."""
+
+    def post_live_migration_at_destination(self, context: Any, instance: Any, network_info: Any,
+                                           block_migration: bool = False,
+                                           block_device_info: Any = None) -> None:
+        """Nothing to finish: the VM keeps its devices and networks."""
+
+    def rollback_live_migration_at_destination(self, instance: Any,
+                                               block_device_info: Any = None) -> None:
+        """Nothing to remove: pre_live_migration made nothing."""
+
+    # -- network ---------------------------------------------------------------------------------
+
+    def attach_interface(self, instance: Any, image_meta: Any, vif: Any) -> None:
+        """Names the VIF's port in extraConfig ``nvp.iface-id.N``."""
+        with instance_lock(instance):
+            network.attach_interface(self._backend, instance, image_meta, vif)
+
+    def detach_interface(self, instance: Any, vif: Any) -> None:
+        with instance_lock(instance):
+            network.detach_interface(self._backend, instance, vif)
+
+    def plug_vifs(self, instance: Any, network_info: Any) -> None:
+        with instance_lock(instance):
+            network.plug_vifs(self._backend, instance, network_info)
+
+    def unplug_vifs(self, instance: Any, network_info: Any) -> None:
+        with instance_lock(instance):
+            network.unplug_vifs(self._backend, instance, network_info)
+
+    def inject_network_info(self, instance: Any, network_info: Any) -> None:
+        """Publishes ``machine.id`` (``mac;ip`` per VIF) for VMware Tools scripts."""
+        with instance_lock(instance):
+            network.inject_network_info(self._backend, instance, network_info)
+
+    def reset_network(self, instance: Any) -> None:
+        raise self.unsupported("reset_network", "no guest agent on vSphere")
+
+    def refresh_instance_security_rules(self, instance: Any) -> None:
+        raise self.unsupported("refresh_instance_security_rules")
+
+    def refresh_security_group_rules(self, security_group_id: str) -> None:
+        raise self.unsupported("refresh_security_group_rules")
+
+    def unfilter_instance(self, instance: Any, network_info: Any) -> None:
+        raise self.unsupported("unfilter_instance")
+
+    # -- guest -----------------------------------------------------------------------------------
+
+    def inject_file(self, instance: Any, path: str, contents: bytes | str) -> None:
+        raise self.unsupported("inject_file", "no guest agent; use the config drive")
+
+    def set_admin_password(self, instance: Any, new_pass: str) -> None:
+        raise self.unsupported("set_admin_password", "no guest agent on vSphere")
+
+    def change_instance_metadata(self, instance: Any, diff: dict[str, list[Any]]) -> None:
+        raise self.unsupported("change_instance_metadata")
 
     # -- facts -----------------------------------------------------------------------------------
 
     def get_info(self, instance: Any) -> InstanceInfo:
-        """The power state (one call once the VM's reference is cached)."""
-        vm, state = self._power_state(instance)
-        return InstanceInfo(state=POWER_STATES.get(state, PowerState.NOSTATE))
-
-    def _managed_vms(self) -> dict[str, tuple[Any, dict[str, Any]]]:
-        found = self.session.list_objects(
-            vim.VirtualMachine, ["name", "config.instanceUuid", "config.managedBy",
-                                 "config.annotation"],
-            root=self.inventory.vm_folder)
-        return {key: (ref, props) for key, (ref, props) in found.items()
-                if getattr(props.get("config.managedBy"), "extensionKey", None)
-                == vm_util.MANAGED_BY.extensionKey}
+        return facts.get_info(self._backend, instance)
 
     def list_instances(self) -> list[str]:
-        """Names of the instances this backend's VMs belong to (one container-view pass).
-
-        A VM is named after its instance's uuid; the instance's name is in its annotation.
-        """
-        return sorted(instance_name_from_metadata(props.get("config.annotation"))
-                      or props["name"] for _, props in self._managed_vms().values())
+        """Names come from the VMs' annotations (VMs are named after the uuid)."""
+        return facts.list_instances(self._backend)
 
     def list_instance_uuids(self) -> list[str]:
-        """Instance uuids of this backend's VMs (one container-view pass)."""
-        return sorted(props["config.instanceUuid"] for _, props in self._managed_vms().values()
-                      if props.get("config.instanceUuid"))
+        return facts.list_instance_uuids(self._backend)
 
     def get_diagnostics(self, instance: Any) -> dict[str, Any]:
         """summary.config, quickStats and runtime, flattened with a ``vmware:`` prefix."""
-        _, props = self._read(instance, ["summary.config", "summary.quickStats",
-                                         "summary.runtime"])
-        out: dict[str, Any] = {}
-        for value in props.values():
-            for name in getattr(value, "_propInfo", {}) or {}:
-                item = getattr(value, name, None)
-                if item is not None and isinstance(item, (str, int, float, bool)):
-                    out[f"vmware:{name}"] = item
-        return out
+        return facts.get_diagnostics(self._backend, instance)
 
     def get_instance_diagnostics(self, instance: Any) -> Diagnostics:
-        """Nova's common diagnostics shape."""
-        _, props = self._read(instance, ["runtime.powerState", "config.hardware",
-                                         "summary.quickStats", "summary.runtime.bootTime"])
-        hardware = props.get("config.hardware")
-        devices = list(getattr(hardware, "device", None) or [])
-        stats = props.get("summary.quickStats")
-        state = props.get("runtime.powerState", "poweredOff")
-        return Diagnostics(
-            state={"poweredOn": "running", "poweredOff": "shutdown",
-                   "suspended": "suspended"}.get(state, "pending"),
-            driver="vmwareapi", hypervisor="esxi", hypervisor_os="esxi",
-            uptime=getattr(stats, "uptimeSeconds", None),
-            config_drive=any(isinstance(d, vim.vm.device.VirtualCdrom)
-                             and CONFIG_DRIVE_NAME in getattr(d.backing, "fileName", "")
-                             for d in devices),
-            num_cpus=getattr(hardware, "numCPU", 0) or 0,
-            num_nics=len(vif_util.nics_by_mac(devices)),
-            num_disks=len(vm_util.disks_of(devices)),
-            memory_details=MemoryDiagnostics(
-                maximum=getattr(hardware, "memoryMB", None),
-                used=getattr(stats, "guestMemoryUsage", None)))
+        return facts.get_instance_diagnostics(self._backend, instance)
+
+    def get_all_bw_counters(self, instances: Iterable[Any]) -> list[dict[str, Any]]:
+        raise self.unsupported("get_all_bw_counters")
+
+    def get_per_instance_usage(self) -> dict[str, dict[str, Any]]:
+        return facts.get_per_instance_usage(self._backend)
+
+    def get_console_output(self, instance: Any) -> bytes:
+        raise self.unsupported("get_console_output", "no serial log without a vSPC")
+
+    def get_vnc_console(self, instance: Any) -> ConsoleInfo:
+        """Allocates the VM's VNC port on first use."""
+        return facts.get_vnc_console(self._backend, instance)
+
+    # -- host ------------------------------------------------------------------------------------
+
+    def manage_image_cache(self, context: Any, instances: Iterable[Any]) -> None:
+        """Marks unused images ``ts-<epoch>``; deletes them after the minimum age."""
+        host.manage_image_cache(self._backend, instances)
+
+    def get_datacenter_ref_and_name(self, ds_ref: Any) -> tuple[Any, str]:
+        return host.get_datacenter_ref_and_name(self._backend, ds_ref)
+
+    def check_cache_folder(self, ds_name: str, ds_ref: Any) -> None:
+        host.check_cache_folder(self._backend, ds_name, ds_ref)
+
+    def check_temp_folder(self, ds_name: str, ds_ref: Any) -> None:
+        host.check_temp_folder(self._backend, ds_name, ds_ref)
 
 
 __all__ = ["VMwareVMOps"]

@@ -1,0 +1,158 @@
+"""Resize and cold migration on vCenter.
+
+A resize powers the VM off, keeps a grown root disk's old self as ``original.vmdk``, applies
+the new flavor and relocates the VM to the destination host; notes in extraConfig say where
+it came from and what was kept, for a revert or a confirm. The face holds the instance's
+lock around each call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oslo_log import log as logging
+from pyVmomi import vim
+
+from virtdriver.common import exceptions
+from virtdriver.common.model import ExtraSpecs, field_of, validate_flavor
+from virtdriver.common.progress import make_step_decorator
+from virtdriver.vmware import ds_util, vm_util
+from virtdriver.vmware.backend import VMwareBackend
+from virtdriver.vmware.ds_util import DatastorePath
+
+LOG = logging.getLogger(__name__)
+
+#: extraConfig key holding the host a resize moved the VM from ("" when none)
+SOURCE_HOST_KEY = "virtdriver.resize.source_host"
+#: extraConfig key saying a resize kept the old root disk as original.vmdk ("yes" or "")
+ORIGINAL_KEY = "virtdriver.resize.original"
+ORIGINAL_DISK = "original.vmdk"
+
+
+def migrate_disk_and_power_off(backend: VMwareBackend, context: Any, instance: Any, dest: str,
+                               flavor: Any) -> Any:
+    """Power off, keep the old root disk as ``original.vmdk``, apply the new flavor."""
+    validate_flavor(flavor)
+    uuid = field_of(instance, "uuid")
+    old_root_gb = field_of(field_of(instance, "flavor"), "root_gb", 0) or 0
+    new_root_gb = field_of(flavor, "root_gb", 0) or 0
+    if new_root_gb < old_root_gb:
+        raise exceptions.MigrationError(
+            f"instance {uuid}: root disk cannot shrink from {old_root_gb} GB to "
+            f"{new_root_gb} GB")
+    session = backend.session
+    step = make_step_decorator(context, instance, backend.progress)
+    vm, devices, props = backend.read_devices(instance)
+    root = vm_util.root_disk(devices)
+    ds = backend.vm_datastore(root.backing.fileName)
+    host = backend.host_named(dest)
+    step(_power_off_hard)(backend, vm)
+    original = DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK)
+    grows = new_root_gb > old_root_gb
+    if grows:
+        # only a grown disk needs its old self kept for a revert
+        ds_util.delete_disk(session, ds, original)
+        step(ds_util.copy_disk)(session, ds, DatastorePath.parse(root.backing.fileName),
+                                original)
+    # notes on the VM for a revert or confirm: where it came from, what was kept
+    source = props.get("runtime.host")
+    step(_apply_flavor)(backend, vm, flavor, root, new_root_gb, notes={
+        SOURCE_HOST_KEY: source._moId if source is not None else "",
+        ORIGINAL_KEY: "yes" if grows else ""})
+    if host is not None:
+        step(_relocate)(backend, vm, host)
+    LOG.info("resized to %s vCPU / %s MB / %s GB%s", field_of(flavor, "vcpus"),
+             field_of(flavor, "memory_mb"), new_root_gb,
+             f" on host {dest}" if host is not None else "", instance=instance)
+    return {"original": str(original), "old_root_gb": old_root_gb}
+
+
+def _power_off_hard(backend: VMwareBackend, vm: Any) -> None:
+    vm_util.power_off(backend.session, vm)
+
+
+def _relocate(backend: VMwareBackend, vm: Any, host: Any) -> None:
+    vm_util.relocate(backend.session, vm, host, backend.inventory.pool)
+
+
+def _apply_flavor(backend: VMwareBackend, vm: Any, flavor: Any, root: Any, root_gb: int,
+                  notes: dict[str, str] | None = None) -> None:
+    specs = ExtraSpecs.from_flavor(flavor)
+    spec = vim.vm.ConfigSpec(numCPUs=field_of(flavor, "vcpus"),
+                             memoryMB=field_of(flavor, "memory_mb"))
+    if notes:
+        spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in notes.items()]
+    if specs.cores_per_socket:
+        spec.numCoresPerSocket = specs.cores_per_socket
+    for attr, alloc in (("cpuAllocation", specs.cpu), ("memoryAllocation", specs.memory)):
+        value = vm_util.resource_allocation(alloc)
+        if value is not None:
+            setattr(spec, attr, value)
+    capacity = vm_util.gib_to_kb(root_gb)
+    if root_gb and capacity != root.capacityInKB:
+        root.capacityInKB = capacity
+        spec.deviceChange = [vim.vm.device.VirtualDeviceSpec(operation="edit", device=root)]
+    backend.session.call_task(vm, "ReconfigVM_Task", spec)
+
+
+def finish_migration(backend: VMwareBackend, instance: Any, power_on: bool = True) -> None:
+    """Bring the resized instance up."""
+    vm = backend.vm(instance)
+    if power_on:
+        vm_util.power_on(backend.session, vm)
+
+
+def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
+    """Delete ``original.vmdk`` and the source host note, which only a revert needed."""
+    session = backend.session
+    vm, devices, props = backend.read_devices(instance)
+    if _note(props, ORIGINAL_KEY):
+        root = vm_util.root_disk(devices)
+        ds = backend.vm_datastore(root.backing.fileName)
+        ds_util.delete_disk(session, ds, DatastorePath.parse(
+            root.backing.fileName).parent.join(ORIGINAL_DISK))
+    if _note(props, SOURCE_HOST_KEY) or _note(props, ORIGINAL_KEY):
+        session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(extraConfig=[
+            vim.option.OptionValue(key=SOURCE_HOST_KEY, value=""),
+            vim.option.OptionValue(key=ORIGINAL_KEY, value="")]))
+
+
+def finish_revert_migration(backend: VMwareBackend, instance: Any,
+                            power_on: bool = True) -> None:
+    """Restore the old flavor (``instance.flavor``), ``original.vmdk`` as root, and host."""
+    session = backend.session
+    vm, devices, props = backend.read_devices(instance)
+    root = vm_util.root_disk(devices)
+    ds = backend.vm_datastore(root.backing.fileName)
+    root_path = DatastorePath.parse(root.backing.fileName)
+    original = root_path.parent.join(ORIGINAL_DISK)
+    vm_util.power_off(session, vm)
+    flavor = field_of(instance, "flavor")
+    if _note(props, ORIGINAL_KEY):
+        vm_util.detach_disk(session, vm, root, destroy=True)
+        session.call_task(session.content.virtualDiskManager, "MoveVirtualDisk_Task",
+                          sourceName=str(original), sourceDatacenter=ds.dc_ref,
+                          destName=str(root_path), destDatacenter=ds.dc_ref, force=False)
+        layout = vm_util.DiskLayout("lsiLogic")
+        root_gb = field_of(flavor, "root_gb", 0) or 0
+        capacity = vm_util.gib_to_kb(root_gb) if root_gb else root.capacityInKB
+        add = vm_util.disk_spec(layout, root_path, capacity, create=False,
+                                slot=(root.controllerKey, root.unitNumber))
+        session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=[add]))
+        root = vm_util.root_disk(vm_util.devices_of(session, vm))
+    _apply_flavor(backend, vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: ""})
+    source = _note(props, SOURCE_HOST_KEY)
+    here = props.get("runtime.host")
+    if source and (here is None or here._moId != source):
+        host = next((h for h in backend.inventory.hosts if h._moId == source), None)
+        if host is not None:
+            _relocate(backend, vm, host)
+    if power_on:
+        vm_util.power_on(session, vm)
+    LOG.info("resize reverted", instance=instance)
+
+
+def _note(props: dict[str, Any], key: str) -> str:
+    # the last value of the key wins: some servers append extraConfig entries
+    values = [o.value for o in props.get("config.extraConfig") or [] if o.key == key]
+    return values[-1] if values else ""
