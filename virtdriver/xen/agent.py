@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import secrets
 import subprocess
 import uuid
+
+from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.xen.session import XenAPISession
@@ -110,6 +111,8 @@ class GuestAgent:
             raise exc.AgentError(f"instance {self.instance_uuid} is not running")
         request = {"id": str(uuid.uuid4()), "dom_id": str(domid), "timeout": str(int(wait)),
                    **(args or {})}
+        # the method only: its arguments may carry an (encrypted) password or file contents
+        LOG.debug("guest agent %s (domid %s)", method, domid, instance_uuid=self.instance_uuid)
         try:
             raw = self.session.call("host.call_plugin", self.session.host_ref, PLUGIN,
                                     method, request, timeout=wait + 30.0)

@@ -8,11 +8,12 @@ handlers (``PUT /import_raw_vdi``, ``GET /export_raw_vdi``), never through dom0 
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.locks import named_lock
