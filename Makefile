@@ -40,8 +40,9 @@ $(CACHE)/system-deps.stamp:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
 	touch $@
 
-vcsim: system-deps
-	bash virtdriver/vmware/simulator/launcher/build.sh
+# The launcher, built by the product's own code into ~/.cache/virtdriver (as 'sim start' does).
+vcsim: system-deps venv
+	$(PY) -m virtdriver.vmware.simulator build
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -68,7 +69,7 @@ test-nova: system-deps
 	bash tests/nova/run.sh
 
 demo: venv vcsim
-	VIRTDRIVER_VCSIM=$$(bash virtdriver/vmware/simulator/launcher/build.sh) $(PY) tools/demo.py
+	$(PY) tools/demo.py
 
 bench: venv vcsim
 	$(PY) benchmarks/run.py

@@ -37,8 +37,8 @@ def vcsim_binary() -> Path:
     """The built launcher (built once per run by ``virtdriver.vmware.simulator``)."""
     global _VCSIM_BINARY
     if _VCSIM_BINARY is None:
-        from virtdriver.vmware.simulator import build_vcsim
-        _VCSIM_BINARY = build_vcsim()
+        from virtdriver.vmware.simulator import build_launcher
+        _VCSIM_BINARY = build_launcher()
     return _VCSIM_BINARY
 
 

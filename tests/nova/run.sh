@@ -11,7 +11,7 @@
 #    pyproject.toml does not have them yet. A wheel, not `pip install -e .`: the shim is
 #    a file inside Nova's package (nova/virt/virtdriver/), which an editable install
 #    cannot place; the wheel is exactly what `pip install virtdriver[nova]` installs.
-# 2. vcsim, built by virtdriver/vmware/simulator/launcher/build.sh.
+# 2. vcsim, the launcher built by python -m virtdriver.vmware.simulator build.
 # 3. The suites: the loader, Nova's driver contract on each backend, the functional
 #    test through Nova's whole stack on each backend; each once under eventlet
 #    monkey-patching (Nova's default) and once with OS_NOVA_DISABLE_EVENTLET_PATCHING=True
@@ -65,7 +65,7 @@ wheel=$(ls "$build"/dist/virtdriver-*.whl)
 "$py" -m pip install --quiet --force-reinstall --no-deps "$wheel"
 "$py" -m pip install --quiet "virtdriver[nova] @ file://$wheel"
 
-VIRTDRIVER_VCSIM=$(bash virtdriver/vmware/simulator/launcher/build.sh)
+VIRTDRIVER_VCSIM=$("$py" -P -m virtdriver.vmware.simulator build)
 export VIRTDRIVER_VCSIM
 
 run() {  # run <label> <env...> -- <test ids>

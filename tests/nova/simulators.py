@@ -23,7 +23,7 @@ import XenAPI
 from pyVim.task import WaitForTask
 from pyVmomi import SoapStubAdapter, vim, vmodl
 
-from virtdriver.vmware.simulator import Vcsim, build_vcsim
+from virtdriver.vmware.simulator import Vcsim, build_launcher
 
 #: The network Nova's test network_info plugs into (``nova.tests.unit.utils``).
 BRIDGE = "br0"
@@ -36,7 +36,7 @@ class VcsimServer:
 
     def __init__(self) -> None:
         binary = os.environ.get("VIRTDRIVER_VCSIM")
-        self.sim = Vcsim(pathlib.Path(binary) if binary else build_vcsim())
+        self.sim = Vcsim(pathlib.Path(binary) if binary else build_launcher())
         self.content: Any = None
 
     def start(self, network: str = BRIDGE) -> VcsimServer:

@@ -38,6 +38,18 @@ class ProgressRelay:
             self.target(instance, percent, step)
 
 
+class RefusedSecret(argparse.Action):
+    """A password flag that no longer takes its value on the command line: a usage error.
+
+    The message names the flag only, never the value given.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is not taken on the command line, where every local "
+                     f"user can read it; use {option_string}-file PATH ('-' for stdin)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: global options, then one subcommand per operation."""
     parser = argparse.ArgumentParser(prog="virtdriver", description=__doc__.splitlines()[0])
@@ -58,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("name", help="the instance's name")
         return p
 
+    def secret_file(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+        # A password on the command line is readable by every local user (ps,
+        # /proc/<pid>/cmdline): it comes from a file or stdin, and the bare flag is refused.
+        p.add_argument(f"{flag}-file", metavar="PATH",
+                       help=f"read {what} from the first line of PATH; '-' reads stdin "
+                            "(prompting, without echo, on a terminal)")
+        p.add_argument(flag, dest=flag.lstrip("-").replace("-", "_") + "_on_argv",
+                       nargs="?", const="", action=RefusedSecret, help=argparse.SUPPRESS)
+
     def sizes(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument("--vcpus", type=int, required=required)
         p.add_argument("--memory", type=int, required=required, help="MiB")
@@ -70,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="image name or id")
     p.add_argument("--network", action="append", default=[], help="network name; repeatable")
     p.add_argument("--config-drive", action="store_true")
-    p.add_argument("--admin-password")
+    secret_file(p, "--admin-password", "the guest's administrator password")
     p.add_argument("--file", action="append", default=[], help="/guest/path=local/path")
     command("destroy", commands.destroy, "destroy an instance")
     command("list", commands.list_instances, "list instances", named=False)
@@ -85,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "image_name", help="name of the new image")
     p = command("rescue", commands.rescue, "boot from a rescue image")
     p.add_argument("--image", help="rescue image (default: the instance's own)")
-    p.add_argument("--rescue-password")
+    secret_file(p, "--rescue-password", "the rescue system's password")
     sizes(command("resize", commands.resize, "change the flavor"), required=False)
     command("confirm-resize", commands.confirm_resize, "keep the new flavor")
     command("revert-resize", commands.revert_resize, "go back to the old flavor")
@@ -114,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the embedded simulators").add_subparsers(
         dest="sim_command", required=True)
     p = sim.add_parser("start", help="start vcsim and the XAPI simulator, write the config")
-    p.add_argument("--vcsim", help="the built vcsim launcher (default: $VIRTDRIVER_VCSIM)")
+    p.add_argument("--vcsim", metavar="PATH",
+                   help="a vcsim binary to run: a stock vcsim or the project's launcher "
+                        "(default: $VIRTDRIVER_VCSIM, else the launcher, built into "
+                        "~/.cache/virtdriver on first use from Debian's golang-go and "
+                        "golang-github-vmware-govmomi-dev)")
     p.add_argument("--hosts", type=int, default=2)
     sim.add_parser("stop", help="stop them")
     sim.add_parser("status", help="are they running")

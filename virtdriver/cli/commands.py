@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import getpass
 import json
 import secrets
+import sys
 import types
 import uuid
 from pathlib import Path
@@ -46,6 +48,29 @@ class Context:
         """Release the backend's sessions if it was loaded."""
         if "ops" in self.__dict__:
             self.ops.close()
+
+
+def read_secret(path: str | None) -> str | None:
+    """A password from the first line of ``path``; ``-`` reads stdin (a prompt on a tty).
+
+    None when no path is given. The value never comes from the command line.
+    """
+    if path is None:
+        return None
+    if path == "-":
+        if sys.stdin.isatty():
+            return getpass.getpass("password: ")
+        line = sys.stdin.readline()
+    else:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                line = handle.readline()
+        except OSError as error:
+            raise InvalidInput("password file", path, error.strerror or str(error)) from None
+    secret = line.rstrip("\r\n")
+    if not secret:
+        raise InvalidInput("password file", path, "its first line is empty")
+    return secret
 
 
 def random_mac() -> str:
@@ -104,7 +129,7 @@ def spawn(ctx: Context, args: argparse.Namespace) -> None:
               "vifs": [dataclasses.asdict(vif) for vif in vifs]}
     instance = instance_from_record(args.name, record)
     _step(ctx, f"spawn {args.name}", ctx.ops.spawn, None, instance, image,
-          _injected_files(args.file), args.admin_password, vifs)
+          _injected_files(args.file), read_secret(args.admin_password_file), vifs)
     ctx.state.add(ctx.backend, args.name, record)
     ctx.out.result(f"spawned {args.name}", {"name": args.name, "uuid": instance.uuid,
                                             "state": ctx.ops.get_info(instance).state})
@@ -194,7 +219,7 @@ def rescue(ctx: Context, args: argparse.Namespace) -> None:
     instance, record, vifs = _instance(ctx, args.name)
     image = ctx.images.find(args.image or record["image_id"])
     _step(ctx, f"rescue {args.name}", ctx.ops.rescue, None, instance, vifs, image,
-          args.rescue_password)
+          read_secret(args.rescue_password_file))
     ctx.out.result(f"rescued {args.name}", {"name": args.name, "rescued": True})
 
 

@@ -1,8 +1,13 @@
 """`virtdriver sim start|stop|status`: the embedded simulators as background processes.
 
-``start`` runs the vcsim launcher (over TLS, with a CA made for the occasion) and the XAPI
-simulator, and writes a configuration file that points the two backends at them; ``stop``
-ends both by PID and removes what ``start`` wrote.
+``start`` runs a vCenter simulator (the project's launcher, built into the user's cache on
+first use, or the vcsim binary given by ``--vcsim``) over TLS with a CA made for the
+occasion, and the XAPI simulator; it writes a configuration file that points the two
+backends at them. ``stop`` ends both by PID and removes what ``start`` wrote.
+
+Secrets stay private: the simulators get their passwords through the environment (never
+their command lines, which ``ps`` shows to everyone); the directory ``start`` writes is
+0700 and every file in it, like the configuration file, is 0600 from its creation.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from virtdriver.common.exceptions import InvalidInput, VirtDriverError
+from virtdriver.vmware.simulator import (
+    Vcsim,
+    VcsimError,
+    build_launcher,
+    make_private_dir,
+    write_private_file,
+)
 
 START_TIMEOUT = 60
+#: The environment variable the XAPI simulator reads its password from.
+XAPI_PASSWORD_ENV = "XAPI_SIMULATOR_PASSWORD"
 
 
 class SimulatorError(VirtDriverError):
@@ -30,27 +45,33 @@ class SimulatorError(VirtDriverError):
 
 
 def sim_dir(config_file: Path) -> Path:
-    """Where ``start`` keeps the simulators' certificates and PIDs."""
+    """Where ``start`` keeps the simulators' certificates, logs and PIDs."""
     return config_file.parent / "virtdriver-sims"
 
 
-def start(config_file: Path, vcsim_binary: str | None, hosts: int = 2) -> dict[str, Any]:
-    """Start both simulators and write ``config_file``; returns what was started."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def start(config_file: Path, vcsim_binary: str | None, hosts: int = 2,
+          notify: Callable[[str], None] = _stderr) -> dict[str, Any]:
+    """Start both simulators and write ``config_file``; returns what was started.
+
+    ``vcsim_binary`` (or ``$VIRTDRIVER_VCSIM``) names a vcsim to run; without one, the
+    project's launcher is built on first use (``notify`` says so).
+    """
     directory = sim_dir(config_file)
     if (directory / "sims.json").exists():
         raise SimulatorError(f"simulators already running (see {directory / 'sims.json'}); "
                              "run 'virtdriver sim stop' first")
-    binary = vcsim_binary or os.environ.get("VIRTDRIVER_VCSIM")
-    if not binary or not Path(binary).is_file():
-        raise InvalidInput("--vcsim", binary, "must name the built vcsim launcher "
-                           "(bash virtdriver/vmware/simulator/launcher/build.sh prints its path)")
-    directory.mkdir(parents=True, exist_ok=True)
+    binary = _vcsim_binary(vcsim_binary, notify)
+    make_private_dir(directory)
     started: dict[str, Any] = {}
     try:
-        started["vmware"] = _start_vcsim(Path(binary), directory, hosts)
+        started["vmware"] = _start_vcsim(binary, directory, hosts, notify)
         started["xen"] = _start_xapi(directory, hosts)
         _write_config(config_file, started)
-        (directory / "sims.json").write_text(json.dumps(started, indent=2))
+        write_private_file(directory / "sims.json", json.dumps(started, indent=2))
     except BaseException:
         for sim in started.values():
             _terminate(sim["pid"])
@@ -82,42 +103,49 @@ def status(config_file: Path) -> dict[str, dict[str, Any]]:
             for name, sim in started.items()}
 
 
-def _start_vcsim(binary: Path, directory: Path, hosts: int) -> dict[str, Any]:
+def _vcsim_binary(given: str | None, notify: Callable[[str], None]) -> Path:
+    """The vcsim to run: the one given, else the project's launcher (built if need be)."""
+    given = given or os.environ.get("VIRTDRIVER_VCSIM")
+    if given:
+        if not (Path(given).is_file() and os.access(given, os.X_OK)):
+            raise InvalidInput("--vcsim", given, "must name an executable vcsim binary")
+        return Path(given)
+    return build_launcher(notify=notify)
+
+
+def _start_vcsim(binary: Path, directory: Path, hosts: int,
+                 notify: Callable[[str], None]) -> dict[str, Any]:
+    sim = Vcsim(binary, username="demo", start_timeout=START_TIMEOUT)
     try:
-        import trustme
-    except ImportError:
-        raise SimulatorError("the vcsim launcher needs trustme for its test CA: "
-                             "pip install 'virtdriver[test]'") from None
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1", "localhost")
-    ca_file, cert_file, key_file = (directory / name for name in ("ca.pem", "cert.pem",
-                                                                  "key.pem"))
-    authority.cert_pem.write_to_path(str(ca_file))
-    certificate.cert_chain_pems[0].write_to_path(str(cert_file))
-    certificate.private_key_pem.write_to_path(str(key_file))
-    password = secrets.token_urlsafe(12)
-    command = [str(binary), "-l", "127.0.0.1:0", "-tls-cert", str(cert_file),
-               "-tls-key", str(key_file), "-username", "demo", "-password", password,
-               "-cluster", "1", "-host", str(hosts)]
-    first_line, pid = _spawn(command, directory / "vcsim.log")
-    info = json.loads(first_line)
-    return {"pid": pid, "url": info["url"], "username": "demo", "password": password,
-            "ca_file": str(ca_file)}
+        if not sim.can_inject:
+            notify(f"virtdriver: note: {binary} is a stock vcsim: it accepts any user name "
+                   "and password, and has none of the project launcher's fault injection, "
+                   "session expiry or stand-ins for calls vcsim lacks (operations that need "
+                   "them fail on it)")
+        sim.start(cluster=1, host=hosts, workdir=directory / "vcsim")
+        pid = sim.detach()
+    except VcsimError as error:
+        sim.stop()
+        raise SimulatorError(f"vcsim did not start: {error}") from error
+    return {"pid": pid, "url": sim.url, "username": sim.username, "password": sim.password,
+            "ca_file": sim.ca_file, "launcher": sim.can_inject}
 
 
 def _start_xapi(directory: Path, hosts: int) -> dict[str, Any]:
     password = secrets.token_urlsafe(12)
     command = [sys.executable, "-m", "virtdriver.xen.simulator", "--port", "0",
-               "--username", "root", "--password", password, "--hosts", str(hosts)]
-    url, pid = _spawn(command, directory / "xapi.log")
+               "--username", "root", "--hosts", str(hosts)]
+    env = dict(os.environ, **{XAPI_PASSWORD_ENV: password})
+    url, pid = _spawn(command, directory / "xapi.log", env)
     return {"pid": pid, "url": url.strip(), "username": "root", "password": password}
 
 
-def _spawn(command: list[str], log: Path) -> tuple[str, int]:
+def _spawn(command: list[str], log: Path, env: dict[str, str]) -> tuple[str, int]:
     """Start ``command`` detached; return its first stdout line and its PID."""
-    with open(log, "wb") as log_handle:
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(log_fd, "wb") as log_handle:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_handle,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     assert process.stdout is not None
     with process.stdout:
         ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
@@ -132,7 +160,7 @@ def _spawn(command: list[str], log: Path) -> tuple[str, int]:
 def _write_config(config_file: Path, started: dict[str, Any]) -> None:
     vmware, xen = started["vmware"], started["xen"]
     address = urlsplit(vmware["url"])
-    config_file.write_text(
+    write_private_file(config_file, (
         "# Written by 'virtdriver sim start': the embedded simulators.\n"
         "[vmware]\n"
         f"host_ip = {address.hostname}\nhost_port = {address.port}\n"
@@ -140,8 +168,7 @@ def _write_config(config_file: Path, started: dict[str, Any]) -> None:
         f"ca_file = {vmware['ca_file']}\ncluster_name = DC0_C0\n\n"
         "[xenserver]\n"
         f"connection_url = {xen['url']}\nconnection_username = {xen['username']}\n"
-        f"connection_password = {xen['password']}\n")
-    config_file.chmod(0o600)
+        f"connection_password = {xen['password']}\n"))
 
 
 def _alive(pid: int) -> bool:

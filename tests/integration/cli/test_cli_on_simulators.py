@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from virtdriver.vmware.simulator import build_vcsim
+from virtdriver.vmware.simulator import build_launcher
 
 REPO = Path(__file__).resolve().parents[3]
 NETWORKS = {"vmware": "VM Network", "xen": "Pool-wide network associated with eth0"}
@@ -38,7 +38,7 @@ def workdir(tmp_path_factory):
         (directory / f"{name}.img").write_bytes(data)
         run_json(directory, "image", "import", f"{name}.img", "--name", name,
                  "--disk-format", fmt)
-    started = run(directory, "sim", "start", "--vcsim", str(build_vcsim()))
+    started = run(directory, "sim", "start", "--vcsim", str(build_launcher()))
     assert started.returncode == 0, started.stderr
     yield directory
     stopped = run_json(directory, "sim", "stop")
@@ -119,7 +119,7 @@ def simulator_pids() -> set[str]:
 
 def test_make_demo_script_end_to_end():
     """The script behind 'make demo': both lifecycles succeed, nothing is left running."""
-    env = {**os.environ, "VIRTDRIVER_VCSIM": str(build_vcsim())}
+    env = {**os.environ, "VIRTDRIVER_VCSIM": str(build_launcher())}
     before = simulator_pids()
     done = subprocess.run([sys.executable, str(REPO / "tools" / "demo.py")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_vcsim
+from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_launcher
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -41,7 +41,7 @@ def vcsim_binary() -> pathlib.Path | None:
     """The launcher binary (built once per session); None with VCSIM_URL."""
     if os.environ.get("VCSIM_URL"):
         return None
-    return build_vcsim()
+    return build_launcher()
 
 
 @pytest.fixture(scope="module")

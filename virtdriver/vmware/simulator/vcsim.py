@@ -1,15 +1,19 @@
-"""Start and stop the project's vCenter simulator launcher (Go sources in ``launcher/``).
+"""Start, stop and control a vCenter simulator: the project's launcher or a stock vcsim.
 
-Standard library only, plus ``trustme`` for the throw-away test CA.
+``Vcsim`` starts a binary on a free loopback port over TLS (a fresh CA and a server
+certificate from ``certs``), reads the line it prints once serving, and stops it by PID
+(SIGTERM, then SIGKILL). Its datastore directories, certificates and log live in one
+private (0700) directory that ``stop()`` removes, unless the caller gave its own.
 
-``Vcsim`` builds the Go launcher (``build.sh``), generates a fresh CA and a
-server certificate for 127.0.0.1/localhost, starts the binary on a free
-loopback port, reads the one JSON line it prints, and stops it by PID
-(SIGTERM, then SIGKILL).  The simulator's datastore directories and the
-certificates live in one temporary directory that ``stop()`` removes.
+The binary is either the project's launcher (``build.build_launcher``: govmomi's simulator
+plus fault and delay injection, session expiry and stand-ins for calls vcsim 0.24.2 lacks)
+or any stock ``vcsim``. A stock vcsim is told apart by its flags; it accepts any user name
+and password (so none is on its command line), and what needs the launcher's extras
+(``inject``, ``expire_sessions``, ``idle``) raises ``FaultInjectionUnavailable`` saying so.
+The launcher gets its password through the environment, never its command line.
 
-``RemoteVcsim`` offers the same attributes for a server given by the
-``VCSIM_URL`` environment variable; it has no fault endpoint.
+``RemoteVcsim`` offers the same attributes for a server given by the ``VCSIM_URL``
+environment variable; it has no fault endpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import secrets
 import select
 import shutil
@@ -32,36 +37,38 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-HERE = pathlib.Path(__file__).resolve().parent
-BUILD_SCRIPT = HERE / "launcher" / "build.sh"
+from .build import VcsimError, build_launcher
+from .certs import make_private_dir, write_test_certificates
 
 DEFAULT_USERNAME = "administrator@vsphere.local"
-
-
-class VcsimError(RuntimeError):
-    """The launcher could not be built, started or controlled."""
+#: The environment variable the launcher reads its login password from (see main.go).
+PASSWORD_ENV = "VIRTDRIVER_VCSIM_PASSWORD"
+#: What a stock vcsim prints once serving: ``export GOVC_URL=<url> GOVC_SIM_PID=<pid>``.
+_STOCK_LINE = re.compile(rb"GOVC_URL=(?P<url>\S+)\s+GOVC_SIM_PID=(?P<pid>\d+)")
 
 
 class FaultInjectionUnavailable(VcsimError):
-    """The server under test has no fault-injection endpoint."""
+    """The server under test has no fault-injection endpoint (not the project's launcher)."""
 
 
-def build_vcsim() -> pathlib.Path:
-    """Build the launcher binary if its sources changed; return its path."""
+def is_project_launcher(binary: pathlib.Path, timeout: float = 30.0) -> bool:
+    """Whether ``binary`` is the project's launcher (True) or a stock vcsim (False).
+
+    Asks the binary for its flags (``-h``): only the launcher has ``-control``; a stock
+    vcsim has ``-tlscert``. Anything else is not a vcsim and raises ``VcsimError``.
+    """
     try:
-        proc = subprocess.run(
-            ["sh", str(BUILD_SCRIPT)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except subprocess.CalledProcessError as exc:
-        raise VcsimError(f"building vcsim failed:\n{exc.stderr}") from exc
-    path = pathlib.Path(proc.stdout.strip().splitlines()[-1])
-    if not path.is_file():
-        raise VcsimError(f"build.sh printed {path}, which does not exist")
-    return path
+        done = subprocess.run([str(binary), "-h"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise VcsimError(f"cannot run {binary} -h: {error}") from error
+    usage = done.stdout + done.stderr
+    if b"-control" in usage and b"-tls-cert" in usage:
+        return True
+    if b"-tlscert" in usage and b"-standalone-host" in usage:
+        return False
+    raise VcsimError(f"{binary} is neither the project's vcsim launcher nor a stock vcsim "
+                     "(its -h lists neither -control nor -tlscert)")
 
 
 def _duration(value: str | float | int | None) -> str | None:
@@ -74,19 +81,18 @@ def _duration(value: str | float | int | None) -> str | None:
 
 
 class Vcsim:
-    """One running launcher process, usable as a context manager.
+    """One running simulator process, usable as a context manager.
 
-    Attributes (after ``start``): ``url`` (``https://127.0.0.1:PORT/sdk``),
-    ``host``, ``port``, ``username``, ``password``, ``ca_file`` (the test CA,
-    PEM), ``datastores`` (datastore name -> local directory), ``pid``,
-    ``control_url`` and ``log_file`` (the simulator's stderr).
+    Attributes (after ``start``): ``url`` (``https://127.0.0.1:PORT/sdk``), ``host``,
+    ``port``, ``username``, ``password``, ``ca_file`` (the test CA, PEM), ``datastores``
+    (datastore name -> local directory; the launcher only), ``pid``, ``control_url`` (the
+    launcher only), ``log_file`` (the simulator's stderr) and ``tmpdir``. ``can_inject``
+    says whether the binary is the project's launcher, with its fault endpoint.
     """
-
-    can_inject = True
 
     def __init__(
         self,
-        binary: pathlib.Path | None = None,
+        binary: pathlib.Path | str | None = None,
         *,
         username: str = DEFAULT_USERNAME,
         password: str | None = None,
@@ -94,8 +100,12 @@ class Vcsim:
         start_timeout: float = 120.0,
         stop_timeout: float = 10.0,
     ) -> None:
-        """Prepare a launcher; nothing runs until ``start``."""
-        self._binary = binary
+        """Prepare a simulator; nothing runs until ``start``.
+
+        ``binary`` defaults to the project's launcher, built on first use.
+        """
+        self._binary = pathlib.Path(binary) if binary is not None else None
+        self._is_launcher: bool | None = None
         self.username = username
         self.password = password if password is not None else secrets.token_urlsafe(12)
         self.tls = tls
@@ -104,6 +114,7 @@ class Vcsim:
         self._proc: subprocess.Popen[bytes] | None = None
         self._flags: dict[str, Any] = {}
         self._tmpdir: pathlib.Path | None = None
+        self._own_tmpdir = True
         self.url = ""
         self.host = ""
         self.port = 0
@@ -115,24 +126,21 @@ class Vcsim:
         self.log_file: pathlib.Path | None = None
         self.tmpdir: pathlib.Path | None = None
 
+    @property
+    def binary(self) -> pathlib.Path:
+        """The binary this simulator runs (building the launcher if none was given)."""
+        if self._binary is None:
+            self._binary = build_launcher()
+        return self._binary
+
+    @property
+    def can_inject(self) -> bool:
+        """Whether the binary is the project's launcher (fault injection, session expiry)."""
+        if self._is_launcher is None:
+            self._is_launcher = is_project_launcher(self.binary)
+        return self._is_launcher
+
     # -- lifecycle ---------------------------------------------------------
-
-    def _write_certificates(self, tmpdir: pathlib.Path) -> tuple[str, str]:
-        import trustme
-
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
-        ca_file = tmpdir / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        cert_file = tmpdir / "server.pem"
-        key_file = tmpdir / "server-key.pem"
-        cert.private_key_pem.write_to_path(str(key_file))
-        # Server chain: leaf first, then intermediates, if any.
-        with open(cert_file, "wb") as fh:
-            for blob in cert.cert_chain_pems:
-                fh.write(blob.bytes())
-        self.ca_file = str(ca_file)
-        return str(cert_file), str(key_file)
 
     def start(
         self,
@@ -151,8 +159,9 @@ class Vcsim:
         trace: bool = False,
         listen: str = "127.0.0.1:0",
         extra_args: list[str] | None = None,
+        workdir: pathlib.Path | None = None,
     ) -> Vcsim:
-        """Start the launcher with the given inventory and options.
+        """Start the simulator with the given inventory and options.
 
         Inventory (as vcsim counts it): ``dc`` datacenters, each with
         ``cluster`` clusters of ``host`` hosts, ``standalone_host`` standalone
@@ -162,30 +171,31 @@ class Vcsim:
         ``autostart`` powers the initial VMs on.
 
         ``idle`` is the session idle timeout (seconds or a Go duration such as
-        ``"30s"``); ``method_delay`` maps SOAP method names to milliseconds of
-        delay before dispatch.
+        ``"30s"``; the launcher only); ``method_delay`` maps SOAP method names to
+        milliseconds of delay before dispatch.
+
+        ``workdir`` is where the certificates, datastores and log go (made 0700, and left
+        in place by ``stop``); by default a temporary directory that ``stop`` removes.
         """
         if self._proc is not None:
             raise VcsimError("already started")
         self._flags = {
-            "dc": dc,
-            "cluster": cluster,
-            "host": host,
-            "standalone_host": standalone_host,
-            "vm": vm,
-            "ds": ds,
-            "pool": pool,
-            "portgroup": portgroup,
-            "autostart": autostart,
-            "idle": idle,
-            "method_delay": method_delay,
-            "trace": trace,
-            "listen": listen,
-            "extra_args": extra_args,
+            "dc": dc, "cluster": cluster, "host": host, "standalone_host": standalone_host,
+            "vm": vm, "ds": ds, "pool": pool, "portgroup": portgroup, "autostart": autostart,
+            "idle": idle, "method_delay": method_delay, "trace": trace, "listen": listen,
+            "extra_args": extra_args, "workdir": workdir,
         }
-        binary = self._binary or build_vcsim()
-        tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="vcsim-launcher-"))
+        binary, launcher = self.binary, self.can_inject
+        if idle is not None and not launcher:
+            raise FaultInjectionUnavailable(
+                f"a session idle timeout needs the project's vcsim launcher; {binary} is a "
+                "stock vcsim")
+        if workdir is None:
+            tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="vcsim-launcher-"))
+        else:
+            tmpdir = make_private_dir(workdir)
         self._tmpdir = self.tmpdir = tmpdir
+        self._own_tmpdir = workdir is None
         try:
             args = [
                 str(binary),
@@ -199,12 +209,21 @@ class Vcsim:
                 f"-pg={portgroup}",
                 f"-autostart={'true' if autostart else 'false'}",
                 f"-l={listen}",
-                f"-username={self.username}",
-                f"-password={self.password}",
             ]
+            env = dict(os.environ)
+            env.pop(PASSWORD_ENV, None)
+            if launcher:
+                # The user name is no secret; the password goes by environment (main.go).
+                args.append(f"-username={self.username}")
+                env[PASSWORD_ENV] = self.password
             if self.tls:
-                cert_file, key_file = self._write_certificates(tmpdir)
-                args += [f"-tls-cert={cert_file}", f"-tls-key={key_file}"]
+                files = write_test_certificates(tmpdir)
+                self.ca_file = str(files.ca_file)
+                flag = "-tls-cert" if launcher else "-tlscert"
+                args += [f"{flag}={files.cert_file}", f"{flag.replace('cert', 'key')}="
+                         f"{files.key_file}"]
+            elif not launcher:
+                args.append("-tls=false")
             idle_s = _duration(idle)
             if idle_s:
                 args.append(f"-idle={idle_s}")
@@ -216,10 +235,11 @@ class Vcsim:
             args += list(extra_args or [])
 
             datastore_tmp = tmpdir / "datastores"
-            datastore_tmp.mkdir()
-            env = dict(os.environ, TMPDIR=str(datastore_tmp))
+            datastore_tmp.mkdir(mode=0o700, exist_ok=True)
+            env["TMPDIR"] = str(datastore_tmp)
             self.log_file = tmpdir / "vcsim.log"
-            with open(self.log_file, "wb") as log:
+            log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(log_fd, "wb") as log:
                 self._proc = subprocess.Popen(
                     args,
                     stdin=subprocess.DEVNULL,
@@ -238,8 +258,8 @@ class Vcsim:
         self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
         self.datastores = dict(info.get("datastores") or {})
         self.pid = int(info["pid"])
-        self.control_url = info["control"]
-        self.inject_url = info["inject"]
+        self.control_url = info.get("control", "")
+        self.inject_url = info.get("inject", "")
         return self
 
     def _read_startup_line(self) -> dict[str, Any]:
@@ -264,6 +284,13 @@ class Vcsim:
                 raise VcsimError(f"vcsim closed stdout during startup{self._log_tail()}")
             buf += chunk
         line = buf.split(b"\n", 1)[0]
+        stock = _STOCK_LINE.search(line)
+        if stock:
+            # A stock vcsim puts its default user:pass in the URL; they mean nothing.
+            url = urllib.parse.urlsplit(stock["url"].decode())
+            netloc = url.netloc.rpartition("@")[2]
+            return {"url": urllib.parse.urlunsplit(url._replace(netloc=netloc)),
+                    "pid": int(stock["pid"])}
         try:
             return json.loads(line)
         except ValueError as exc:
@@ -291,8 +318,22 @@ class Vcsim:
             if proc.stdout is not None:
                 proc.stdout.close()
         tmpdir, self._tmpdir = self._tmpdir, None
-        if tmpdir is not None:
+        if tmpdir is not None and self._own_tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def detach(self) -> int:
+        """Leave the process running on its own (``stop`` no longer ends it); return its PID.
+
+        For callers that outlive this object, such as ``virtdriver sim start``: they stop
+        the process by PID later, and own the ``workdir`` they gave.
+        """
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise VcsimError("not started")
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self._tmpdir = None
+        return proc.pid
 
     def restart(self) -> Vcsim:
         """Stop and start again with the same flags (new port, fresh inventory)."""
@@ -302,7 +343,7 @@ class Vcsim:
 
     @property
     def running(self) -> bool:
-        """Whether the launcher process is alive."""
+        """Whether the simulator process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def __enter__(self) -> Vcsim:
@@ -312,7 +353,7 @@ class Vcsim:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop the launcher."""
+        """Stop the simulator."""
         self.stop()
 
     def __repr__(self) -> str:
@@ -326,6 +367,10 @@ class Vcsim:
         return ssl.create_default_context(cafile=self.ca_file)
 
     def _control(self, method: str, path: str, payload: Any = None) -> Any:
+        if not self.can_inject:
+            raise FaultInjectionUnavailable(
+                f"fault injection and session expiry need the project's vcsim launcher; "
+                f"{self.binary} is a stock vcsim")
         if not self.control_url:
             raise VcsimError("vcsim is not running")
         data = None if payload is None else json.dumps(payload).encode()
@@ -379,8 +424,9 @@ class Vcsim:
         return self._control("GET", "/_vcsim/inject") or []
 
     def clear_faults(self) -> None:
-        """Remove every injection rule."""
-        self._control("DELETE", "/_vcsim/inject")
+        """Remove every injection rule (nothing to do on a stock vcsim: it has none)."""
+        if self.can_inject:
+            self._control("DELETE", "/_vcsim/inject")
 
     def expire_sessions(self) -> int:
         """End every session now, as an idle timeout would; return how many."""

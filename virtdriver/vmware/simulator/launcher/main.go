@@ -24,6 +24,9 @@ import (
 	"github.com/vmware/govmomi/simulator"
 )
 
+// passwordEnv names the environment variable holding the required login password.
+const passwordEnv = "VIRTDRIVER_VCSIM_PASSWORD"
+
 // options holds the parsed command line.
 type options struct {
 	dc          int
@@ -62,11 +65,14 @@ func parseFlags() *options {
 	flag.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate: serve HTTPS with it (plain HTTP when empty)")
 	flag.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for -tls-cert")
 	flag.StringVar(&o.username, "username", "", "required login user (any non-empty user when empty)")
-	flag.StringVar(&o.password, "password", "", "required login password")
 	flag.DurationVar(&o.idle, "idle", 0, "session idle timeout (0: sessions never expire)")
 	flag.StringVar(&o.methodDelay, "method-delay", "", "per-method delays before dispatch, Method:ms,...")
 	flag.BoolVar(&o.trace, "trace", false, "write SOAP traffic to stderr")
 	flag.Parse()
+	// The password comes by environment, never by flag: a command line is readable by
+	// every local user (ps, /proc/<pid>/cmdline); the environment only by the owner.
+	o.password = os.Getenv(passwordEnv)
+	_ = os.Unsetenv(passwordEnv)
 	return o
 }
 
@@ -115,7 +121,7 @@ func main() {
 		fail("-tls-cert and -tls-key go together")
 	}
 	if (o.username == "") != (o.password == "") {
-		fail("-username and -password go together")
+		fail("-username and $%s go together", passwordEnv)
 	}
 	delays, err := parseMethodDelay(o.methodDelay)
 	if err != nil {
