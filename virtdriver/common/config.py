@@ -42,6 +42,12 @@ VMWARE_OPTS = [
                     "unset: any datastore, the one with most free space first."),
     cfg.IntOpt("api_retry_count", default=10, min=0,
                help="Times to retry a call after a connection failure."),
+    cfg.IntOpt("call_timeout", default=60, min=5,
+               help="Seconds a vCenter call (including a datastore transfer's wait for "
+                    "an answer) may go unanswered before it fails with ConnectionFailed "
+                    "(code CallTimeout); such a call is not repeated. Task waits ask the "
+                    "server to answer a few seconds sooner, so a long task never trips it. "
+                    "Nova has no such option; oslo.vmware sockets have no timeout."),
     cfg.BoolOpt("use_linked_clone", default=True,
                 help="Make root disks copy-on-write children of the cached image instead "
                      "of full copies."),
@@ -71,6 +77,12 @@ XENSERVER_OPTS = [
     cfg.BoolOpt("insecure", default=False,
                 help="Do not verify the XAPI server's certificate. Logs a warning."),
     cfg.IntOpt("login_timeout", default=10, min=1, help="Seconds to wait for a XAPI login."),
+    cfg.IntOpt("call_timeout", default=60, min=5,
+               help="Seconds an XAPI call may go unanswered before it fails with "
+                    "ConnectionFailed (code CALL_TIMEOUT); such a call is not repeated. "
+                    "Long waits (event.from) get their own wait time plus this. Guest-agent "
+                    "calls use the agent_* timeouts instead. Nova has no such option "
+                    "(its XenAPI calls had none)."),
     cfg.IntOpt("api_retry_count", default=3, min=0,
                help="Times to retry a call after a connection failure."),
     cfg.StrOpt("sr_matching_filter", default="default-sr:true",

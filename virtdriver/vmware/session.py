@@ -13,10 +13,16 @@ Every server call of the VMware backend goes through :meth:`VMwareSession.invoke
 Properties are read only through the property collector (``RetrievePropertiesEx`` and its
 continuation pages), never through pyvmomi attribute access, which costs one round trip
 per attribute and crashes vcsim on unset properties. Tasks are waited on by push
-(:class:`TaskWaiter`): a property-collector filter on ``info.state``, ``info.error`` and
-``info.result`` and ``WaitForUpdatesEx``, shared by every task in flight.
+(:class:`TaskWaiter`): each waiting caller borrows a property collector of its own from a
+small pool, puts one filter on its task's ``info.state``, ``info.error`` and ``info.result``
+and calls ``WaitForUpdatesEx`` on it.
 
-Passwords and session cookies never reach a log line, an exception message or a repr.
+Every call is bounded: the SOAP connection has a socket timeout (``[vmware] call_timeout``),
+a call the server does not answer within it fails with ConnectionFailed (code
+``CallTimeout``) and is not repeated, and long waits ask the server for less than that.
+
+Passwords and session cookies never reach a log line, an exception message or a repr; the
+password is held by a :class:`Secret`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,39 @@ API_VERSION = "vim.version.v7_0"
 
 Sleep = Callable[[float], None]
 
+#: Default seconds a call may go unanswered before it fails ([vmware] call_timeout).
+CALL_TIMEOUT_SECONDS = 60.0
+#: How much sooner than the call timeout a WaitForUpdatesEx asks the server to answer.
+WAIT_SLACK_SECONDS = 5
+
+
+class Secret:
+    """A password that shows as ``***`` in reprs, logs, tracebacks and debuggers' views.
+
+    The value lives in a closure, not an attribute, so ``vars()`` and ``repr`` of the
+    holder (or of the session holding it) never print it; :meth:`reveal` hands it to the
+    one call that needs it. It refuses to be pickled or copied into a crash dump by pickle.
+    """
+
+    __slots__ = ("_reveal",)
+
+    def __init__(self, value: str) -> None:
+        def reveal() -> str:
+            return value
+        self._reveal = reveal
+
+    def reveal(self) -> str:
+        """The secret itself, for the login call only."""
+        return self._reveal()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
 
 # -- retry policy ---------------------------------------------------------------------------------
 
@@ -66,6 +105,9 @@ class RetryPolicy:
 
 
 CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, TimeoutError, OSError)
+#: A call the server accepted but did not answer in time: not repeated (the server may be
+#: doing it, and a stalled server would make every repeat wait as long again).
+TIMEOUT_ERRORS = (TimeoutError,)
 
 
 def fault_name(fault: BaseException) -> str:
@@ -107,12 +149,14 @@ class VMwareSession:
 
     def __init__(self, host: str, port: int, username: str, password: str, *,
                  ca_file: str | None = None, insecure: bool = False, api_retry_count: int = 10,
-                 task_timeout: float = 3600.0, sleep: Sleep = time.sleep,
-                 connect: bool = True, stats: CallStats | None = None) -> None:
+                 task_timeout: float = 3600.0, call_timeout: float = CALL_TIMEOUT_SECONDS,
+                 sleep: Sleep = time.sleep, connect: bool = True,
+                 stats: CallStats | None = None) -> None:
         self.host = host
         self.port = port
         self.username = username
-        self._password = password
+        self._password = Secret(password)
+        self.call_timeout = float(call_timeout)
         self.ca_file = ca_file
         self.insecure = insecure and not ca_file
         self.retry = RetryPolicy(attempts=api_retry_count)
@@ -125,6 +169,8 @@ class VMwareSession:
         self._stub: Any = None
         self._content: Any = None
         self._waiter: TaskWaiter | None = None
+        #: Set by :meth:`logout`; a closed session makes no more calls.
+        self.closed = False
         if connect:
             self.login()
 
@@ -138,7 +184,7 @@ class VMwareSession:
         return cls(group.host_ip, group.host_port, group.host_username, group.host_password,
                    ca_file=group.ca_file, insecure=group.insecure,
                    api_retry_count=group.api_retry_count, task_timeout=conf.task_timeout,
-                   **kwargs)
+                   call_timeout=group.call_timeout, **kwargs)
 
     def __repr__(self) -> str:
         return f"<VMwareSession {self.username}@{self.host}:{self.port}>"
@@ -159,6 +205,9 @@ class VMwareSession:
     @property
     def content(self) -> Any:
         """The ServiceContent (data, read once at login)."""
+        if self.closed:
+            raise exceptions.SessionExpired(
+                f"the session to vCenter {self.host} is closed", code="SessionClosed")
         if self._content is None:
             self.login()
         return self._content
@@ -168,14 +217,14 @@ class VMwareSession:
         if self._stub is None:
             self._stub = SoapStubAdapter(host=self.host, port=self.port, path="/sdk",
                                          version=API_VERSION, sslContext=self.ssl_context(),
-                                         poolSize=8)
+                                         poolSize=8, httpConnectionTimeout=self.call_timeout)
         if self._content is None:
             # The ServiceContent is plain data that outlives sessions: read it once.
             instance = vim.ServiceInstance("ServiceInstance", self._stub)
             self._content = self._call_with_retries("RetrieveServiceContent",
                                                     instance.RetrieveContent, (), {})
         self._call_with_retries("Login", self._content.sessionManager.Login, (),
-                                {"userName": self.username, "password": self._password})
+                                {"userName": self.username, "password": self._password.reveal()})
         self.generation += 1
         LOG.info("logged in to vCenter %s:%s as %s", self.host, self.port, self.username)
 
@@ -189,15 +238,23 @@ class VMwareSession:
                 self.login()
 
     def logout(self) -> None:
-        """Log out; errors are logged, never raised (the session is being thrown away)."""
-        if self._content is None:
-            return
-        try:
-            self.invoke(self._content.sessionManager, "Logout")
-        except exceptions.VirtDriverError as exc:
-            LOG.debug("logout failed: %s", exc)
+        """Log out and close: later calls raise SessionExpired (code ``SessionClosed``)
+        without touching the network. Errors are logged, never raised (the session is
+        being thrown away)."""
+        self.closed = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.forget()  # the collectors go with the session
+        if self._content is not None:
+            try:
+                self._call_with_retries("Logout", self._content.sessionManager.Logout, (), {},
+                                        attempts=0)
+            except (exceptions.VirtDriverError, vmodl.MethodFault) as exc:
+                LOG.debug("logout failed: %s", type(exc).__name__)
         self._content = None
-        self._waiter = None
+        drop = getattr(self._stub, "DropConnections", None)
+        if drop is not None:
+            drop()  # close the kept-alive SOAP connections now, not at garbage collection
 
     # -- the chokepoint -----------------------------------------------------------------------
 
@@ -207,10 +264,20 @@ class VMwareSession:
         A ``NotAuthenticated`` answer logs in again once and repeats the call; if the
         repeat also fails, SessionExpired is raised.
         """
+        return self._invoke(obj, method, args, kwargs)
+
+    def _invoke(self, obj: Any, method: str, args: Sequence[Any], kwargs: dict[str, Any],
+                retry: bool = True) -> Any:
+        # ``retry=False``: a connection failure is raised at once (the task waiter re-reads
+        # its task instead of repeating a wait whose answer may have been lost).
+        if self.closed:
+            raise exceptions.SessionExpired(
+                f"{method}: the session to vCenter {self.host} is closed", code="SessionClosed")
         for attempt in (0, 1):
             generation = self.generation
             try:
-                result = self._call_with_retries(method, getattr(obj, method), args, kwargs)
+                result = self._call_with_retries(method, getattr(obj, method), args, kwargs,
+                                                 self.retry.attempts if retry else 0)
                 if method in ("RetrievePropertiesEx", "ContinueRetrievePropertiesEx"):
                     fault = _missing_fault(result)
                     if fault is not None:
@@ -225,7 +292,9 @@ class VMwareSession:
         raise AssertionError("unreachable")
 
     def _call_with_retries(self, method: str, function: Callable[..., Any],
-                           args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+                           args: Sequence[Any], kwargs: dict[str, Any],
+                           attempts: int | None = None) -> Any:
+        attempts = self.retry.attempts if attempts is None else attempts
         retries = 0
         # An opID in the SOAP header ties this call to vCenter's own logs.
         op_id = f"virtdriver-{uuid.uuid4().hex[:12]}"
@@ -245,8 +314,13 @@ class VMwareSession:
                 raise translate_fault(fault, method) from fault
             except vmodl.MethodFault:
                 raise
+            except TIMEOUT_ERRORS as exc:
+                raise exceptions.ConnectionFailed(
+                    f"{method}: vCenter {self.host}:{self.port} did not answer within "
+                    f"{self.call_timeout:g}s ([vmware] call_timeout)",
+                    code="CallTimeout") from exc
             except CONNECTION_ERRORS as exc:
-                if retries >= self.retry.attempts:
+                if retries >= attempts:
                     raise exceptions.ConnectionFailed(
                         f"{method}: vCenter {self.host}:{self.port} unreachable after "
                         f"{retries + 1} tries: {type(exc).__name__}: {exc}",
@@ -254,7 +328,7 @@ class VMwareSession:
                 delay = self.retry.wait(retries)
                 LOG.warning("%s: connection to %s failed (%s); retry %d of %d in %.1fs",
                             method, self.host, type(exc).__name__, retries + 1,
-                            self.retry.attempts, delay)
+                            attempts, delay)
                 retries += 1
                 self.sleep(delay)
             finally:
@@ -349,41 +423,49 @@ class _Pending:
     state: str | None = None
     error: Any = None
     result: Any = None
-    generation: int = -1
+
+    @property
+    def over(self) -> bool:
+        return self.state in ("success", "error")
+
+
+TASK_PATHS = ["info.state", "info.error", "info.result"]
 
 
 class TaskWaiter:
-    """Waits for tasks by push on one property collector shared by every task in flight.
-
-    Each task gets a filter on ``info.state``, ``info.error`` and ``info.result`` (plus
-    ``info.progress`` when someone listens). One thread at a time calls
-    ``WaitForUpdatesEx`` (the leader) and hands every update to its task's waiter; the
-    others sleep on a condition.
+    """Waits for tasks by push, each waiting caller on a property collector of its own.
 
     A task that is already over when its call returns (most are) costs one read of its
-    state and nothing else. A task still running costs CreateFilter and, whatever it lasts,
-    about two WaitForUpdatesEx: the filter's first report, then the one saying it ended.
+    state and nothing else. A task still running borrows a collector from a small pool
+    (creating one when none is idle), puts one filter on the task's ``info.state``,
+    ``info.error`` and ``info.result`` (plus ``info.progress`` when someone listens), and
+    waits with ``WaitForUpdatesEx``: the filter's first report, then the one saying the
+    task ended. The filter is destroyed when the wait ends, so an idle collector carries
+    none; at most ``POOL_SIZE`` idle collectors are kept, the rest destroyed.
 
-    The filters live on a collector of the waiter's own. Filters of finished tasks see no
-    further changes but a server still evaluates them on every change it reports (vcsim
-    re-reads every filter for every change, so hundreds of them stall it), so rather than
-    one DestroyPropertyFilter per task the whole collector is destroyed, in one call, once
-    ``RECYCLE_AFTER`` tasks have used it and none is in flight; the next long task creates
-    a fresh one.
+    Why not one shared collector: a server evaluates every filter of a collector on every
+    change it reports, so with one collector per waiter the work of a wait does not grow
+    with the number of tasks in flight (vcsim's WaitForUpdatesEx on one shared collector
+    took 6-10 s with 50 filters; 50 concurrent 0.2 s power-ons went from 0.6-2x over in a
+    row to 10x and more, see the README).
+
+    A wait call that fails on the connection is not repeated as such: a server may have
+    sent the update it answered with (and forgotten it) before the connection broke. The
+    waiter re-reads the task's state once (with the session's retry policy), then waits
+    again; after ``api_retry_count`` such failures in a row it gives up with
+    ConnectionFailed. After a re-login the old collector is gone: a fresh one and a fresh
+    filter report the task's current state.
     """
 
-    RECYCLE_AFTER = 16
+    POOL_SIZE = 8
     MAX_WAIT_SECONDS = 60
 
     def __init__(self, session: VMwareSession) -> None:
         self.session = session
-        self._cond = threading.Condition()
-        self._pending: dict[str, _Pending] = {}
-        self._leader = False
-        self._collector: Any = None
-        self._collector_generation = -1
-        self._version = ""
-        self._filters: list[Any] = []
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Any, int]] = []  # (collector, session generation)
+        #: Collectors lent right now (for tests and stats).
+        self.lent = 0
 
     def wait(self, task: Any, timeout: float, progress: Callable[[int], None] | None,
              what: str = "") -> Any:
@@ -391,44 +473,123 @@ class TaskWaiter:
         deadline = time.monotonic() + timeout
         pending = _Pending(task=task, progress=progress)
         # Most tasks are over by the time their call returns: one read says so, at once.
-        # Only a task still running gets a filter and is waited on by push.
-        paths = ["info.state", "info.error", "info.result"]
+        self._read(pending)
+        if not pending.over:
+            self._wait_by_push(pending, deadline, timeout, what)
+        return self._outcome(pending, what)
+
+    def _read(self, pending: _Pending) -> None:
+        values = self.session.retrieve_one(pending.task, TASK_PATHS)
         self._apply(pending, [vmodl.query.PropertyCollector.Change(name=path, op="assign",
                                                                       val=value)
-                              for path, value in self.session.retrieve_one(task, paths).items()])
-        if pending.state in ("success", "error"):
-            return self._outcome(pending, what)
-        with self._cond:
-            self._pending[task._moId] = pending
+                              for path, value in values.items()])
+
+    def _wait_by_push(self, pending: _Pending, deadline: float, timeout: float,
+                      what: str) -> None:
+        session = self.session
+        paths = TASK_PATHS + (["info.progress"] if pending.progress is not None else [])
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=pending.task)],
+                             propSet=[pc.PropertySpec(type=vim.Task, pathSet=paths)])
+        collector: Any = None
+        generation = -1
+        task_filter: Any = None
+        version = ""
+        failures = 0
         try:
-            self._add_filter(pending)
-            while True:
-                with self._cond:
-                    if pending.state in ("success", "error"):
-                        break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise exceptions.TaskTimeout(
-                            f"{what or task._moId} did not finish within {timeout:.0f}s",
-                            code="TaskTimeout")
-                    if self._leader:
-                        self._cond.wait(remaining)
+            while not pending.over:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise exceptions.TaskTimeout(
+                        f"{what or pending.task._moId} did not finish within {timeout:.0f}s",
+                        code="TaskTimeout")
+                if collector is None or generation != session.generation:
+                    # First round, or logged in again: the old collector went with the
+                    # old session; a new filter's first report is the current state.
+                    collector, generation = self._borrow()
+                    task_filter, version = None, ""
+                if task_filter is None:
+                    try:
+                        task_filter = session.invoke(collector, "CreateFilter", spec,
+                                                     partialUpdates=True)
+                    except exceptions.BackendError:
+                        if session.generation == generation:
+                            raise
+                        continue  # logged in during the call: the collector is stale
+                    if session.generation != generation:
                         continue
-                    self._leader = True
+                max_wait = min(self.MAX_WAIT_SECONDS,
+                               int(session.call_timeout) - WAIT_SLACK_SECONDS,
+                               int(remaining + 0.999))
+                options = pc.WaitOptions(maxWaitSeconds=max(1, max_wait))
                 try:
-                    self._lead(remaining)
-                finally:
-                    with self._cond:
-                        self._leader = False
-                        self._cond.notify_all()
+                    update = session._invoke(collector, "WaitForUpdatesEx", (version, options),
+                                             {}, retry=False)
+                except exceptions.ConnectionFailed as exc:
+                    if exc.code == "CallTimeout" or failures >= session.retry.attempts:
+                        raise
+                    LOG.warning("waiting for %s: %s; re-reading its state",
+                                what or pending.task._moId, exc.code)
+                    session.sleep(session.retry.wait(failures))
+                    failures += 1
+                    # The answer may have been sent and lost: ask for the state itself.
+                    self._read(pending)
+                    continue
+                except exceptions.BackendError:
+                    if session.generation == generation:
+                        raise
+                    continue  # logged in again: next round re-creates collector and filter
+                failures = 0
+                if session.generation != generation or update is None:
+                    continue
+                version = update.version
+                for filter_update in update.filterSet or []:
+                    for obj_update in filter_update.objectSet or []:
+                        if obj_update.obj._moId == pending.task._moId:
+                            self._apply(pending, obj_update.changeSet or [])
         finally:
-            with self._cond:
-                self._pending.pop(task._moId, None)
-                # The last task out recycles a collector that has served enough tasks.
-                if (not self._pending and not self._leader
-                        and len(self._filters) >= self.RECYCLE_AFTER):
-                    self._reset_collector()
-        return self._outcome(pending, what)
+            if collector is not None:
+                self._give_back(collector, generation, task_filter)
+
+    def _borrow(self) -> tuple[Any, int]:
+        session = self.session
+        with self._lock:
+            self.lent += 1
+            while self._idle:
+                collector, generation = self._idle.pop()
+                if generation == session.generation:
+                    return collector, generation
+        generation = session.generation
+        try:
+            collector = session.invoke(session.content.propertyCollector,
+                                       "CreatePropertyCollector")
+        except BaseException:
+            with self._lock:
+                self.lent -= 1
+            raise
+        return collector, generation
+
+    def _give_back(self, collector: Any, generation: int, task_filter: Any) -> None:
+        session = self.session
+        keep = generation == session.generation
+        if keep and task_filter is not None:
+            try:
+                session.invoke(task_filter, "DestroyPropertyFilter")
+            except exceptions.VirtDriverError:
+                keep = False  # unsure what it still watches: do not lend it again
+        with self._lock:
+            self.lent -= 1
+            if keep and len(self._idle) < self.POOL_SIZE:
+                self._idle.append((collector, generation))
+                return
+        if generation == session.generation:
+            with contextlib.suppress(exceptions.VirtDriverError):
+                session.invoke(collector, "DestroyPropertyCollector")
+
+    def forget(self) -> None:
+        """Drop the idle collectors (the session logged out: they went with it)."""
+        with self._lock:
+            self._idle = []
 
     @staticmethod
     def _outcome(pending: _Pending, what: str) -> Any:
@@ -440,86 +601,6 @@ class TaskWaiter:
                                       exceptions.TaskFailed) from fault
             raise exceptions.TaskFailed(f"{what or task._moId} failed", code="TaskFailed")
         return pending.result
-
-    def _add_filter(self, pending: _Pending) -> None:
-        session = self.session
-        with self._cond:
-            collector = self._own_collector()
-        paths = ["info.state", "info.error", "info.result"]
-        if pending.progress is not None:
-            paths.append("info.progress")
-        spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=pending.task)],
-            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=paths)])
-        generation = session.generation
-        task_filter = None
-        try:
-            task_filter = session.invoke(collector, "CreateFilter", spec, partialUpdates=True)
-        except exceptions.BackendError:
-            if session.generation == generation:
-                raise
-            # logged in again during the call: the repeat hit the old session's collector
-        if session.generation != generation:
-            # The call logged in again: the collector belonged to the old session.
-            self._add_filter(pending)
-            return
-        pending.generation = session.generation
-        with self._cond:
-            self._filters.append(task_filter)
-
-    def _reset_collector(self) -> None:
-        # Called under the condition. Finished tasks' filters go with their collector, in
-        # one call, when no task is in flight; after a re-login the old session's
-        # collector is gone with it. The next call makes a new one.
-        session = self.session
-        if self._collector is not None and self._collector_generation == session.generation:
-            with contextlib.suppress(exceptions.VirtDriverError):
-                session.invoke(self._collector, "DestroyPropertyCollector")
-        self._collector = None
-        self._collector_generation = session.generation
-        self._version = ""
-        self._filters = []
-
-    def _own_collector(self) -> Any:
-        # Called under the condition.
-        if self._collector is None or self._collector_generation != self.session.generation:
-            self._reset_collector()
-            self._collector = self.session.invoke(self.session.content.propertyCollector,
-                                                  "CreatePropertyCollector")
-        return self._collector
-
-    def _lead(self, remaining: float) -> None:
-        session = self.session
-        with self._cond:
-            if self._collector_generation != session.generation:
-                stale = [p for p in self._pending.values() if p.generation != session.generation]
-                self._reset_collector()
-            else:
-                stale = []
-            collector, version = self._collector, self._version
-        for pending in stale:
-            self._add_filter(pending)
-            with self._cond:
-                collector, version = self._collector, self._version
-        options = vmodl.query.PropertyCollector.WaitOptions(
-            maxWaitSeconds=max(1, min(int(remaining + 0.999), self.MAX_WAIT_SECONDS)))
-        generation = session.generation
-        try:
-            update = session.invoke(collector, "WaitForUpdatesEx", version, options)
-        except exceptions.BackendError:
-            if session.generation == generation:
-                raise
-            return  # logged in again: the next round re-creates the collector and filters
-        with self._cond:
-            if update is None:
-                return
-            if session.generation == self._collector_generation:
-                self._version = update.version
-            for filter_update in update.filterSet or []:
-                for obj_update in filter_update.objectSet or []:
-                    pending = self._pending.get(obj_update.obj._moId)
-                    if pending is not None:
-                        self._apply(pending, obj_update.changeSet or [])
 
     @staticmethod
     def _apply(pending: _Pending, changes: Iterable[Any]) -> None:

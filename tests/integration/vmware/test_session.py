@@ -139,7 +139,11 @@ def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any, vm
 
 def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_faults: Any,
                                              vm_ref: Any) -> None:
-    """One read finds it running; then a filter and about two WaitForUpdatesEx, no polling."""
+    """One read finds it running; then a filter and two or three WaitForUpdatesEx, no polling.
+
+    The first run creates the waiter's collector; the second borrows it back from the pool
+    (vcsim then reports the task's earlier queued -> running change once more, at its tick).
+    """
     for _ in range(2):  # the second run has a warm collector
         vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
         task = session.invoke(vm_ref, "PowerOnVM_Task")
@@ -150,9 +154,9 @@ def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_fault
         session.call_task(vm_ref, "PowerOffVM_Task")
     calls = session.stats.calls
     assert calls["RetrievePropertiesEx"] == 2  # this task's first look, PowerOff's
-    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 2, calls
-    wait_calls = calls["CreateFilter"] + calls["WaitForUpdatesEx"]
-    assert wait_calls <= 3
+    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 3, calls
+    assert calls["DestroyPropertyFilter"] == 1  # the borrowed collector goes back clean
+    assert "CreatePropertyCollector" not in calls
 
 
 def test_a_finished_task_costs_one_read(session: VMwareSession, vm_ref: Any) -> None:
@@ -170,7 +174,10 @@ def test_task_timeout(session: VMwareSession, vcsim_faults: Any, vm_ref: Any) ->
     session.wait_for_task(task)  # still completes later
 
 
-def test_concurrent_tasks_share_one_collector(session: VMwareSession, vcsim_faults: Any) -> None:
+def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
+                                                    vcsim_faults: Any) -> None:
+    """Each concurrent waiter waits on a collector of its own (one filter each), and the
+    pool keeps at most POOL_SIZE of them afterwards."""
     import concurrent.futures
 
     refs = [ref for ref, _ in session.list_objects(vim.VirtualMachine, ["name"]).values()]
@@ -182,8 +189,12 @@ def test_concurrent_tasks_share_one_collector(session: VMwareSession, vcsim_faul
     session.stats.reset()
     with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
         list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
-    assert session.stats.calls.get("CreatePropertyCollector", 0) <= 1
-    assert session.stats.calls["WaitForUpdatesEx"] <= 2 * len(refs)
+    calls = session.stats.calls
+    assert calls["CreateFilter"] == len(refs) == calls["DestroyPropertyFilter"]
+    assert calls["WaitForUpdatesEx"] <= 3 * len(refs)
+    waiter = session._waiter
+    assert waiter is not None and waiter.lent == 0
+    assert len(waiter._idle) <= TaskWaiter.POOL_SIZE
     states = session.retrieve(refs, ["runtime.powerState"])
     assert {s["runtime.powerState"] for s in states.values()} == {"poweredOn"}
 
@@ -243,18 +254,17 @@ def test_backend_stats_are_the_session_stats(vcsim):
         ops.close()
 
 
-def test_sequential_waits_recycle_their_collector(session: VMwareSession, vcsim_faults: Any,
-                                                  vm_ref: Any) -> None:
-    """Filters of finished tasks do not pile up on the server: the waiter's collector is
-    destroyed, in one call, once it has served enough tasks and none is in flight (before
-    this, hundreds of idle filters made vcsim stall every wait of a busy process)."""
-    rounds = 2 * TaskWaiter.RECYCLE_AFTER + 1
+def test_sequential_waits_reuse_one_collector(session: VMwareSession, vcsim_faults: Any,
+                                             vm_ref: Any) -> None:
+    """Filters of finished tasks do not pile up on the server (hundreds of idle filters made
+    vcsim stall every wait of a busy process): each is destroyed when its wait ends, and
+    waits one after another borrow the same collector back."""
+    rounds = 2 * TaskWaiter.POOL_SIZE + 1
     vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=20, count=rounds)
     session.stats.reset()
     for _ in range(rounds):
         session.call_task(vm_ref, "PowerOnVM_Task")
         session.call_task(vm_ref, "PowerOffVM_Task")
     calls = session.stats.calls
-    assert calls["CreateFilter"] == rounds  # every delayed power-on was waited on by push
-    assert calls["DestroyPropertyCollector"] >= 2
-    assert calls["CreatePropertyCollector"] <= calls["DestroyPropertyCollector"] + 1
+    assert calls["CreateFilter"] == rounds == calls["DestroyPropertyFilter"]
+    assert calls.get("CreatePropertyCollector", 0) <= 1

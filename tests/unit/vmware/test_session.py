@@ -154,3 +154,34 @@ def test_every_call_carries_an_op_id() -> None:
     session.invoke(Obj(), "PowerOnVM_Task")
     assert len(set(seen)) == 2 and all(s.startswith("virtdriver-") for s in seen)
     assert "operationID" not in GetRequestContext()
+
+
+def test_password_is_out_of_reach_of_repr_and_vars() -> None:
+    """The password lives in a Secret (a closure): no repr, vars() or pickle shows it."""
+    import pickle
+
+    session, _ = make_session()
+    for shown in (repr(session), str(vars(session)), repr(session._password)):
+        assert "s3cret-pw" not in shown
+    assert session._password.reveal() == "s3cret-pw"
+    with pytest.raises(TypeError):
+        pickle.dumps(session._password)
+
+
+def test_a_call_that_times_out_is_not_repeated() -> None:
+    """A stalled server: the socket timeout is ConnectionFailed(CallTimeout) at once."""
+    session, slept = make_session(retries=5)
+    obj = FakeObject(RetrievePropertiesEx=[TimeoutError("timed out")])
+    with pytest.raises(exceptions.ConnectionFailed) as err:
+        session.invoke(obj, "RetrievePropertiesEx")
+    assert err.value.code == "CallTimeout" and "call_timeout" in str(err.value)
+    assert obj.calls == ["RetrievePropertiesEx"] and slept == []
+
+
+def test_a_logged_out_session_makes_no_more_calls() -> None:
+    session, _ = make_session()
+    session.logout()
+    obj = FakeObject(PowerOnVM_Task=["task-1"])
+    with pytest.raises(exceptions.SessionExpired) as err:
+        session.invoke(obj, "PowerOnVM_Task")
+    assert err.value.code == "SessionClosed" and obj.calls == []
