@@ -26,8 +26,8 @@ class PowerStateChannel:
 
     def wait(self, timeout: float) -> list[tuple[str, PowerState | None]]:
         """Changes since the last call (every instance VM's state on the first call)."""
-        reply = self.session.call("event.from", ["vm"], self._token, float(timeout),
-                                  timeout=float(timeout) + 30.0)
+        # A long poll: on a connection of its own, never one of the pool's short-call ones.
+        reply = self.session.event_from(["vm"], self._token, float(timeout))
         self._token = reply.get("token", self._token)
         changes: list[tuple[str, PowerState | None]] = []
         for event in reply.get("events", []):

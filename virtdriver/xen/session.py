@@ -13,13 +13,23 @@ class as the XML-RPC proxy but send every call ourselves through the proxy's raw
 ``ServerProxy`` methods, so the client's retry loop never runs and the re-login policy
 is ours: exactly one.
 
-Long operations run as ``Async.<Class>.<method>`` and are awaited by push through
-``event.from`` on the task (never by polling ``task.get_record``), with a deadline,
-progress reports, and ``task.destroy`` in every case.
+Long operations run as ``Async.<Class>.<method>`` and are awaited by push (never by
+polling ``task.get_record``), with a deadline, progress reports, and ``task.destroy`` in
+every case. The waiting is shared (:class:`_TaskWatch`): one ``event.from`` long poll on
+class ``task`` at a time per session, on a connection of its own, run by whichever waiter
+is first and handing every task's record to its waiter; so the pool of
+``connection_concurrent`` connections carries only short calls. A task whose
+``task.destroy`` failed (the server was unreachable) is destroyed by the next call that
+succeeds, or at :meth:`XenAPISession.close`.
+
+Every call is bounded: ordinary calls by ``[xenserver] call_timeout`` (a socket timeout:
+such a call fails with ConnectionFailed, code ``CALL_TIMEOUT``, and is not repeated),
+long polls by their wait plus that.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import logging
@@ -45,8 +55,11 @@ ORIGINATOR = "virtdriver"
 #: Longest single event.from wait; a long task is awaited by several of them so a
 #: silently dropped long poll cannot hang us (xen-orchestra#2653).
 EVENT_WAIT_SECONDS = 30.0
-#: Socket timeout of ordinary calls; event.from waits get their own timeout plus slack.
-CALL_TIMEOUT_SECONDS = 600.0
+#: Default socket timeout of ordinary calls ([xenserver] call_timeout); event.from waits get
+#: their own wait plus this.
+CALL_TIMEOUT_SECONDS = 60.0
+#: Records of finished tasks nobody waits for (yet) kept by the task watch.
+RECENT_TASKS = 512
 HTTP_CHUNK = 1024 * 1024
 
 ProgressFn = Callable[[float], None]
@@ -78,8 +91,8 @@ class RetryPolicy:
         """Retry connection errors (never certificate errors) while attempts remain."""
         if attempt >= self.attempts:
             return False
-        if isinstance(error, ssl.SSLCertVerificationError):
-            return False
+        if isinstance(error, (ssl.SSLCertVerificationError, TimeoutError)):
+            return False  # untrusted, or stalled past call_timeout: a repeat cannot help
         return isinstance(error, (OSError, http.client.HTTPException,
                                   xmlrpc.client.ProtocolError))
 
@@ -175,7 +188,7 @@ class XenAPISession:
     def __init__(self, url: str, username: str, password: str, *, concurrent: int = 5,
                  ca_file: str | None = None, insecure: bool = False,
                  login_timeout: float = 10.0, retry: RetryPolicy | None = None,
-                 task_timeout: float = 3600.0,
+                 task_timeout: float = 3600.0, call_timeout: float = CALL_TIMEOUT_SECONDS,
                  sleep: Callable[[float], None] = time.sleep,
                  proxy_factory: Callable[[], tuple[Any, Any]] | None = None,
                  stats: CallStats | None = None) -> None:
@@ -192,6 +205,7 @@ class XenAPISession:
         self.concurrent = concurrent
         self.login_timeout = float(login_timeout)
         self.task_timeout = float(task_timeout)
+        self.call_timeout = float(call_timeout)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._parsed = parsed
@@ -202,6 +216,12 @@ class XenAPISession:
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Connections for long polls (event.from), apart from the pool of short calls.
+        self._long_idle: queue.LifoQueue[_Connection] = queue.LifoQueue()
+        self._tasks = _TaskWatch(self)
+        # Tasks whose task.destroy failed: destroyed by the next good call, or at close().
+        self._orphans: set[str] = set()
+        self._orphans_lock = threading.Lock()
         self._host_ref: str | None = None
         self.stats = stats if stats is not None else CallStats()
         self.xenapi = _Dispatcher(self.call)
@@ -217,7 +237,7 @@ class XenAPISession:
                    ca_file=xen.ca_file, insecure=xen.insecure,
                    login_timeout=xen.login_timeout,
                    retry=RetryPolicy(attempts=xen.api_retry_count),
-                   task_timeout=conf.task_timeout, **kwargs)
+                   task_timeout=conf.task_timeout, call_timeout=xen.call_timeout, **kwargs)
 
     def for_url(self, url: str, ca_file: str | None = None,
                 insecure: bool = False) -> XenAPISession:
@@ -226,7 +246,8 @@ class XenAPISession:
         return XenAPISession(url, self.username, self._password, concurrent=2,
                              ca_file=ca_file, insecure=insecure,
                              login_timeout=self.login_timeout, retry=self.retry,
-                             task_timeout=self.task_timeout, sleep=self._sleep)
+                             task_timeout=self.task_timeout, call_timeout=self.call_timeout,
+                             sleep=self._sleep)
 
     def __repr__(self) -> str:
         # Never the password, never a session handle.
@@ -274,6 +295,25 @@ class XenAPISession:
         finally:
             self._idle.put(conn)
 
+    @contextlib.contextmanager
+    def long_connection(self) -> Iterator[_Connection]:
+        """Lend a logged-in connection for a long poll, from outside the pool of short calls.
+
+        One is created when none is idle; they are kept for reuse and logged out at close().
+        """
+        if self._closed:
+            raise exc.SessionExpired("the XAPI session is closed", "SESSION_CLOSED")
+        try:
+            conn = self._long_idle.get_nowait()
+        except queue.Empty:
+            conn = self._new_connection()
+        try:
+            if conn.handle is None:
+                self._login(conn)
+            yield conn
+        finally:
+            self._long_idle.put(conn)
+
     def _acquire(self) -> _Connection:
         try:
             return self._idle.get_nowait()
@@ -302,20 +342,24 @@ class XenAPISession:
                   conn.handle[-4:])
 
     def close(self) -> None:
-        """Log out every session; later calls raise SessionExpired."""
+        """Destroy tasks left over from an outage, log out every session; later calls raise
+        SessionExpired (code SESSION_CLOSED)."""
+        if not self._closed:
+            self._destroy_orphans()
         self._closed = True
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            if conn.handle is None:
-                continue
-            try:
-                self._send(conn, "session.logout", (conn.handle,), self.login_timeout)
-            except (exc.VirtDriverError, XenAPI.Failure, OSError) as error:
-                LOG.debug("logout failed: %s", type(error).__name__)
-            conn.handle = None
+        for idle in (self._idle, self._long_idle):
+            while True:
+                try:
+                    conn = idle.get_nowait()
+                except queue.Empty:
+                    break
+                if conn.handle is None:
+                    continue
+                try:
+                    self._send(conn, "session.logout", (conn.handle,), self.login_timeout)
+                except (exc.VirtDriverError, XenAPI.Failure, OSError) as error:
+                    LOG.debug("logout failed: %s", type(error).__name__)
+                conn.handle = None
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -339,6 +383,10 @@ class XenAPISession:
                 raise exc.CertificateRejected(
                     f"the certificate of {self._parsed.hostname} is not trusted: "
                     f"{error.verify_message}; set [xenserver] ca_file", "CERTIFICATE") from error
+            except TimeoutError as error:
+                raise exc.ConnectionFailed(
+                    f"XAPI {method} to {self._parsed.hostname}: no answer within {timeout:g}s "
+                    f"([xenserver] call_timeout)", "CALL_TIMEOUT") from error
             except Exception as error:
                 if not self.retry.should_retry(attempt, error):
                     if isinstance(error, (OSError, http.client.HTTPException,
@@ -356,25 +404,67 @@ class XenAPISession:
             finally:
                 self.stats.record(method, time.monotonic() - started)
 
-    def call(self, method: str, *args: Any, timeout: float = CALL_TIMEOUT_SECONDS) -> Any:
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Call ``method`` (``"VM.get_record"``) with the session handle prepended.
 
+        ``timeout`` (seconds; default ``call_timeout``) bounds the wait for the answer.
         On ``SESSION_INVALID`` the session logs in once more and the call is sent again;
         a second ``SESSION_INVALID`` is SessionExpired. Other failures become
         BackendError (or a subclass) with the XAPI code and params, raised from the Failure.
         """
         with self.connection() as conn:
-            for relogin in (True, False):
-                try:
-                    return self._send(conn, method, (conn.handle, *args), timeout)
-                except XenAPI.Failure as failure:
-                    code, params = failure_details(failure)
-                    if code == "SESSION_INVALID" and relogin:
-                        LOG.info("XAPI session expired during %s; logging in again", method)
-                        self._login(conn)
-                        continue
-                    raise translate_failure(method, code, params) from failure
+            result = self._call_on(conn, method, args,
+                                   self.call_timeout if timeout is None else timeout)
+        if self._orphans and method != "task.destroy":
+            self._destroy_orphans()  # the server answers again: clean up after the outage
+        return result
+
+    def event_from(self, classes: list[str], token: str, wait: float) -> dict[str, Any]:
+        """One ``event.from`` long poll on a connection outside the pool of short calls.
+
+        Blocks on the server up to ``wait`` seconds; the socket allows ``wait`` plus
+        ``call_timeout``.
+        """
+        with self.long_connection() as conn:
+            return dict(self._call_on(conn, "event.from", (classes, token, float(wait)),
+                                      float(wait) + self.call_timeout))
+
+    def _call_on(self, conn: _Connection, method: str, args: tuple[Any, ...],
+                 timeout: float) -> Any:
+        for relogin in (True, False):
+            try:
+                return self._send(conn, method, (conn.handle, *args), timeout)
+            except XenAPI.Failure as failure:
+                code, params = failure_details(failure)
+                if code == "SESSION_INVALID" and relogin:
+                    LOG.info("XAPI session expired during %s; logging in again", method)
+                    self._login(conn)
+                    continue
+                raise translate_failure(method, code, params) from failure
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _destroy_orphans(self) -> None:
+        # One thread at a time; a task that is gone already (HANDLE_INVALID) is done with.
+        if not self._orphans_lock.acquire(blocking=False):
+            return
+        try:
+            for task in sorted(self._orphans):
+                try:
+                    self.call("task.destroy", task)
+                except exc.VirtDriverError as error:
+                    if not is_handle_invalid(error):
+                        LOG.debug("task.destroy of a left-over task failed again: %s",
+                                  type(error).__name__)
+                        return  # still unreachable: the next good call tries again
+                self._orphans.discard(task)
+                LOG.info("destroyed a task record left over from an outage")
+        finally:
+            self._orphans_lock.release()
+
+    @property
+    def pending_cleanup(self) -> frozenset[str]:
+        """Tasks whose ``task.destroy`` failed and will be retried (for tests, reports)."""
+        return frozenset(self._orphans)
 
     @property
     def host_ref(self) -> str:
@@ -384,7 +474,7 @@ class XenAPISession:
                 try:
                     self._host_ref = str(self._send(conn, "session.get_this_host",
                                                     (conn.handle, conn.handle),
-                                                    CALL_TIMEOUT_SECONDS))
+                                                    self.call_timeout))
                 except XenAPI.Failure as failure:
                     code, params = failure_details(failure)
                     raise translate_failure("session.get_this_host", code,
@@ -404,7 +494,9 @@ class XenAPISession:
 
         Returns the task's result (parsed); a failed task raises the translated error
         (TaskFailed unless a more specific class applies); a task still pending at the
-        deadline is cancelled and TaskTimeout raised. The task is destroyed in every case.
+        deadline is cancelled and TaskTimeout raised. The task is destroyed in every case:
+        if the server cannot be reached to do so, by the next call that succeeds or at
+        :meth:`close`.
         """
         task = self.call(f"Async.{method}", *args)
         try:
@@ -413,45 +505,30 @@ class XenAPISession:
             try:
                 self.call("task.destroy", task)
             except exc.VirtDriverError as error:
-                LOG.debug("task.destroy after %s failed: %s", method, error)
+                if not is_handle_invalid(error):
+                    LOG.debug("task.destroy after %s failed (%s); retried later", method,
+                              type(error).__name__)
+                    self._orphans.add(task)
 
     def wait_for_task(self, task: str, method: str = "task", timeout: float | None = None,
                       progress: ProgressFn | None = None) -> Any:
-        """Wait by push (event.from on ``task/<ref>``) until ``task`` leaves pending."""
+        """Wait by push (the session's shared event.from on class ``task``) until ``task``
+        leaves pending; return its parsed result or raise the translated failure."""
         deadline = time.monotonic() + (self.task_timeout if timeout is None else timeout)
-        token = ""
-        last_progress = -1.0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                with contextlib.suppress(exc.VirtDriverError):
-                    self.call("task.cancel", task)
-                raise exc.TaskTimeout(f"XAPI {method} did not finish in time", "TASK_TIMEOUT")
-            wait = float(min(remaining, EVENT_WAIT_SECONDS))
-            reply = self.call("event.from", [f"task/{task}"], token, wait,
-                              timeout=wait + 30.0)
-            token = reply.get("token", token)
-            for event in reply.get("events", []):
-                if event.get("ref") != task:
-                    continue
-                if event.get("operation") == "del":
-                    raise exc.TaskFailed(f"XAPI task of {method} vanished", "TASK_DESTROYED")
-                record = event.get("snapshot") or {}
-                fraction = float(record.get("progress") or 0.0)
-                if progress is not None and fraction != last_progress:
-                    last_progress = fraction
-                    progress(fraction)
-                status = str(record.get("status", "pending")).lower()
-                if status == "pending":
-                    continue
-                if status == "success":
-                    if progress is not None and last_progress < 1.0:
-                        progress(1.0)  # the final report is never skipped
-                    return parse_task_result(record.get("result", ""))
-                info = [str(p) for p in record.get("error_info") or [status.upper()]]
-                if status == "cancelled" and not info:
-                    info = ["TASK_CANCELLED", task]
-                raise translate_failure(method, info[0], tuple(info[1:]), in_task=True)
+        record = self._tasks.wait(task, method, deadline, progress)
+        status = str(record.get("status", "")).lower()
+        if status == "success":
+            if progress is not None:
+                progress(1.0)  # the final report is never skipped
+            return parse_task_result(record.get("result", ""))
+        if status == "pending":  # the deadline passed
+            with contextlib.suppress(exc.VirtDriverError):
+                self.call("task.cancel", task)
+            raise exc.TaskTimeout(f"XAPI {method} did not finish in time", "TASK_TIMEOUT")
+        info = [str(p) for p in record.get("error_info") or []]
+        if not info:
+            info = ["TASK_CANCELLED", task] if status == "cancelled" else [status.upper()]
+        raise translate_failure(method, info[0], tuple(info[1:]), in_task=True)
 
     # -- HTTP transfers of VDI contents ---------------------------------------------------
 
@@ -471,7 +548,7 @@ class XenAPISession:
                                             "format": fmt})
             started = time.monotonic()
             try:
-                http_conn = self._http_connection(CALL_TIMEOUT_SECONDS)
+                http_conn = self._http_connection(self.call_timeout)
                 try:
                     http_conn.putrequest("PUT", f"/import_raw_vdi?{query}")
                     http_conn.putheader("Content-Length", str(size))
@@ -500,7 +577,7 @@ class XenAPISession:
         query = urllib.parse.urlencode({"session_id": handle, "vdi": vdi_ref, "format": fmt})
         started = time.monotonic()
         try:
-            http_conn = self._http_connection(CALL_TIMEOUT_SECONDS)
+            http_conn = self._http_connection(self.call_timeout)
             http_conn.request("GET", f"/export_raw_vdi?{query}")
             response = http_conn.getresponse()
         except (OSError, http.client.HTTPException) as error:
@@ -515,6 +592,123 @@ class XenAPISession:
                 f"VDI download failed: HTTP {response.status} {body[:200]!r}",
                 f"HTTP_{response.status}")
         return _read_response(http_conn, response)
+
+
+@dataclass
+class _Waiting:
+    """One caller waiting for one task: the task's latest record, once seen."""
+
+    record: dict[str, Any] | None = None
+    gone: bool = False
+    error: exc.BackendError | None = None
+
+
+class _TaskWatch:
+    """Every task wait of one session, fed by one ``event.from`` on class ``task``.
+
+    Leader and followers, with no thread of its own: the first waiter with nobody polling
+    becomes the leader and runs one long poll on a connection outside the pool (its wait
+    bounded by its own deadline and EVENT_WAIT_SECONDS); every other waiter sleeps on a
+    condition. Each reply's task records go to their waiters; when the leader's own task
+    is over it leaves and another waiter takes the poll. The event token is kept between
+    leaders, so nothing that happened in between is missed; finished tasks nobody waits
+    for yet (a waiter registers just after its ``Async`` call returns, and the end may
+    already have been reported) are remembered, the last RECENT_TASKS of them.
+    """
+
+    def __init__(self, session: XenAPISession) -> None:
+        self.session = session
+        self._cond = threading.Condition()
+        self._waiting: dict[str, _Waiting] = {}
+        self._recent: collections.OrderedDict[str, dict[str, Any]] = \
+            collections.OrderedDict()
+        self._token = ""
+        self._leader = False
+
+    def wait(self, task: str, method: str, deadline: float,
+             progress: ProgressFn | None) -> dict[str, Any]:
+        """The task's record once it is not pending, or its last one at the deadline."""
+        entry = _Waiting(record=None)
+        with self._cond:
+            entry.record = self._recent.pop(task, None)
+            self._waiting[task] = entry
+        last_progress = -1.0
+        try:
+            while True:
+                with self._cond:
+                    record, gone, error = entry.record, entry.gone, entry.error
+                    lead = False
+                    remaining = deadline - time.monotonic()
+                    if not _is_over(record) and not gone and not error and remaining > 0:
+                        if self._leader:
+                            self._cond.wait(min(remaining, EVENT_WAIT_SECONDS))
+                        else:
+                            self._leader = lead = True
+                if record is not None and progress is not None:
+                    fraction = float(record.get("progress") or 0.0)
+                    if fraction != last_progress and not _is_over(record):
+                        last_progress = fraction
+                        progress(fraction)
+                if _is_over(record):
+                    return dict(record or {})
+                if gone:
+                    raise exc.TaskFailed(f"XAPI task of {method} vanished", "TASK_DESTROYED")
+                if error is not None:
+                    # The shared poll failed (server unreachable): every waiter of that
+                    # moment hears it at once rather than each retrying it in turn.
+                    raise type(error)(f"waiting for XAPI {method}: {error}", error.code,
+                                      error.params) from error
+                if remaining <= 0:
+                    return dict(record or {"status": "pending"})
+                if lead:
+                    try:
+                        self._poll(min(remaining, EVENT_WAIT_SECONDS))
+                    finally:
+                        with self._cond:
+                            self._leader = False
+                            self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._waiting.pop(task, None)
+
+    def _poll(self, wait: float) -> None:
+        try:
+            reply = self.session.event_from(["task"], self._token, wait)
+        except exc.BackendError as error:
+            if error.code != "EVENTS_LOST":
+                with self._cond:
+                    for entry in self._waiting.values():
+                        entry.error = error
+                    self._cond.notify_all()
+                raise
+            # The token is older than the server's event buffer: start again from a
+            # snapshot of the current tasks.
+            with self._cond:
+                self._token = ""
+            return
+        with self._cond:
+            self._token = str(reply.get("token", self._token))
+            for event in reply.get("events", []):
+                ref = str(event.get("ref", ""))
+                entry = self._waiting.get(ref)
+                if event.get("operation") == "del":
+                    self._recent.pop(ref, None)
+                    if entry is not None and not _is_over(entry.record):
+                        entry.gone = True
+                    continue
+                record = event.get("snapshot") or {}
+                if entry is not None:
+                    entry.record = record
+                elif _is_over(record):
+                    self._recent[ref] = record
+                    self._recent.move_to_end(ref)
+                    while len(self._recent) > RECENT_TASKS:
+                        self._recent.popitem(last=False)
+            self._cond.notify_all()
+
+
+def _is_over(record: dict[str, Any] | None) -> bool:
+    return record is not None and str(record.get("status", "pending")).lower() != "pending"
 
 
 def _read_response(http_conn: http.client.HTTPConnection,

@@ -89,7 +89,8 @@ def test_concurrent_spawns_share_a_small_pool(sim, store, image, xapi):
     try:
         assert errors == []
         assert all(vm_of(xapi, inst)[1]["power_state"] == "Running" for inst in instances)
-        assert ops.session.stats.calls["session.login_with_password"] <= 2
+        # the pool's two, plus the one connection of the shared event.from long poll
+        assert ops.session.stats.calls["session.login_with_password"] <= 3
     finally:
         for inst in instances:
             ops.destroy(inst)

@@ -333,3 +333,151 @@ def test_stats_can_be_shared_with_the_backend(server):
     session.call("VM.get_all")
     assert shared.snapshot() == {"session.login_with_password": 1, "VM.get_all": 1}
     assert shared.total_seconds >= 0
+
+
+def test_a_call_that_times_out_is_not_repeated(server):
+    """A stalled server: the socket timeout is ConnectionFailed(CALL_TIMEOUT), no retry."""
+    server.handlers["VM.get_all"] = lambda: TimeoutError("timed out")
+    session = make_session(server, call_timeout=7)
+    with pytest.raises(exc.ConnectionFailed) as caught:
+        session.call("VM.get_all")
+    assert caught.value.code == "CALL_TIMEOUT" and "call_timeout" in str(caught.value)
+    assert server.methods().count("VM.get_all") == 1 and session.sleeps == []
+
+
+def test_call_timeout_is_the_default_socket_timeout(server):
+    seen = []
+
+    class Transport(FakeTransport):
+        def __setattr__(self, name, value):
+            if name == "timeout":
+                seen.append(value)
+            super().__setattr__(name, value)
+
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = XenAPISession("http://xapi.example", "root", PASSWORD, call_timeout=42,
+                            login_timeout=3,
+                            proxy_factory=lambda: (FakeProxy(server), Transport()))
+    session.call("VM.get_all")
+    session.call("VM.get_all", timeout=5)
+    assert seen == [3, 42, 5]
+
+
+def test_a_task_whose_destroy_failed_is_destroyed_by_the_next_good_call(server):
+    server.handlers["Async.VM.start"] = lambda *a: ok("OpaqueRef:task")
+    scripted_events(server, [task_record("success")])
+    outage = {"on": True}
+    destroyed = []
+
+    def destroy(task):
+        if outage["on"]:
+            return ConnectionResetError("reset")
+        destroyed.append(task)
+        return ok("")
+
+    server.handlers["task.destroy"] = destroy
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, retry=RetryPolicy(attempts=0))
+    session.call_async("VM.start", "v", False, False)
+    assert session.pending_cleanup == {"OpaqueRef:task"} and destroyed == []
+    outage["on"] = False
+    session.call("VM.get_all")
+    assert destroyed == ["OpaqueRef:task"] and session.pending_cleanup == frozenset()
+
+
+def test_a_task_whose_destroy_failed_is_destroyed_at_close(server):
+    server.handlers["Async.VM.start"] = lambda *a: ok("OpaqueRef:task")
+    scripted_events(server, [task_record("success")])
+    calls = {"n": 0}
+
+    def destroy(task):
+        calls["n"] += 1
+        return ConnectionResetError("reset") if calls["n"] == 1 else ok("")
+
+    server.handlers["task.destroy"] = destroy
+    session = make_session(server, retry=RetryPolicy(attempts=0))
+    session.call_async("VM.start", "v", False, False)
+    assert session.pending_cleanup == {"OpaqueRef:task"}
+    session.close()
+    assert calls["n"] == 2 and session.pending_cleanup == frozenset()
+
+
+def test_concurrent_waits_share_one_long_poll_outside_the_pool(server):
+    """Five tasks waited on at once: one event.from at a time, on its own connection, so a
+    pool of one still serves short calls while the tasks are pending."""
+    release = threading.Event()
+    polls = []
+    counter = {"n": 0}
+    lock = threading.Lock()
+
+    def start(*args):
+        with lock:
+            counter["n"] += 1
+            return ok(f"OpaqueRef:task-{counter['n']}")
+
+    def event_from(classes, token, timeout):
+        polls.append(token)
+        assert classes == ["task"]
+        release.wait(5)
+        events = [{"ref": f"OpaqueRef:task-{n}", "class": "task", "operation": "mod",
+                   "snapshot": task_record("success", f"<value>r{n}</value>")}
+                  for n in range(1, 6)]
+        return ok({"events": events, "token": "t1", "valid_ref_counts": {}})
+
+    server.handlers["Async.VM.start"] = start
+    server.handlers["event.from"] = event_from
+    server.handlers["task.destroy"] = lambda task: ok("")
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, concurrent=1)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        session.call_async("VM.start", "v", False, False))) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    while counter["n"] < 5:
+        threading.Event().wait(0.01)
+    session.call("VM.get_all")  # the pool's only connection is free for short calls
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(results) == [f"r{n}" for n in range(1, 6)]
+    assert len(polls) <= 2  # one poll served every waiter (a second may start meanwhile)
+    assert server.methods().count("task.destroy") == 5
+
+
+def test_a_failed_shared_poll_fails_every_waiter_at_once(server):
+    counter = {"n": 0}
+
+    def start(*args):
+        counter["n"] += 1
+        return ok(f"OpaqueRef:task-{counter['n']}")
+
+    gate = threading.Event()
+
+    def event_from(classes, token, timeout):
+        gate.wait(5)
+        return ConnectionRefusedError("down")
+
+    server.handlers["Async.VM.start"] = start
+    server.handlers["event.from"] = event_from
+    server.handlers["task.destroy"] = lambda task: ok("")
+    session = make_session(server, retry=RetryPolicy(attempts=0))
+    errors = []
+
+    def run():
+        try:
+            session.call_async("VM.start", "v", False, False)
+        except exc.ConnectionFailed as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    while counter["n"] < 3:
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.05)
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(errors) == 3
+    assert server.methods().count("event.from") == 1
