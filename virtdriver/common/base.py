@@ -406,3 +406,59 @@ class VMOps(abc.ABC):
     def check_temp_folder(self, ds_name: str, ds_ref: Any) -> None:
         """Make sure the temporary folder for uploads exists on the datastore or SR."""
 
+    # -- volumes ------------------------------------------------------------------------------
+    #
+    # ``connection_info`` is Cinder's (``driver_volume_type``, ``data``, ``serial``), checked by
+    # :meth:`connection_info` before any server call. A volume is never deleted by a
+    # backend: its storage belongs to the volume service. ``block_device_info`` volumes are
+    # honoured by spawn (boot from volume: no image is copied), destroy (volumes detached
+    # first, whatever ``destroy_disks`` says), power operations, rescue, resize and cold
+    # migration, and live migration.
+
+    @abc.abstractmethod
+    def attach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, disk_bus: str | None = None,
+                      device_type: str | None = None, encryption: Any = None) -> None:
+        """Attach the volume to the instance's VM, running or stopped.
+
+        A failed attach leaves the VM as it was and the volume untouched. A volume already
+        attached to the instance is InvalidInput. A bus that cannot take a disk in the VM's
+        power state (IDE while running) is InstanceInvalidState, before any change.
+        """
+
+    @abc.abstractmethod
+    def detach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, encryption: Any = None) -> None:
+        """Detach the volume from the instance's VM, keeping the volume's data.
+
+        A volume that is not attached (already detached, or its storage gone) is
+        VolumeNotFound, which a caller may treat as done.
+        """
+
+    @abc.abstractmethod
+    def swap_volume(self, context: Any, old_connection_info: Any, new_connection_info: Any,
+                    instance: Any, mountpoint: str | None, resize_to: int) -> None:
+        """Replace an attached volume by another in the same slot.
+
+        The guest sees the new volume where the old one was; the old one is detached and
+        kept. If the new one cannot be attached, the old one is attached again in its
+        slot and the error raised. ``resize_to`` (GiB, 0 for no change) is the new
+        volume's size, which the volume service has already applied.
+        """
+
+    @abc.abstractmethod
+    def extend_volume(self, context: Any, connection_info: Any, instance: Any,
+                      requested_size: int) -> None:
+        """Make the hypervisor see an attached volume's new size (``requested_size`` bytes).
+
+        The volume service has grown the volume already; shrinking is InvalidInput.
+        """
+
+    @abc.abstractmethod
+    def get_volume_connector(self, instance: Any) -> dict[str, Any]:
+        """What the volume service needs to connect a volume to this instance's host.
+
+        Keys ``ip`` (``my_block_storage_ip`` when configured), ``host`` and ``initiator``
+        (an iSCSI IQN or None), plus the backend's own (VMware: ``instance``, the VM's
+        moref value, when the VM exists). ``instance`` may be a plain dict without a uuid.
+        """

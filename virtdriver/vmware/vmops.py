@@ -29,6 +29,7 @@ from virtdriver.vmware import (
     snapshot,
     spawn,
     vm_util,
+    volumes,
 )
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.session import VMwareSession
@@ -65,6 +66,16 @@ class VMwareVMOps(VMOps):
         "supports_console_output": False,
         "supports_bandwidth_counters": False,
         "supports_security_rules": False,
+        # Cinder volumes (volumes.py): vmdk (Cinder's shadow VMs), iscsi (RDM through the
+        # host's software iSCSI adapter), vstorageobject (First Class Disks); extend for
+        # vmdk only; one instance per volume.
+        "supports_volume_attach": True,
+        "supports_boot_from_volume": True,
+        "supports_swap_volume": True,
+        "supports_extend_volume": True,
+        "supports_volume_type_vmdk": True,
+        "supports_volume_type_iscsi": True,
+        "supports_volume_type_vstorageobject": True,
     }
 
     def __init__(self, conf: Any, image_store: Any = None,
@@ -331,6 +342,40 @@ class VMwareVMOps(VMOps):
 
     def check_temp_folder(self, ds_name: str, ds_ref: Any) -> None:
         host.check_temp_folder(self._backend, ds_name, ds_ref)
+
+    # -- volumes (volumes.py) ------------------------------------------------------------------
+
+    def attach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, disk_bus: str | None = None,
+                      device_type: str | None = None, encryption: Any = None) -> None:
+        """``disk_bus`` picks the controller (``ide``, ``lsiLogic``... or ``scsi``); the
+        mountpoint is the guest's business on vSphere and is not used."""
+        info = self.connection_info(connection_info)
+        with instance_lock(instance):
+            volumes.attach_volume(self._backend, info, instance, disk_bus, device_type)
+
+    def detach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, encryption: Any = None) -> None:
+        info = self.connection_info(connection_info)
+        with instance_lock(instance):
+            volumes.detach_volume(self._backend, info, instance)
+
+    def swap_volume(self, context: Any, old_connection_info: Any, new_connection_info: Any,
+                    instance: Any, mountpoint: str | None, resize_to: int) -> None:
+        old = self.connection_info(old_connection_info)
+        new = self.connection_info(new_connection_info)
+        with instance_lock(instance):
+            volumes.swap_volume(self._backend, old, new, instance)
+
+    def extend_volume(self, context: Any, connection_info: Any, instance: Any,
+                      requested_size: int) -> None:
+        """vmdk volumes only (an RDM or First Class Disk is UnsupportedOperation)."""
+        info = self.connection_info(connection_info)
+        with instance_lock(instance):
+            volumes.extend_volume(self._backend, info, instance, requested_size)
+
+    def get_volume_connector(self, instance: Any) -> dict[str, Any]:
+        return volumes.get_volume_connector(self._backend, instance)
 
 
 __all__ = ["VMwareVMOps"]

@@ -364,5 +364,34 @@ class XenVMOps(VMOps):
         """Uploads stream straight into VDIs: checks the SR exists."""
         host.check_temp_folder(self._backend, ds_name, ds_ref)
 
+    # -- volumes ----------------------------------------------------------------------------------
+    # Not yet on Xen (iSCSI SRs come with issue 17's Xen part): each refuses by name, and
+    # CAPABILITIES says no volume type is attached.
+
+    def attach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, disk_bus: str | None = None,
+                      device_type: str | None = None, encryption: Any = None) -> None:
+        """Unsupported until the Xen backend attaches iSCSI SRs."""
+        raise self.unsupported("attach_volume", "no volume type is supported on Xen yet")
+
+    def detach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str | None, encryption: Any = None) -> None:
+        """Unsupported until the Xen backend attaches iSCSI SRs."""
+        raise self.unsupported("detach_volume", "no volume type is supported on Xen yet")
+
+    def swap_volume(self, context: Any, old_connection_info: Any, new_connection_info: Any,
+                    instance: Any, mountpoint: str | None, resize_to: int) -> None:
+        """Unsupported until the Xen backend attaches iSCSI SRs."""
+        raise self.unsupported("swap_volume", "no volume type is supported on Xen yet")
+
+    def extend_volume(self, context: Any, connection_info: Any, instance: Any,
+                      requested_size: int) -> None:
+        """Unsupported until the Xen backend attaches iSCSI SRs."""
+        raise self.unsupported("extend_volume", "no volume type is supported on Xen yet")
+
+    def get_volume_connector(self, instance: Any) -> dict[str, Any]:
+        """Unsupported until the Xen backend attaches iSCSI SRs."""
+        raise self.unsupported("get_volume_connector", "no volume type is supported on Xen yet")
+
 
 __all__ = ["XenVMOps", "CAPABILITIES"]

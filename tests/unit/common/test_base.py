@@ -21,6 +21,7 @@ OPERATIONS = [
     "get_instance_diagnostics", "get_all_bw_counters", "get_per_instance_usage",
     "get_console_output", "get_vnc_console", "manage_image_cache",
     "get_datacenter_ref_and_name", "check_cache_folder", "check_temp_folder",
+    "attach_volume", "detach_volume", "swap_volume", "extend_volume", "get_volume_connector",
 ]
 
 
