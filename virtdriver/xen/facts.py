@@ -94,42 +94,6 @@ def _percent(value: float | None) -> float | None:
     return None if value is None else round(value * 100, 2)
 
 
-def get_per_instance_usage(backend: XenBackend) -> dict[str, dict[str, Any]]:
-    """Memory (MiB) of each running or paused instance VM, by instance uuid, in one call."""
-    session = backend.session
-    usage = {}
-    for record in vm_utils.managed_vms(session).values():
-        if record["power_state"].lower() not in ("running", "paused"):
-            continue
-        uuid = record["other_config"]["nova_uuid"]
-        usage[uuid] = {"uuid": uuid,
-                       "memory_mb": int(record["memory_static_max"]) // vm_utils.MiB}
-    return usage
-
-
-def get_all_bw_counters(backend: XenBackend,
-                        instances: Iterable[Any]) -> list[dict[str, Any]]:
-    """Per-VIF counters of the given instances from the bandwidth plugin (keyed by domid)."""
-    session = backend.session
-    raw = session.call("host.call_plugin", session.host_ref, "bandwidth.py",
-                       "fetch_all_bandwidth", {})
-    by_domid = json.loads(raw) if raw else {}
-    wanted = {str(field_of(i, "uuid")): i for i in instances}
-    counters = []
-    for record in vm_utils.managed_vms(session).values():
-        uuid = record["other_config"]["nova_uuid"]
-        if uuid not in wanted or record.get("other_config", {}).get("nova_rescue"):
-            continue
-        per_vif = by_domid.get(str(record.get("domid")), {})
-        for vif_ref in record.get("VIFs", []):
-            vif = session.call("VIF.get_record", vif_ref)
-            stats = per_vif.get(str(vif["device"]), {})
-            counters.append({"uuid": uuid, "mac_address": vif["MAC"],
-                             "bw_in": int(stats.get("bw_in", 0)),
-                             "bw_out": int(stats.get("bw_out", 0))})
-    return counters
-
-
 def _console_output(session: XenAPISession, vm_ref: str) -> bytes:
     """The tail of the domain's console log (console plugin: base64 of zlib)."""
     domid = session.call("VM.get_domid", vm_ref)
@@ -165,7 +129,7 @@ def _vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> Con
     raise exc.InstanceInvalidState(instance_uuid, "get_vnc_console", "without a console")
 
 
-# -- per instance ---------------------------------------------------------------------------
+# -- the operations, in the contract's order ---------------------------------------------
 
 def get_info(backend: XenBackend, instance: Any) -> InstanceInfo:
     """The VM's power state: one call once the VM ref is cached, and a cold lookup's record
@@ -203,6 +167,42 @@ def get_instance_diagnostics(backend: XenBackend, instance: Any) -> Diagnostics:
     """Diagnostics in Nova's common shape."""
     return backend.on_vm(instance,
                          lambda ref: _instance_diagnostics(backend.session, ref, instance))
+
+
+def get_all_bw_counters(backend: XenBackend,
+                        instances: Iterable[Any]) -> list[dict[str, Any]]:
+    """Per-VIF counters of the given instances from the bandwidth plugin (keyed by domid)."""
+    session = backend.session
+    raw = session.call("host.call_plugin", session.host_ref, "bandwidth.py",
+                       "fetch_all_bandwidth", {})
+    by_domid = json.loads(raw) if raw else {}
+    wanted = {str(field_of(i, "uuid")): i for i in instances}
+    counters = []
+    for record in vm_utils.managed_vms(session).values():
+        uuid = record["other_config"]["nova_uuid"]
+        if uuid not in wanted or record.get("other_config", {}).get("nova_rescue"):
+            continue
+        per_vif = by_domid.get(str(record.get("domid")), {})
+        for vif_ref in record.get("VIFs", []):
+            vif = session.call("VIF.get_record", vif_ref)
+            stats = per_vif.get(str(vif["device"]), {})
+            counters.append({"uuid": uuid, "mac_address": vif["MAC"],
+                             "bw_in": int(stats.get("bw_in", 0)),
+                             "bw_out": int(stats.get("bw_out", 0))})
+    return counters
+
+
+def get_per_instance_usage(backend: XenBackend) -> dict[str, dict[str, Any]]:
+    """Memory (MiB) of each running or paused instance VM, by instance uuid, in one call."""
+    session = backend.session
+    usage = {}
+    for record in vm_utils.managed_vms(session).values():
+        if record["power_state"].lower() not in ("running", "paused"):
+            continue
+        uuid = record["other_config"]["nova_uuid"]
+        usage[uuid] = {"uuid": uuid,
+                       "memory_mb": int(record["memory_static_max"]) // vm_utils.MiB}
+    return usage
 
 
 def get_console_output(backend: XenBackend, instance: Any) -> bytes:
