@@ -140,6 +140,10 @@ def translated(instance: Any = None) -> Iterator[None]:
         raise nova_exc.InstanceInvalidState(attr="power_state", instance_uuid=uuid
                                             or error.instance_id, state=error.state,
                                             method=error.operation) from error
+    except vd_exc.VolumeNotFound as error:
+        raise nova_exc.DiskNotFound(location=error.volume_id or "?") from error
+    except vd_exc.VolumeError as error:
+        raise nova_exc.StorageError(reason=str(error)) from error
     except vd_exc.ImageNotFound as error:
         raise nova_exc.ImageNotFound(image_id=error.image_id) from error
     except vd_exc.ImageError as error:

@@ -25,6 +25,7 @@ import os_resource_classes as orc
 from nova import conf as nova_conf
 from nova import exception as nova_exc
 from nova.virt import driver
+from nova.virt import node as nova_node
 
 import virtdriver
 from virtdriver.common import exceptions as vd_exc
@@ -62,6 +63,7 @@ class VirtDriver(driver.ComputeDriver):
         self._ops_lock = threading.Lock()
         self._ops: Any = None
         self._events: EventPump | None = None
+        self._node_uuid: str | None = None
         self.image_store = GlanceImageStore()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -117,6 +119,13 @@ class VirtDriver(driver.ComputeDriver):
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
         """One node: the cluster (VMware) or the pool (Xen)."""
         return [self._nodename()]
+
+    def get_nodenames_by_uuid(self, refresh: bool = False) -> dict[str, str]:
+        """This compute's node identity (Nova's local node uuid, read once per driver, as
+        libvirt's Host keeps it) for its one node."""
+        if self._node_uuid is None:
+            self._node_uuid = nova_node.get_local_node_uuid()
+        return {self._node_uuid: self._nodename()}
 
     def get_available_resource(self, nodename: str) -> dict[str, Any]:
         """The cluster's or pool's capacity and use, read from the server in one pass."""
@@ -505,6 +514,44 @@ class VirtDriver(driver.ComputeDriver):
     def manage_image_cache(self, context: Any, all_instances: Any) -> None:
         with translated():
             self.ops.manage_image_cache(context, all_instances)
+
+    # -- volumes --------------------------------------------------------------------------------
+    # connection_info passes through as Cinder made it; the backend checks it. A volume that
+    # is not attached any more is Nova's DiskNotFound, which the compute manager logs and
+    # moves past on detach.
+
+    def attach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str, disk_bus: Any = None, device_type: Any = None,
+                      encryption: Any = None) -> None:
+        with translated(instance):
+            self.ops.attach_volume(context, connection_info, instance, mountpoint,
+                                   disk_bus=disk_bus, device_type=device_type,
+                                   encryption=encryption)
+
+    def detach_volume(self, context: Any, connection_info: Any, instance: Any,
+                      mountpoint: str, encryption: Any = None) -> None:
+        with translated(instance):
+            self.ops.detach_volume(context, connection_info, instance, mountpoint,
+                                   encryption=encryption)
+
+    def swap_volume(self, context: Any, old_connection_info: Any, new_connection_info: Any,
+                    instance: Any, mountpoint: str, resize_to: int) -> None:
+        with translated(instance):
+            self.ops.swap_volume(context, old_connection_info, new_connection_info, instance,
+                                 mountpoint, resize_to)
+
+    def extend_volume(self, context: Any, connection_info: Any, instance: Any,
+                      requested_size: int) -> None:
+        with translated(instance):
+            self.ops.extend_volume(context, connection_info, instance, requested_size)
+
+    def get_volume_connector(self, instance: Any) -> dict[str, Any]:
+        """The backend's connector; ``ip`` is ``my_block_storage_ip`` (Nova's CONF is the
+        backend's configuration), ``host`` this compute service's host name."""
+        with translated():
+            connector = dict(self.ops.get_volume_connector(instance))
+        connector["host"] = CONF.host
+        return connector
 
 
 def _gib(mb: int) -> int:
