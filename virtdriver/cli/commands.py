@@ -121,6 +121,7 @@ def spawn(ctx: Context, args: argparse.Namespace) -> None:
     if args.name in ctx.state.records(ctx.backend):
         raise InvalidInput("name", args.name, f"is already an instance on {ctx.backend}")
     flavor = _flavor(args)
+    admin_password = read_secret(args.admin_password_file)  # before any server call
     image = ctx.images.find(args.image)
     vifs = [VIF(id=str(uuid.uuid4()), address=random_mac(), network=network)
             for network in args.network]
@@ -129,7 +130,7 @@ def spawn(ctx: Context, args: argparse.Namespace) -> None:
               "vifs": [dataclasses.asdict(vif) for vif in vifs]}
     instance = instance_from_record(args.name, record)
     _step(ctx, f"spawn {args.name}", ctx.ops.spawn, None, instance, image,
-          _injected_files(args.file), read_secret(args.admin_password_file), vifs)
+          _injected_files(args.file), admin_password, vifs)
     ctx.state.add(ctx.backend, args.name, record)
     ctx.out.result(f"spawned {args.name}", {"name": args.name, "uuid": instance.uuid,
                                             "state": ctx.ops.get_info(instance).state})
@@ -217,9 +218,10 @@ def snapshot(ctx: Context, args: argparse.Namespace) -> None:
 def rescue(ctx: Context, args: argparse.Namespace) -> None:
     """Boot an instance from a rescue image with its own disk attached."""
     instance, record, vifs = _instance(ctx, args.name)
+    rescue_password = read_secret(args.rescue_password_file)  # before any server call
     image = ctx.images.find(args.image or record["image_id"])
     _step(ctx, f"rescue {args.name}", ctx.ops.rescue, None, instance, vifs, image,
-          read_secret(args.rescue_password_file))
+          rescue_password)
     ctx.out.result(f"rescued {args.name}", {"name": args.name, "rescued": True})
 
 

@@ -145,7 +145,8 @@ def _spawn(command: list[str], log: Path, env: dict[str, str]) -> tuple[str, int
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(log_fd, "wb") as log_handle:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_handle,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                   umask=0o077)  # what the simulator writes is private
     assert process.stdout is not None
     with process.stdout:
         ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)

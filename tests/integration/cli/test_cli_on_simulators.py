@@ -12,6 +12,7 @@ import pytest
 
 from virtdriver.vmware.simulator import build_launcher
 
+pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 NETWORKS = {"vmware": "VM Network", "xen": "Pool-wide network associated with eth0"}
 IMAGES = {"vmware": "tiny-vmdk", "xen": "tiny-raw"}
@@ -67,6 +68,19 @@ def test_spawn_show_stop_start_destroy_in_json(workdir, backend):
     assert [(row["name"], row["uuid"]) for row in listed] == [("web1", spawned["uuid"])]
     assert run_json(workdir, "--backend", backend, "destroy", "web1")["destroyed"] is True
     assert run_json(workdir, "--backend", backend, "list") == []
+
+
+def test_admin_password_from_stdin_reaches_spawn(workdir):
+    """The password comes on stdin ('--admin-password-file -'), never on the command line."""
+    done = subprocess.run([sys.executable, "-m", "virtdriver.cli", "--format", "json",
+                           "--backend", "xen", "spawn", "pw1", "--vcpus", "1", "--memory",
+                           "128", "--disk", "1", "--image", IMAGES["xen"], "--network",
+                           NETWORKS["xen"], "--admin-password-file", "-"],
+                          cwd=workdir, input="Adm1n-pass\n", capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "RUNNING"
+    assert run_json(workdir, "--backend", "xen", "destroy", "pw1")["destroyed"] is True
 
 
 def test_stats_file_counts_server_calls(workdir):

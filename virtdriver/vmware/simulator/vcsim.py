@@ -247,6 +247,8 @@ class Vcsim:
                     stderr=log,
                     env=env,
                     start_new_session=True,
+                    # What the simulator writes (datastore files) is private to the user.
+                    umask=0o077,
                 )
             info = self._read_startup_line()
         except BaseException:
