@@ -12,8 +12,9 @@ import threading
 import uuid as _uuid
 from typing import Any
 
+from . import surface
 from .errors import XapiError
-from .schema import CLASSES, NULL, RELATIONS, defaults
+from .schema import NULL, RELATIONS, defaults
 
 
 def now() -> _dt.datetime:
@@ -42,8 +43,9 @@ class Registry:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.tables: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in CLASSES}
-        self.by_uuid: dict[str, dict[str, str]] = {c: {} for c in CLASSES}
+        # a table for every class of the surface: those not modelled stay empty
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in surface.CLASSES}
+        self.by_uuid: dict[str, dict[str, str]] = {c: {} for c in surface.CLASSES}
         self.generation = 0
         self.log: list[tuple[int, str, str]] = []  # (generation, class, ref), ascending
         self.created: dict[tuple[str, str], int] = {}

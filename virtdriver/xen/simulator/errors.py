@@ -1,69 +1,79 @@
-"""XAPI error codes, declared once with the names of their parameters.
+"""XAPI errors: the codes the simulator raises, each a real code with XAPI's parameters.
 
-Every failure the simulator reports is an :class:`XapiError`; the wire layer turns
-it into ``{Status: "Failure", ErrorDescription: [code, *params]}``.
+Parameter names and counts come from the real surface (``surface.ERRORS``, xapi's runtime
+form where it differs from the declaration).  :class:`XapiError` refuses a code xapi does not
+have or a wrong number of parameters, so a mistake shows up as INTERNAL_ERROR in a test
+rather than as a plausible-looking reply.  The wire layer turns an error into
+``{Status: "Failure", ErrorDescription: [code, *params]}``.
 """
 
 from __future__ import annotations
 
-#: code -> parameter names, as xapi sends them at runtime (xapi.md section 3.4).
-ERRORS: dict[str, tuple[str, ...]] = {
-    "HANDLE_INVALID": ("class", "handle"),
-    "UUID_INVALID": ("class", "uuid"),
-    "SESSION_INVALID": ("handle",),
-    "SESSION_AUTHENTICATION_FAILED": ("uname", "msg"),
-    "HOST_IS_SLAVE": ("master",),
-    "MESSAGE_METHOD_UNKNOWN": ("method",),
-    "MESSAGE_PARAMETER_COUNT_MISMATCH": ("method", "expected", "received"),
-    "FIELD_TYPE_ERROR": ("field",),
-    "INVALID_VALUE": ("field", "value"),
-    "MAP_DUPLICATE_KEY": ("class", "field", "uuid", "key"),
-    "VM_BAD_POWER_STATE": ("vm", "expected", "actual"),
-    "OPERATION_BLOCKED": ("ref", "code"),
-    "OTHER_OPERATION_IN_PROGRESS": ("class", "ref", "op", "task"),
-    "OPERATION_NOT_ALLOWED": ("reason",),
-    "VM_IS_TEMPLATE": ("vm", "op"),
-    "VM_IS_SNAPSHOT": ("vm", "op"),
-    "VM_MISSING_PV_DRIVERS": ("vm",),
-    "VM_LACKS_FEATURE": ("vm",),
-    "VM_HVM_REQUIRED": ("vm",),
-    "HOST_NOT_ENOUGH_FREE_MEMORY": ("needed", "available"),
-    "VM_REQUIRES_SR": ("vm", "sr"),
-    "VM_NOT_RESIDENT_HERE": ("vm", "host"),
-    "VDI_IN_USE": ("vdi", "operation"),
-    "VDI_NOT_IN_MAP": ("vdi",),
-    "VIF_NOT_IN_MAP": ("vif",),
-    "DEVICE_ALREADY_ATTACHED": ("device",),
-    "DEVICE_ALREADY_DETACHED": ("device",),
-    "DEVICE_ALREADY_EXISTS": ("device",),
-    "DEVICE_DETACH_REJECTED": ("type", "ref", "msg"),
-    "VBD_NOT_UNPLUGGABLE": ("vbd",),
-    "VBD_NOT_REMOVABLE_MEDIA": ("vbd",),
-    "VBD_IS_EMPTY": ("vbd",),
-    "VBD_NOT_EMPTY": ("vbd",),
-    "TASK_CANCELLED": ("task",),
-    "EVENTS_LOST": (),
-    "SESSION_NOT_REGISTERED": ("handle",),
-    "EVENT_FROM_TOKEN_PARSE_FAILURE": ("token",),
-    "EVENT_SUBSCRIPTION_PARSE_FAILURE": ("subscription",),
-    "XENAPI_MISSING_PLUGIN": ("name",),
-    "XENAPI_PLUGIN_FAILURE": ("status", "stdout", "stderr"),
-    "UNKNOWN_XENAPI_PLUGIN_FUNCTION": ("name",),
-    "INTERNAL_ERROR": ("message",),
-    "NOT_IMPLEMENTED": ("function",),
-    "SR_HAS_NO_PBDS": ("sr",),
-    "SR_FULL": ("requested", "maximum"),
-    "VDI_TOO_SMALL": ("vdi", "minimum_size"),
-    "NO_HOSTS_AVAILABLE": (),
-    "HOST_OFFLINE": ("host",),
-    "VM_MIGRATE_FAILED": ("vm", "source", "destination", "msg"),
+from . import surface
+
+#: The codes the simulator raises itself (injected faults may use any real code).
+RAISED: tuple[str, ...] = (
+    "DEVICE_ALREADY_ATTACHED", "DEVICE_ALREADY_DETACHED", "DEVICE_ALREADY_EXISTS",
+    "EVENT_FROM_TOKEN_PARSE_FAILURE", "EVENT_SUBSCRIPTION_PARSE_FAILURE", "FIELD_TYPE_ERROR",
+    "HANDLE_INVALID", "HOST_NOT_ENOUGH_FREE_MEMORY", "INTERNAL_ERROR", "INVALID_VALUE",
+    "MAP_DUPLICATE_KEY", "MESSAGE_METHOD_UNKNOWN", "MESSAGE_PARAMETER_COUNT_MISMATCH",
+    "OPERATION_BLOCKED", "OPERATION_NOT_ALLOWED", "OTHER_OPERATION_IN_PROGRESS",
+    "SESSION_AUTHENTICATION_FAILED", "SESSION_INVALID", "SESSION_NOT_REGISTERED", "SR_FULL",
+    "TASK_CANCELLED", "UUID_INVALID", "VBD_IS_EMPTY", "VBD_NOT_EMPTY", "VBD_NOT_REMOVABLE_MEDIA",
+    "VBD_NOT_UNPLUGGABLE", "VDI_IN_USE", "VDI_NOT_IN_MAP", "VDI_TOO_SMALL",
+    "VM_BAD_POWER_STATE", "VM_IS_SNAPSHOT", "VM_IS_TEMPLATE", "VM_MIGRATE_FAILED",
+    "VM_MISSING_PV_DRIVERS", "VM_REQUIRES_SR", "XENAPI_MISSING_PLUGIN", "XENAPI_PLUGIN_FAILURE",
+    "UNKNOWN_XENAPI_PLUGIN_FUNCTION",
+)
+
+#: Codes xapi has (``api_errors.ml``) but declares without parameters, with the parameters
+#: its code sends.
+UNDOCUMENTED: dict[str, tuple[str, ...]] = {
+    # ocaml/xapi/xapi_vm_lifecycle.ml, check_snapshot: [ref_str; vm_operation_to_string op]
+    "VM_IS_SNAPSHOT": ("vm", "operation"),
+}
+
+#: Codes a dom0 plugin sends and xapi passes through unchanged (``xapi_plugins.ml``: a
+#: plugin's XML-RPC Failure becomes Server_error(code, params)); not in ``api_errors.ml``.
+PLUGIN_ERRORS: dict[str, tuple[str, ...]] = {
+    # xen-api scripts/examples/python/XenAPIPlugin.py, dispatch(): an unknown function name
+    "UNKNOWN_XENAPI_PLUGIN_FUNCTION": ("function",),
 }
 
 
+def params_of(code: str) -> tuple[str, ...] | None:
+    """The parameter names sent with ``code``; None when unknown (or not a code at all)."""
+    found = surface.error_params(code)
+    if found is not None:
+        return found
+    return UNDOCUMENTED.get(code) or PLUGIN_ERRORS.get(code)
+
+
+def is_code(code: str) -> bool:
+    """Whether a real pool can send ``code`` (xapi's own codes and plugin pass-through)."""
+    return surface.is_error_code(code) or code in PLUGIN_ERRORS
+
+
+#: code -> parameter names, for every code the simulator raises.
+ERRORS: dict[str, tuple[str, ...]] = {}
+for _code in RAISED:
+    _params = params_of(_code)
+    if _params is None:  # a code the table cannot describe must not be raised
+        raise RuntimeError(f"{_code} is not an XAPI error code with known parameters")
+    ERRORS[_code] = _params
+del _code, _params
+
+
 class XapiError(Exception):
-    """An XAPI failure: ``code`` plus string parameters."""
+    """An XAPI failure: ``code`` plus string parameters, checked against the real surface."""
 
     def __init__(self, code: str, *params: object) -> None:
+        expected = params_of(code)
+        if expected is None and not is_code(code):
+            raise ValueError(f"{code} is not an XAPI error code")
+        if expected is not None and len(params) != len(expected):
+            raise ValueError(f"{code} takes {len(expected)} parameters "
+                             f"({', '.join(expected)}), not {len(params)}")
         self.code = code
         self.params = [str(p) for p in params]
         super().__init__(code, *self.params)
@@ -75,5 +85,5 @@ class XapiError(Exception):
 
 
 def declared(code: str) -> bool:
-    """True when ``code`` is in the declared table (``SR_BACKEND_FAILURE_<n>`` also counts)."""
-    return code in ERRORS or code.startswith("SR_BACKEND_FAILURE_")
+    """True when the simulator declares ``code`` as one it raises."""
+    return code in ERRORS

@@ -27,6 +27,7 @@ class Faults:
         """Make the next ``count`` calls of ``method`` fail with ``error`` ([code, params...])."""
         if not error:
             raise ValueError("error must be a non-empty list")
+        XapiError(str(error[0]), *error[1:])  # ValueError now for a code a pool cannot send
         with self._lock:
             self._rules.append(_Rule(method, count, error=[str(e) for e in error]))
 

@@ -8,6 +8,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
+from .. import surface
 from ..context import Context, Handler
 from ..db import copy_record
 from ..errors import XapiError
@@ -18,49 +19,56 @@ from ..where import compile_where
 AFTER_CHANGE: dict[str, Callable[[Context, str], None]] = {}
 
 
-def generic(method: str) -> tuple[Handler, int, int] | None:
-    """The generic handler of ``Class.call`` with its parameter counts, or None."""
-    cls, _, name = method.partition(".")
+def generic(message: surface.Message) -> Handler | None:
+    """The generic handler of a message of the surface, or None when it is not one.
+
+    Reads (records, lookups, field getters) answer for every class, modelled or not: a class
+    the simulator does not model simply has no objects.  Writes (setters, map and set
+    edits, implicit create and destroy) exist only for the modelled classes.
+    """
+    cls, name = message.cls, message.name
+    fields = surface.FIELDS.get(cls, {})
+    reads: dict[str, Handler] = {
+        "get_record": lambda ctx, ref: copy_record(ctx.db.get(cls, ref)),
+        "get_all": lambda ctx: list(ctx.db.all(cls)),
+        "get_all_records": lambda ctx: _records(ctx, cls, None),
+        "get_all_records_where": lambda ctx, expr: _records(ctx, cls, expr),
+        "get_by_uuid": lambda ctx, uuid: ctx.db.ref_of_uuid(cls, uuid),
+        "get_by_name_label": lambda ctx, label: [r for r, rec in ctx.db.all(cls).items()
+                                                 if rec["name_label"] == label],
+    }
+    if name in reads:
+        return reads[name]
+    if name.startswith("get_") and name[4:] in fields and message.max_params == 1:
+        field = name[4:]
+        return lambda ctx, ref: _plain_copy(ctx.db.get(cls, ref)[field])
     if cls not in CLASSES:
         return None
-    fields = CLASSES[cls]
-    table: dict[str, tuple[Handler, int]] = {
-        "get_record": (lambda ctx, ref: copy_record(ctx.db.get(cls, ref)), 1),
-        "get_all": (lambda ctx: list(ctx.db.all(cls)), 0),
-        "get_all_records": (lambda ctx: _records(ctx, cls, None), 0),
-        "get_all_records_where": (lambda ctx, expr: _records(ctx, cls, expr), 1),
-        "get_by_uuid": (lambda ctx, uuid: ctx.db.ref_of_uuid(cls, uuid), 1),
-        "create": (lambda ctx, rec: generic_create(ctx, cls, rec), 1),
-        "destroy": (lambda ctx, ref: ctx.db.destroy(cls, ref), 1),
-    }
-    if "name_label" in fields:
-        table["get_by_name_label"] = (
-            lambda ctx, label: [r for r, rec in ctx.db.all(cls).items()
-                                if rec["name_label"] == label], 1)
-    if name in table:
-        fn, n = table[name]
-        return fn, n, n
-    for prefix in ("get_", "set_", "add_to_", "remove_from_", "add_", "remove_"):
+    if message.implicit and name == "create" and message.max_params == 1:
+        return lambda ctx, rec: generic_create(ctx, cls, rec)
+    if message.implicit and name == "destroy":
+        return lambda ctx, ref: ctx.db.destroy(cls, ref)
+    for prefix, arity in (("set_", 2), ("add_to_", 3), ("remove_from_", 2), ("add_", 2),
+                          ("remove_", 2)):
         field = name[len(prefix):]
-        if name.startswith(prefix) and field in fields:
+        # an explicit message that only looks like a field edit (host.set_power_on_mode
+        # takes a config too) is not a plain field edit
+        if name.startswith(prefix) and field in CLASSES[cls] and message.max_params == arity:
             return _field_call(cls, prefix, field)
     return None
 
 
-def _field_call(cls: str, prefix: str, field: str) -> tuple[Handler, int, int] | None:
-    default = CLASSES[cls][field]
-    sample = default() if callable(default) else default
-    if prefix == "get_":
-        return (lambda ctx, ref: _plain_copy(ctx.db.get(cls, ref)[field])), 1, 1
+def _field_call(cls: str, prefix: str, field: str) -> Handler | None:
+    kind = surface.FIELDS[cls][field].type
     if prefix == "set_":
-        return (lambda ctx, ref, v: set_field(ctx, cls, ref, field, v)), 2, 2
-    if isinstance(sample, dict) and prefix == "add_to_":
-        return (lambda ctx, ref, k, v: map_add(ctx, cls, ref, field, k, v)), 3, 3
-    if isinstance(sample, dict) and prefix == "remove_from_":
-        return (lambda ctx, ref, k: map_remove(ctx, cls, ref, field, k)), 2, 2
-    if isinstance(sample, list) and prefix in ("add_", "remove_"):
+        return lambda ctx, ref, v: set_field(ctx, cls, ref, field, v)
+    if kind.endswith(" map") and prefix == "add_to_":
+        return lambda ctx, ref, k, v: map_add(ctx, cls, ref, field, k, v)
+    if kind.endswith(" map") and prefix == "remove_from_":
+        return lambda ctx, ref, k: map_remove(ctx, cls, ref, field, k)
+    if kind.endswith(" set") and prefix in ("add_", "remove_"):
         add = prefix == "add_"
-        return (lambda ctx, ref, v: set_member(ctx, cls, ref, field, v, add)), 2, 2
+        return lambda ctx, ref, v: set_member(ctx, cls, ref, field, v, add)
     return None
 
 
@@ -76,34 +84,33 @@ def _records(ctx: Context, cls: str, expr: str | None) -> dict[str, dict[str, An
 
 
 def coerce(cls: str, field: str, value: Any) -> Any:
-    """Check and convert a client value to the field's stored type."""
-    default = CLASSES[cls][field]
-    sample = default() if callable(default) else default
-    if isinstance(sample, bool):
+    """Check and convert a client value to the field's type (ints are decimal strings)."""
+    kind = surface.FIELDS[cls][field].type
+    if kind == "bool":
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):
             raise XapiError("FIELD_TYPE_ERROR", field)
         return value
-    if isinstance(sample, float):
+    if kind == "float":
         try:
             return float(value)
         except (TypeError, ValueError):
             raise XapiError("FIELD_TYPE_ERROR", field) from None
-    if isinstance(sample, dict):
+    if kind.endswith(" map"):
         if not isinstance(value, dict):
             raise XapiError("FIELD_TYPE_ERROR", field)
         return {str(k): str(v) if not isinstance(v, str) else v for k, v in value.items()}
-    if isinstance(sample, list):
+    if kind.endswith(" set"):
         if not isinstance(value, list):
             raise XapiError("FIELD_TYPE_ERROR", field)
         return list(value)
-    if isinstance(sample, _dt.datetime):
-        return value if isinstance(value, _dt.datetime) else sample
+    if kind == "datetime":
+        return value if isinstance(value, _dt.datetime) else CLASSES[cls][field]
     if isinstance(value, (bool, dict, list)):
         raise XapiError("FIELD_TYPE_ERROR", field)
     text = str(value)
-    if sample.lstrip("-").isdigit() and not text.lstrip("-").isdigit():
+    if kind == "int" and not text.lstrip("-").isdigit():
         raise XapiError("FIELD_TYPE_ERROR", field)
     return canonical_enum(cls, field, text)
 
@@ -156,12 +163,14 @@ def _after(ctx: Context, cls: str, ref: str) -> None:
 
 
 def generic_create(ctx: Context, cls: str, rec: dict[str, Any]) -> str:
-    """``<class>.create(record)``: unknown fields are ignored, refs are checked."""
+    """``<class>.create(record)``: the constructor's fields (RW and StaticRO) are taken from
+    the record; others (server-set DynamicRO, unknown names) are ignored; refs are checked."""
     if not isinstance(rec, dict):
         raise XapiError("FIELD_TYPE_ERROR", "record")
+    spec = surface.FIELDS[cls]
     fields: dict[str, Any] = {}
     for key, value in rec.items():
-        if key in CLASSES[cls] and key != "uuid":
+        if key in CLASSES[cls] and spec[key].in_constructor:
             fields[key] = coerce(cls, key, value)
     with ctx.db.lock:
         for (ccls, cfield), (pcls, _) in RELATIONS.items():

@@ -84,7 +84,7 @@ def _plan(ctx: Context, vm: str, dest: dict[str, str], vdi_map: dict[str, str],
 @api("VM.assert_can_migrate")
 def assert_can_migrate(ctx: Context, vm: str, dest: dict[str, str], live: bool,
                        vdi_map: dict[str, str], vif_map: dict[str, str],
-                       options: dict[str, str] | None = None) -> None:
+                       options: dict[str, str], vgpu_map: dict[str, str] | None = None) -> None:
     """Power state, disk mapping, reachability and destination memory."""
     with ctx.db.lock:
         rec = check(ctx, vm, "migrate_send")
@@ -132,8 +132,9 @@ def _vif_network(vif: dict[str, Any], vif_map: dict[str, str], default: str) -> 
 
 @api("VM.migrate_send", long=True)
 def migrate_send(ctx: Context, vm: str, dest: dict[str, str], live: bool,
-                 vdi_map: dict[str, str], vif_map: dict[str, str],
-                 options: dict[str, str] | None = None) -> str:
+                 vdi_map: dict[str, str], vif_map: dict[str, str], options: dict[str, str],
+                 vgpu_map: dict[str, str] | None = None,
+                 vdi_format_map: dict[str, str] | None = None) -> str:
     """Copy the VM with its disks to the destination pool, then delete it here."""
     db = ctx.db
     rec = begin(ctx, vm, "migrate_send")

@@ -30,13 +30,13 @@ def sr_forget(ctx: Context, sr: str) -> None:
 
 @api("SR.introduce")
 def sr_introduce(ctx: Context, uuid: str, name_label: str, name_description: str, type_: str,
-                 content_type: str, shared: bool, sm_config: dict[str, str]) -> str:
+                 content_type: str, shared: bool, sm_config: dict[str, str] | None = None) -> str:
     """Record an existing SR."""
     with ctx.db.lock:
         return ctx.db.create("SR", {"uuid": uuid, "name_label": name_label,
                                     "name_description": name_description, "type": type_,
                                     "content_type": content_type, "shared": bool(shared),
-                                    "sm_config": sm_config})
+                                    "sm_config": sm_config or {}})
 
 
 @api("SR.create")

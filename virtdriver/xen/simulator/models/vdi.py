@@ -105,8 +105,9 @@ def vdi_forget(ctx: Context, vdi: str) -> None:
 @api("VDI.introduce")
 def vdi_introduce(ctx: Context, uuid: str, name_label: str, name_description: str, sr: str,
                   type_: str, sharable: bool, read_only: bool, other_config: dict[str, str],
-                  location: str, xenstore_data: dict[str, str], sm_config: dict[str, str],
-                  managed: bool = True, virtual_size: str = "0", physical_utilisation: str = "0",
+                  location: str, xenstore_data: dict[str, str] | None = None,
+                  sm_config: dict[str, str] | None = None, managed: bool = True,
+                  virtual_size: str = "0", physical_utilisation: str = "0",
                   metadata_of_pool: str = NULL, is_a_snapshot: bool = False,
                   snapshot_time: Any = None, snapshot_of: str = NULL) -> str:
     """Re-create a record for bytes the SR already holds (by uuid/location)."""
@@ -119,8 +120,8 @@ def vdi_introduce(ctx: Context, uuid: str, name_label: str, name_description: st
             "uuid": file_uuid, "name_label": name_label, "name_description": name_description,
             "SR": sr, "type": coerce("VDI", "type", type_), "sharable": bool(sharable),
             "read_only": bool(read_only), "other_config": other_config,
-            "location": location or file_uuid, "xenstore_data": xenstore_data,
-            "sm_config": sm_config, "virtual_size": str(size), "managed": bool(managed)})
+            "location": location or file_uuid, "xenstore_data": xenstore_data or {},
+            "sm_config": sm_config or {}, "virtual_size": str(size), "managed": bool(managed)})
 
 
 def clone_vdi(ctx: Context, vdi: str, sr: str | None = None, snapshot: bool = False,
@@ -233,10 +234,12 @@ def vdi_clone(ctx: Context, vdi: str, driver_params: dict[str, str] | None = Non
 
 
 @api("VDI.copy", long=True)
-def vdi_copy(ctx: Context, vdi: str, sr: str, base_vdi: str = NULL,
+def vdi_copy(ctx: Context, vdi: str, sr: str = NULL, base_vdi: str = NULL,
              into_vdi: str = NULL) -> str:
-    """Copy a VDI to ``sr`` (or into an existing VDI)."""
-    ctx.db.get("VDI", vdi)
+    """Copy a VDI to ``sr`` (NULL: its own SR), or into an existing VDI."""
+    source = ctx.db.get("VDI", vdi)
+    if sr in ("", NULL):
+        sr = source["SR"]
     ctx.db.get("SR", sr)
     ctx.wait()
     with ctx.db.lock:

@@ -206,15 +206,14 @@ def _drop_suspend_vdi(ctx: Context, vm: str) -> None:
 
 # -- lifecycle calls -------------------------------------------------------------------
 @api("VM.start", long=True)
-def start(ctx: Context, vm: str, start_paused: bool = False, force: bool = False) -> None:
+def start(ctx: Context, vm: str, start_paused: bool, force: bool) -> None:
     """Halted -> Running (or Paused)."""
     rec = begin(ctx, vm, "start")
     boot(ctx, vm, _pick_host(ctx, rec), bool(start_paused))
 
 
 @api("VM.start_on", long=True)
-def start_on(ctx: Context, vm: str, host: str, start_paused: bool = False,
-             force: bool = False) -> None:
+def start_on(ctx: Context, vm: str, host: str, start_paused: bool, force: bool) -> None:
     """Halted -> Running on a given host."""
     ctx.db.get("host", host)
     begin(ctx, vm, "start_on")
@@ -259,14 +258,13 @@ def _resume(ctx: Context, vm: str, host: str | None, paused: bool, op: str) -> N
 
 
 @api("VM.resume", long=True)
-def resume(ctx: Context, vm: str, start_paused: bool = False, force: bool = False) -> None:
+def resume(ctx: Context, vm: str, start_paused: bool, force: bool) -> None:
     """Suspended -> Running (or Paused)."""
     _resume(ctx, vm, None, bool(start_paused), "resume")
 
 
 @api("VM.resume_on", long=True)
-def resume_on(ctx: Context, vm: str, host: str, start_paused: bool = False,
-              force: bool = False) -> None:
+def resume_on(ctx: Context, vm: str, host: str, start_paused: bool, force: bool) -> None:
     """Suspended -> Running on a given host."""
     ctx.db.get("host", host)
     _resume(ctx, vm, host, bool(start_paused), "resume_on")
