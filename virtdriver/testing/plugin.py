@@ -16,6 +16,8 @@ from virtdriver.testing.suite import SKIP_PREFIX
 
 __all__ = ["conformance_backend", "pytest_terminal_summary"]
 
+_REPORTED = pytest.StashKey[bool]()
+
 
 @pytest.fixture(scope="module")
 def conformance_backend() -> Any:
@@ -27,6 +29,10 @@ def conformance_backend() -> Any:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """List the conformance tests skipped by capability, each with its reason."""
+    # several conftests may import this hook; the list is printed once
+    if config.stash.get(_REPORTED, False):
+        return
+    config.stash[_REPORTED] = True
     lines = []
     for report in terminalreporter.stats.get("skipped", []):
         if not isinstance(report.longrepr, tuple):

@@ -158,7 +158,7 @@ class ToyVMOps(VMOps):
     def resume(self, instance):
         vm = self._vm(instance)
         if vm.state != PowerState.SUSPENDED:
-            raise exceptions.InstanceInvalidState(f"{instance.uuid} is not suspended")
+            raise exceptions.InstanceInvalidState(instance.uuid, "resume", vm.state.name)
         vm.state = PowerState.RUNNING
 
     def pause(self, instance):
