@@ -15,6 +15,7 @@ import http.client
 import os
 import pathlib
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,14 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-from virtdriver.vmware.simulator import FaultInjectionUnavailable, RemoteVcsim, Vcsim, VcsimError
+from tests.integration.stock import build_stock_vcsim
+from virtdriver.vmware.simulator import (
+    FaultInjectionUnavailable,
+    RemoteVcsim,
+    Vcsim,
+    VcsimError,
+    is_project_launcher,
+)
 
 PC = vmodl.query.PropertyCollector
 
@@ -219,6 +227,52 @@ def test_wrong_password_refused(vcsim: Vcsim) -> None:
         connect(vcsim, pwd=vcsim.password + "x")
     with pytest.raises(vim.fault.InvalidLogin):
         connect(vcsim, user="someone-else")
+
+
+def test_password_is_not_on_the_command_line(vcsim: Vcsim) -> None:
+    """The launcher takes its password from the environment: ps shows it to nobody."""
+    cmdline = pathlib.Path(f"/proc/{vcsim.pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[0] and f"-username={vcsim.username}".encode() in cmdline
+    assert not any(vcsim.password.encode() in arg for arg in cmdline), cmdline
+
+
+def test_password_flag_is_gone(vcsim_binary: pathlib.Path) -> None:
+    done = subprocess.run([str(vcsim_binary), "-password=x"], capture_output=True, timeout=30)
+    assert done.returncode == 2 and b"-password" in done.stderr
+
+
+def test_tells_the_launcher_from_a_stock_vcsim(vcsim_binary: pathlib.Path) -> None:
+    assert is_project_launcher(vcsim_binary) is True
+    assert is_project_launcher(build_stock_vcsim()) is False
+    with pytest.raises(VcsimError, match="neither"):
+        is_project_launcher(pathlib.Path("/bin/true"))
+
+
+def test_stock_vcsim_runs_and_says_what_needs_the_launcher() -> None:
+    sim = Vcsim(build_stock_vcsim())
+    with pytest.raises(FaultInjectionUnavailable, match="stock vcsim"):
+        sim.start(idle=1)
+    assert not sim.running
+    with sim.start(cluster=1, host=2, vm=0) as sim:
+        assert sim.can_inject is False and sim.url.startswith("https://127.0.0.1:")
+        assert "@" not in sim.url  # the stock line's user:pass is not kept
+        cmdline = pathlib.Path(f"/proc/{sim.pid}/cmdline").read_bytes()
+        assert sim.password.encode() not in cmdline and b"-password" not in cmdline
+        inst = connect(sim)  # any credentials: a stock vcsim checks none
+        try:
+            hosts = inventory(inst, vim.HostSystem)
+            assert len(hosts) == 2 + 1  # the cluster's and the standalone one
+        finally:
+            Disconnect(inst)
+        for call in (lambda: sim.inject("PowerOnVM_Task", "fault", fault="SystemError"),
+                     sim.expire_sessions, sim.rules):
+            with pytest.raises(FaultInjectionUnavailable, match="stock vcsim"):
+                call()
+        sim.clear_faults()  # nothing to clear: a no-op
+        pid, tmpdir = sim.pid, sim.tmpdir
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert tmpdir is not None and not tmpdir.exists()
 
 
 # -- inventory ---------------------------------------------------------------
