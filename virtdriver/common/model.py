@@ -230,6 +230,16 @@ class Instance:
     def save(self) -> None:
         """Nova objects persist here; ours live in memory, so saving is a no-op."""
 
+    def __getitem__(self, key: str) -> Any:
+        """A field by name, as Nova's objects allow.
+
+        oslo.log formats ``[instance: %(uuid)s]`` from the ``instance=`` of a log call by
+        indexing; without this it would print the whole repr instead.
+        """
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
 
 # -- validation by attribute, for our models and for Nova's objects ---------------------------
 
