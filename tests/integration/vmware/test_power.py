@@ -35,17 +35,6 @@ def _set_tools(inspector: Any, inst: Any, status: str) -> None:
         key="SET.guest.toolsRunningStatus", value=status)])))
 
 
-def test_power_off_on(ops: Any, inst: Any, inspector: Any) -> None:
-    ops.power_off(inst)
-    assert _state(inspector, inst) == "poweredOff"
-    assert ops.get_info(inst).state == PowerState.SHUTDOWN
-    ops.power_off(inst)  # already off
-    ops.power_on(inst)
-    assert _state(inspector, inst) == "poweredOn"
-    ops.power_on(inst)  # already on
-    assert ops.get_info(inst).state == PowerState.RUNNING
-
-
 def test_clean_shutdown_first(ops: Any, inst: Any, inspector: Any) -> None:
     ops.session.stats.reset()
     ops.power_off(inst, timeout=5, retry_interval=2)

@@ -130,14 +130,6 @@ def test_bad_input_never_reaches_the_server(ops: Any, image_store: Any) -> None:
     assert ops.session.stats.total_calls == 0
 
 
-def test_spawn_twice_is_instance_exists(ops: Any, image_store: Any) -> None:
-    inst = make_instance()
-    ops.spawn(None, inst, image_store.disk, [], None, [])
-    with pytest.raises(exceptions.InstanceExists):
-        ops.spawn(None, inst, image_store.disk, [], None, [])
-    ops.destroy(inst)
-
-
 def test_list_instances_is_one_view_pass(ops: Any, image_store: Any) -> None:
     insts = [make_instance() for _ in range(2)]
     for inst in insts:

@@ -1,4 +1,5 @@
-"""A spawn that fails at any step leaves nothing behind; faults and expiry mid-operation."""
+"""Faults and expiry mid-operation. (A spawn that fails at any step leaving nothing behind is
+tests/integration/conformance's.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from typing import Any
 
 import pytest
 
-import virtdriver
 from tests.integration.vmware.helpers import (
     datastore_files,
     image_store,
     inspector,
-    make_conf,
     make_instance,
     make_vif,
     ops,
@@ -25,34 +24,6 @@ __all__ = ["image_store", "inspector", "ops"]
 
 def _state(inspector: Any) -> tuple[set[str], set[str]]:
     return set(inspector.vms()), datastore_files(inspector)
-
-
-@pytest.mark.parametrize("method,mode", [
-    ("CreateVM_Task", "taskfault"),
-    ("ReconfigVM_Task", "taskfault"),
-    ("PowerOnVM_Task", "taskfault"),
-    ("PowerOnVM_Task", "fault"),
-    ("CopyVirtualDisk_Task", "taskfault"),
-    ("ExtendVirtualDisk_Task", "taskfault"),
-])
-def test_a_failed_step_leaves_nothing_behind(vcsim_faults: Any, image_store: Any,
-                                             inspector: Any, method: str, mode: str) -> None:
-    # full copies and a config drive, so every method above is on the path
-    backend = virtdriver.load_backend("vmware", make_conf(vcsim_faults, use_linked_clone=False),
-                                      image_store=image_store)
-    warm = make_instance()
-    backend.spawn(None, warm, image_store.disk, [], None, [])  # cache warm
-    backend.destroy(warm)
-    before = _state(inspector)
-    inst = make_instance(ephemeral_gb=1, root_gb=2)
-    inst.config_drive = True
-    vcsim_faults.inject(method, mode, fault="InsufficientResourcesFault", message="injected")
-    with pytest.raises(exceptions.BackendError) as err:
-        backend.spawn(None, inst, image_store.disk, [], "pw", [make_vif(7)])
-    assert err.value.code == "InsufficientResourcesFault"
-    assert _state(inspector) == before
-    assert backend.vm_refs.find(backend.session, inst.uuid) is None
-    backend.close()
 
 
 def test_failed_image_upload_leaves_no_temp_files_and_no_cache(vcsim_faults: Any, ops: Any,

@@ -169,16 +169,6 @@ def test_rescue_and_unrescue(ops, image, spawned, xapi, sim):
         ops.unrescue(spawned)
 
 
-def test_destroy_removes_the_rescue_vm_too(ops, image, xapi):
-    instance = make_instance()
-    ops.spawn(None, instance, image, [], None, [])
-    ops.rescue(None, instance, [], image)
-    ops.destroy(instance)
-    assert vm_of(xapi, instance) is None
-    assert vm_of(xapi, instance, "-rescue") is None
-    assert instance_vdis(xapi, instance.uuid) == {}
-
-
 def test_failed_rescue_rolls_back(ops, image, spawned, xapi, sim):
     sim.inject_fault("VM.create", ["INTERNAL_ERROR", "injected"])
     with pytest.raises(exc.BackendError):
@@ -202,17 +192,6 @@ def test_attach_and_detach_interface_hot_plugs(ops, image, spawned, xapi):
     assert "fa:16:3e:00:00:09" not in {xapi.VIF.get_MAC(v) for v in xapi.VM.get_VIFs(ref)}
     with pytest.raises(exc.InvalidInput):
         ops.detach_interface(spawned, vif)
-
-
-def test_plug_and_unplug_vifs(ops, spawned, xapi):
-    vifs = [make_vif(1, fixed_ips=["10.0.0.7"]), make_vif(3)]
-    ops.plug_vifs(spawned, vifs)
-    ops.plug_vifs(spawned, vifs)  # idempotent
-    ref, _ = vm_of(xapi, spawned)
-    macs = sorted(xapi.VIF.get_MAC(v) for v in xapi.VM.get_VIFs(ref))
-    assert macs == ["fa:16:3e:00:00:01", "fa:16:3e:00:00:03"]
-    ops.unplug_vifs(spawned, vifs)
-    assert xapi.VM.get_VIFs(ref) == []
 
 
 def test_inject_network_info_writes_param_and_live_xenstore(ops, spawned, xapi, sim):
