@@ -25,7 +25,8 @@ def test_cli_serves_and_receives_migration(xapi: Any) -> None:
         remote.xenapi.login_with_password("u", "p", "2.1", "t")
         rx = remote.xenapi
         names = {r["name_label"] for r in rx.VM.get_all_records_where(
-            'field "is_control_domain" = "false"').values()}
+            'field "is_control_domain" = "false" and field "is_a_template" = "false"'
+        ).values()}
         assert names == {"vm0", "vm1", "vm2"}
         host = rx.host.get_all()[0]
         net = next(iter(rx.network.get_all_records_where('field "bridge" = "xenbr0"')))

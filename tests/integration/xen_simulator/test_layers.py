@@ -18,7 +18,7 @@ NAME = simpkg.__name__
 #: module (relative to the package) -> layer; a module may import only from layers <= its own.
 LAYERS: dict[str, int] = {
     # 0 declarations: what XAPI is (surface, error codes, field tables, value codec)
-    "surface": 0, "errors": 0, "schema": 0, "wire": 0, "where": 0,
+    "surface": 0, "errors": 0, "schema": 0, "wire": 0, "where": 0, "templates": 0,
     # 1 state
     "db": 1, "storage_bytes": 1, "faults": 1, "sessions": 1, "guest": 1, "backend": 1,
     # 2 what a handler sees

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .backend import Backend
+from .context import Context
 from .db import now
-from .models.vm import ALLOWED
+from .models.vm import ALLOWED, refresh_allowed
+from .templates import TEMPLATES, template_record
 
 GIB = 1024**3
 #: what a plain halted VM may do (what refresh_allowed computes for it)
@@ -18,7 +20,8 @@ def mac(n: int) -> str:
 
 
 def build(backend: Backend) -> None:
-    """Create the pool, hosts, dom0s, networks, SRs and the requested halted VMs."""
+    """Create the pool, hosts, dom0s, networks, SRs, the built-in templates and the
+    requested halted VMs."""
     db, cfg = backend.db, backend.config
     pool = db.create("pool", {"name_label": cfg.pool_name, "other_config": {}})
     net = db.create("network", {"name_label": "Pool-wide network associated with eth0",
@@ -68,6 +71,10 @@ def build(backend: Backend) -> None:
                       crash_dump_SR=sr)
             first_sr = sr
     del first_sr
+    ctx = Context(backend, "inventory", None)
+    for name in TEMPLATES:
+        metrics = db.create("VM_metrics", {})
+        refresh_allowed(ctx, db.create("VM", {**template_record(name), "metrics": metrics}))
     for n in range(cfg.vms):
         make_vm(backend, f"vm{n}")
 

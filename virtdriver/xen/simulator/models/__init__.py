@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     host,
     migrate,
     network,
+    provision,
     session,
     sr,
     task,

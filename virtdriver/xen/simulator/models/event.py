@@ -12,6 +12,10 @@ from ..schema import CLASSES, canonical_class
 from ..wire import fmt_datetime
 
 Filter = tuple[set[str], set[tuple[str, str]], bool]
+#: The fields of one event as event.from sends it: the wire record of xapi_event.ml (its
+#: ``ev_struct_remap``); ``snapshot`` is absent on ``del``.  The legacy event.next also
+#: sends ``obj_uuid``, the remaining field of the datamodel's event class.
+EVENT_FIELDS = ("id", "timestamp", "class", "operation", "ref", "snapshot")
 
 
 def token_of(gen: int) -> str:

@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "checkpoint": (PAUSED, SUSPENDED, RUNNING), "pool_migrate": (RUNNING,),
     "call_plugin": (RUNNING,), "send_sysrq": (RUNNING,),
     "migrate_send": (HALTED, SUSPENDED, RUNNING), "make_into_template": (HALTED,),
-    "export": (HALTED, SUSPENDED),
+    "export": (HALTED, SUSPENDED), "provision": (HALTED,),
 }
 TEMPLATE_OK = {"clone", "copy", "export", "provision", "destroy", "snapshot", "revert"}
 SNAPSHOT_OK = {"clone", "copy", "export", "destroy", "revert"}
