@@ -1,7 +1,7 @@
 """What a XAPI pool offers Nova: CPUs, memory and disk, read from the server in one pass.
 
 ``host``, ``host_metrics``, ``SR`` and ``pool`` records are read with ``get_all_records``
-(XAPI has no cross-class read), four calls whatever the pool's size; disk is the SR the
+(XAPI has no cross-class read), plus ``host.compute_free_memory`` per live host; disk is the SR the
 backend puts instance disks on (``sr_matching_filter``). Hosts that are disabled or whose
 metrics say they are not live offer nothing.
 """
@@ -28,8 +28,10 @@ def pool_resources(session: XenAPISession, sr_ref: str) -> dict[str, Any]:
     cpus = [int((h.get("cpu_info") or {}).get("cpu_count", 0) or 0) for h in live]
     memory = [int(metrics.get(h.get("metrics"), {}).get("memory_total", 0) or 0) // MiB
               for h in live]
-    free = [int(metrics.get(h.get("metrics"), {}).get("memory_free", 0) or 0) // MiB
-            for h in live]
+    # host_metrics.memory_free is removed from the API (since "tampa"); xapi's current
+    # answer is host.compute_free_memory, one call per live host.
+    free = [int(session.call("host.compute_free_memory", ref) or 0) // MiB
+            for ref, h in hosts.items() if h in live]
     sr = srs.get(sr_ref, {})
     disk_total = int(sr.get("physical_size", 0) or 0)
     disk_used = int(sr.get("physical_utilisation", 0) or 0)
