@@ -6,6 +6,12 @@ VM folder, and one filter on ``runtime.powerState``, ``config.instanceUuid`` and
 ``config.managedBy``. :meth:`PowerStateChannel.wait` is one ``WaitForUpdatesEx``: the server
 answers as soon as something changes, or empty-handed at the deadline. Only VMs marked
 ``managedBy`` virtdriver are reported, by instance uuid.
+
+A wait is bounded and never retried inside: when the server goes away :meth:`wait` raises
+ConnectionFailed at once (a stalled server: after ``[vmware] call_timeout``), so the thread
+that runs the channel can back off, reopen it, or stop; once the session is logged out it
+raises SessionExpired (code ``SessionClosed``) without touching the network, and nothing
+logs in again behind the caller's back.
 """
 
 from __future__ import annotations
@@ -50,10 +56,10 @@ class PowerStateChannel:
 
     def wait(self, timeout: float) -> list[tuple[str, PowerState | None]]:
         """Changes since the last call (every managed VM's state on the first call)."""
-        options = vmodl.query.PropertyCollector.WaitOptions(
-            maxWaitSeconds=max(1, int(timeout)))
-        update = self.session.invoke(self._collector, "WaitForUpdatesEx", self._version,
-                                     options)
+        if self._collector is None:
+            raise exceptions.SessionExpired("the power-state channel is closed",
+                                            code="SessionClosed")
+        update = self.session.wait_for_updates(self._collector, self._version, timeout)
         if update is None:
             return []
         self._version = update.version
@@ -83,9 +89,12 @@ class PowerStateChannel:
         return uuid, POWER_STATES.get(str(props["runtime.powerState"]), PowerState.NOSTATE)
 
     def close(self) -> None:
-        """Destroy the view and the collector (its filter goes with it)."""
+        """Destroy the view and the collector (its filter goes with it); nothing is sent
+        when the session is already closed (they went with it)."""
         view, self._view = getattr(self, "_view", None), None
         collector, self._collector = self._collector, None
+        if self.session.closed:
+            return
         with contextlib.suppress(exceptions.VirtDriverError):
             if view is not None:
                 self.session.invoke(view, "DestroyView")

@@ -398,6 +398,18 @@ class VMwareSession:
             result = self.invoke(collector, "ContinueRetrievePropertiesEx", result.token)
         return found
 
+    def wait_for_updates(self, collector: Any, version: str, max_wait: float) -> Any:
+        """One ``WaitForUpdatesEx`` on ``collector``: the server answers at a change or after
+        about ``max_wait`` seconds (never longer than call_timeout allows).
+
+        Not repeated on a connection failure (ConnectionFailed at once): the server may
+        have sent, and forgotten, the update it answered with, so the caller re-reads what
+        it waits for, or reopens its channel, instead of waiting again from ``version``.
+        """
+        seconds = min(int(max_wait + 0.999), int(self.call_timeout) - WAIT_SLACK_SECONDS)
+        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=max(1, seconds))
+        return self._invoke(collector, "WaitForUpdatesEx", (version, options), {}, retry=False)
+
     # -- tasks -----------------------------------------------------------------------------------
 
     def wait_for_task(self, task: Any, timeout: float | None = None,
@@ -518,13 +530,9 @@ class TaskWaiter:
                         continue  # logged in during the call: the collector is stale
                     if session.generation != generation:
                         continue
-                max_wait = min(self.MAX_WAIT_SECONDS,
-                               int(session.call_timeout) - WAIT_SLACK_SECONDS,
-                               int(remaining + 0.999))
-                options = pc.WaitOptions(maxWaitSeconds=max(1, max_wait))
                 try:
-                    update = session._invoke(collector, "WaitForUpdatesEx", (version, options),
-                                             {}, retry=False)
+                    update = session.wait_for_updates(
+                        collector, version, min(self.MAX_WAIT_SECONDS, remaining))
                 except exceptions.ConnectionFailed as exc:
                     if exc.code == "CallTimeout" or failures >= session.retry.attempts:
                         raise
