@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "surface": 0, "errors": 0, "schema": 0, "wire": 0, "where": 0, "templates": 0,
     # 1 state
     "db": 1, "storage_bytes": 1, "faults": 1, "sessions": 1, "guest": 1, "backend": 1,
+    "iscsi_targets": 1,
     # 2 what a handler sees
     "context": 2,
     # 3 rules: XAPI objects and their behaviour, the guest side, canned inventory
