@@ -209,6 +209,10 @@ class BlockDevices:
         return tuple(v for v in self.volumes if v is not boot)
 
 
+#: No volumes (what None or a mapping without volumes parses to).
+NO_VOLUMES = BlockDevices()
+
+
 def _optional_str(field: str, value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -262,7 +266,7 @@ def parse_block_device_info(value: Any, backend: str,
     InvalidInput.
     """
     if value is None:
-        return BlockDevices()
+        return NO_VOLUMES
     if not isinstance(value, Mapping) and not hasattr(value, "block_device_mapping"):
         raise InvalidInput("block_device_info", type(value).__name__,
                            "must be a mapping with block_device_mapping")

@@ -14,7 +14,8 @@ from pyVmomi import vim
 from virtdriver.common import exceptions
 from virtdriver.common.model import VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback, make_step_decorator
-from virtdriver.vmware import ds_util, vm_util
+from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
+from virtdriver.vmware import ds_util, vm_util, volumes
 from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
@@ -30,35 +31,50 @@ LOG = logging.getLogger(__name__)
 
 
 def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
-          injected_files: Any, admin_password: str | None, network_info: Any = None) -> None:
+          injected_files: Any, admin_password: str | None, network_info: Any = None,
+          block_devices: BlockDevices = NO_VOLUMES) -> None:
     """Create the VM from the image and flavor, then power it on; a failed step leaves nothing.
 
-    The caller holds the instance's lock.
+    With a boot volume in ``block_devices`` the root disk is that volume: no image is
+    cached or copied. Every volume is attached before power-on (and detached again if a
+    later step fails). The caller holds the instance's lock.
     """
-    info = spawn_config(backend, instance, image_meta, network_info)
+    boot_volume = block_devices.boot_volume
+    info = spawn_config(backend, instance, image_meta, network_info, boot_volume is not None)
     step = make_step_decorator(context, instance, backend.progress)
     # module globals looked up at call time, so a test can wrap one step
     check_absent = step(_check_absent)
     find_networks = step(_networks_for)
     choose_datastore = step(_choose_datastore)
-    cache_image = step(_cache_image)
+    # a volume-backed instance has no image disk: nothing to cache
+    cache_image = None if boot_volume else step(_cache_image)
     create_vm = step(_create_vm)
     attach_disks = step(_attach_root_and_config_drive)
+    # steps count when decorated: only the ones this spawn runs (progress ends at 100)
+    attach_volumes = step(_attach_volumes) if block_devices else None
     power_on = step(_power_on_new_vm)
     with Rollback(f"spawn of {field_of(instance, 'uuid')}") as undo:
         check_absent(backend, instance)
         find_networks(backend, info.vifs)
         ds = choose_datastore(backend, info)
-        cached = cache_image(backend, context, info, ds)
+        cached = cache_image(backend, context, info, ds) if cache_image else None
         vm = create_vm(backend, info, ds, cached, undo)
         attach_disks(backend, info, ds, cached, vm, injected_files, admin_password)
+        if attach_volumes:
+            attach_volumes(backend, instance, block_devices, undo)
         power_on(backend, vm)
     LOG.info("spawned on datastore %s", ds.name, instance=instance)
 
 
 def spawn_config(backend: VMwareBackend, instance: Any, image_meta: Any,
-                 network_info: Any) -> VMConfigInfo:
-    """Every input of spawn checked, before the first server call."""
+                 network_info: Any, from_volume: bool = False) -> VMConfigInfo:
+    """Every input of spawn checked, before the first server call.
+
+    ``from_volume``: the root disk is a volume, so no image is needed (one given only
+    supplies hints such as the adapter and guest type).
+    """
+    if from_volume:
+        return _volume_backed_config(instance, image_meta, network_info)
     if backend.image_store is None:
         raise exceptions.InvalidInput("image_store", None,
                                       "is required to spawn from an image")
@@ -72,6 +88,16 @@ def spawn_config(backend: VMwareBackend, instance: Any, image_meta: Any,
             field_of(image_meta, "disk_format") != "iso":
         raise exceptions.InvalidInput("flavor.root_gb", info.root_gb,
                                       f"is smaller than the image ({size} bytes)")
+    return info
+
+
+def _volume_backed_config(instance: Any, image_meta: Any, network_info: Any) -> VMConfigInfo:
+    image = image_meta if field_of(image_meta, "id") else None
+    info = VMConfigInfo.build(instance, image, network_info)
+    vm_util.adapter_type(image)
+    vm_util.guest_id(image)
+    vif_util.vif_model(image_property(image, "hw_vif_model"))
+    info.root_gb = 0  # the flavor's root disk is the volume's: nothing to create
     return info
 
 
@@ -120,14 +146,16 @@ def linked_clone(backend: VMwareBackend, info: VMConfigInfo) -> bool:
 
 
 def _create_vm(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
-               cached: DatastorePath, undo: Rollback) -> Any:
+               cached: DatastorePath | None, undo: Rollback) -> Any:
     uuid = field_of(info.instance, "uuid")
     adapter = vm_util.adapter_type(info.image)
     layout = vm_util.DiskLayout(adapter)
     devices = [s for s in [vm_util.controller_spec(adapter)] if s is not None]
     folder = ds.path(uuid)
     io = info.extra_specs.disk_io
-    if linked_clone(backend, info) and info.root_gb:
+    if cached is None:
+        pass  # volume-backed: the boot volume takes the first free unit when attached
+    elif linked_clone(backend, info) and info.root_gb:
         devices.append(vm_util.disk_spec(layout, folder.join(f"{uuid}.vmdk"),
                                          vm_util.gib_to_kb(info.root_gb), create=True,
                                          parent=cached, io=io))
@@ -162,11 +190,11 @@ def _remove_vm(backend: VMwareBackend, vm: Any, ds: Datastore, folder: Datastore
 
 
 def _attach_root_and_config_drive(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
-                                  cached: DatastorePath, vm: Any, injected_files: Any,
+                                  cached: DatastorePath | None, vm: Any, injected_files: Any,
                                   admin_password: str | None) -> None:
     """What CreateVM could not hold: a copied root disk, an ISO, the config drive."""
     changes = []
-    if not (linked_clone(backend, info) and info.root_gb):
+    if cached is not None and not (linked_clone(backend, info) and info.root_gb):
         changes += _root_disk_changes(backend, info, ds, cached, vm)
     if field_of(info.instance, "config_drive"):
         changes.append(_config_drive(backend, info, ds, injected_files, admin_password))
@@ -215,20 +243,37 @@ def _config_drive(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
     return vm_util.cdrom_spec(iso, vm_util.IDE_CONTROLLER_KEY + 1, 1, key=-61)
 
 
+def _attach_volumes(backend: VMwareBackend, instance: Any, block_devices: BlockDevices,
+                    undo: Rollback) -> None:
+    """Attach the boot volume (made the boot disk) and the data volumes; undone by detach."""
+    if not block_devices:
+        return
+    attached = volumes.attach_block_devices(backend, instance, block_devices)
+    undo.push(volumes.detach_block_devices, backend, instance, attached)
+
+
 def _power_on_new_vm(backend: VMwareBackend, vm: Any) -> None:
     backend.session.call_task(vm, "PowerOnVM_Task")
 
 
-def destroy(backend: VMwareBackend, instance: Any, destroy_disks: bool = True) -> None:
-    """Power off, unregister, delete the VM's folder; a gone VM is a no-op.
+def destroy(backend: VMwareBackend, instance: Any, destroy_disks: bool = True,
+            block_devices: BlockDevices = NO_VOLUMES) -> None:
+    """Power off, detach volumes, unregister, delete the VM's folder; a gone VM is a no-op.
 
-    The caller holds the instance's lock.
+    Volumes are detached first and never deleted, whatever ``destroy_disks`` says. The
+    caller holds the instance's lock.
     """
     try:
         vm, props = backend.read(instance, ["runtime.powerState", "config.files.vmPathName"])
     except exceptions.InstanceNotFound:
         LOG.info("no VM to destroy", instance=instance)
         return
+    if props.get("runtime.powerState") != "poweredOff":
+        with ignoring("InvalidPowerState"):
+            backend.session.call_task(vm, "PowerOffVM_Task")
+        props["runtime.powerState"] = "poweredOff"
+    volumes.detach_block_devices(backend, instance, block_devices.volumes)
+    volumes.release_leftover_volumes(backend, instance)
     _destroy_vm(backend, vm, props, destroy_disks)
     backend.vm_refs.forget(field_of(instance, "uuid"))
     LOG.info("destroyed%s", "" if destroy_disks else " (disks kept)", instance=instance)

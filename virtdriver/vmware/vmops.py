@@ -112,15 +112,18 @@ class VMwareVMOps(VMOps):
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: str | None, network_info: Any = None,
               block_device_info: Any = None) -> None:
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance):
             spawn.spawn(self._backend, context, instance, image_meta, injected_files,
-                        admin_password, network_info)
+                        admin_password, network_info, devices)
 
     def destroy(self, instance: Any, network_info: Any = None, block_device_info: Any = None,
                 destroy_disks: bool = True) -> None:
-        """Power off, unregister, delete the VM's folder; a gone VM is a no-op."""
+        """Power off, detach volumes (never deleted), unregister, delete the VM's folder; a
+        gone VM is a no-op."""
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance):
-            spawn.destroy(self._backend, instance, destroy_disks)
+            spawn.destroy(self._backend, instance, destroy_disks, devices)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:

@@ -223,6 +223,17 @@ def detach_block_devices(backend: VMwareBackend, instance: Any,
             return
 
 
+def release_leftover_volumes(backend: VMwareBackend, instance: Any) -> None:
+    """Before the VM goes: remove every disk it still holds for a volume (one the caller
+    did not name), without any file operation, so nothing of a volume goes with the VM."""
+    vm, devices, props = backend.read_devices(instance)
+    keys = volume_util.volume_disk_keys(devices, props)
+    if keys:
+        LOG.warning("releasing %d volume disk(s) not named in block_device_info", len(keys),
+                    instance=instance)
+        volume_util.remove_disks(backend, vm, [d for d in devices if d.key in keys])
+
+
 def volume_disk_keys(devices: list[Any], props: dict[str, Any]) -> set[int]:
     """Device keys of the VM's disks that are volumes (recorded by attach, or First Class
     Disks), so operations on the instance's own disks (snapshot, resize) leave them out.
@@ -232,4 +243,4 @@ def volume_disk_keys(devices: list[Any], props: dict[str, Any]) -> set[int]:
 
 __all__ = ["attach_volume", "detach_volume", "swap_volume", "extend_volume",
            "get_volume_connector", "attach_block_devices", "detach_block_devices",
-           "volume_disk_keys"]
+           "release_leftover_volumes", "volume_disk_keys"]

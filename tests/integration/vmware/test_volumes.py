@@ -31,6 +31,12 @@ DATA = b"volume bytes survive " * 1000
 
 
 @pytest.fixture(scope="module")
+def vcsim_flags() -> dict[str, Any]:
+    """Two datastores: a volume can move from one to the other."""
+    return {"ds": 2}
+
+
+@pytest.fixture(scope="module")
 def cinder(inspector: Any) -> Cinder:
     return Cinder(inspector)
 
@@ -195,4 +201,154 @@ def test_destroy_detaches_volumes_and_never_deletes_them(ops: Any, image_store: 
     assert instance.uuid not in inspector.vms()
     assert cinder.disk(shadow).backing.fileName == path
     assert cinder.read(path) == DATA
+    cinder.delete(shadow)
+
+
+def bdm(info: dict[str, Any], mount: str = "/dev/sda", boot_index: int | None = 0,
+        **extra: Any) -> dict[str, Any]:
+    return {"connection_info": info, "mount_device": mount, "boot_index": boot_index,
+            "disk_bus": None, "device_type": "disk", "delete_on_termination": False, **extra}
+
+
+def test_boot_from_volume_copies_no_image(ops: Any, inspector: Any, cinder: Cinder) -> None:
+    volume_id, info, shadow = cinder.create_volume(size_kb=2048)
+    path = cinder.disk(shadow).backing.fileName
+    cinder.write(path, DATA)
+    data_id, data_info, data_shadow = cinder.create_volume()
+    instance = make_instance(root_gb=1, ephemeral_gb=0)
+    files_before = inspector.files()
+    calls = ops.stats.snapshot()
+    ops.spawn(None, instance, None, [], None, [make_vif(0x32)],
+              block_device_info={"root_device_name": "/dev/sda", "block_device_mapping": [
+                  bdm(data_info, "/dev/sdb", None), bdm(info)]})
+    vm = inspector.vm(instance.uuid)
+    assert vm["runtime.powerState"] == "poweredOn"
+    disks = devices(vm, vim.vm.device.VirtualDisk)
+    assert [d.backing.fileName for d in disks] == [path, cinder.disk(data_shadow).backing.fileName]
+    assert disks[0].unitNumber == 0  # the boot volume is the first disk...
+    order = vm["config.bootOptions"].bootOrder
+    assert [o.deviceKey for o in order] == [disks[0].key]  # ...and the boot disk
+    new_files = inspector.files() - files_before
+    assert not any("_base" in f or f.endswith(".vmdk") for f in new_files), new_files
+    assert calls.get("CopyVirtualDisk_Task", 0) == ops.stats.snapshot().get(
+        "CopyVirtualDisk_Task", 0)  # no image copied
+    ops.destroy(instance, None, {"block_device_mapping": [bdm(info), bdm(data_info, "/dev/sdb",
+                                                                          None)]})
+    assert instance.uuid not in inspector.vms()
+    assert cinder.disk(shadow).backing.fileName == path and cinder.read(path) == DATA
+    cinder.delete(shadow)
+    cinder.delete(data_shadow)
+
+
+def test_a_failed_spawn_detaches_its_volumes_and_leaves_them(ops: Any, inspector: Any,
+                                                             cinder: Cinder,
+                                                             vcsim_faults: Any) -> None:
+    volume_id, info, shadow = cinder.create_volume()
+    path = cinder.disk(shadow).backing.fileName
+    cinder.write(path, DATA)
+    instance = make_instance(root_gb=1)
+    vcsim_faults.inject("PowerOnVM_Task", "taskfault", fault="InsufficientResourcesFault")
+    with pytest.raises(exceptions.TaskFailed):
+        ops.spawn(None, instance, None, [], None, [],
+                  block_device_info={"block_device_mapping": [bdm(info)]})
+    assert instance.uuid not in inspector.vms()
+    assert cinder.disk(shadow).backing.fileName == path and cinder.read(path) == DATA
+    cinder.delete(shadow)
+
+
+def test_destroy_without_block_device_info_still_keeps_the_volume(ops: Any, image_store: Any,
+                                                                  inspector: Any,
+                                                                  cinder: Cinder) -> None:
+    volume_id, info, shadow = cinder.create_volume()
+    path = cinder.disk(shadow).backing.fileName
+    instance = make_instance(root_gb=1)
+    ops.spawn(None, instance, image_store.disk, [], None, [])
+    ops.attach_volume(None, info, instance, "/dev/sdb")
+    ref = inspector.vm(instance.uuid)["ref"]
+    ops.destroy(instance)
+    assert instance.uuid not in inspector.vms()
+    assert cinder.disk(shadow).backing.fileName == path
+    assert cinder.read(path) is not None
+    del ref
+    cinder.delete(shadow)
+
+
+def test_swap_puts_the_new_volume_in_the_same_slot(ops: Any, inst: Any, inspector: Any,
+                                                   cinder: Cinder) -> None:
+    old_id, old, old_shadow = cinder.create_volume()
+    new_id, new, new_shadow = cinder.create_volume(size_kb=4096)
+    ops.attach_volume(None, old, inst, "/dev/sdb")
+    before, = volume_disks(inspector, inst)
+    ops.swap_volume(None, old, new, inst, "/dev/sdb", 4)
+    after, = volume_disks(inspector, inst)
+    assert after.backing.fileName == cinder.disk(new_shadow).backing.fileName
+    assert (after.controllerKey, after.unitNumber) == (before.controllerKey, before.unitNumber)
+    config = extra_config(inspector.vm(inst.uuid))
+    assert config[f"volume-{old_id}"] == "" and config[f"volume-{new_id}"] == new_id
+    assert cinder.disk(old_shadow).backing.fileName == before.backing.fileName
+    ops.detach_volume(None, new, inst, "/dev/sdb")
+    cinder.delete(old_shadow)
+    cinder.delete(new_shadow)
+
+
+def test_a_failed_swap_puts_the_old_volume_back(ops: Any, inst: Any, inspector: Any,
+                                                cinder: Cinder) -> None:
+    old_id, old, old_shadow = cinder.create_volume()
+    new_id, new, new_shadow = cinder.create_volume()
+    ops.attach_volume(None, old, inst, "/dev/sdb")
+    before, = volume_disks(inspector, inst)
+    cinder.delete(new_shadow)  # the new volume is gone before it can attach
+    with pytest.raises(exceptions.VolumeNotFound):
+        ops.swap_volume(None, old, new, inst, "/dev/sdb", 0)
+    after, = volume_disks(inspector, inst)
+    assert after.backing.fileName == before.backing.fileName
+    assert (after.controllerKey, after.unitNumber) == (before.controllerKey, before.unitNumber)
+    assert extra_config(inspector.vm(inst.uuid))[f"volume-{old_id}"] == old_id
+    ops.detach_volume(None, old, inst, "/dev/sdb")
+    cinder.delete(old_shadow)
+
+
+def test_extend_makes_the_attached_disk_the_new_size(ops: Any, inst: Any, inspector: Any,
+                                                     cinder: Cinder) -> None:
+    volume_id, info, shadow = cinder.create_volume(size_kb=1024)
+    ops.attach_volume(None, info, inst, "/dev/sdb")
+    ops.extend_volume(None, info, inst, 3 * 1024 ** 2)
+    disk, = volume_disks(inspector, inst)
+    assert disk.capacityInKB == 3 * 1024
+    with pytest.raises(exceptions.InvalidInput, match="smaller"):
+        ops.extend_volume(None, info, inst, 1024 ** 2)
+    ops.detach_volume(None, info, inst, "/dev/sdb")
+    with pytest.raises(exceptions.VolumeNotFound):
+        ops.extend_volume(None, info, inst, 4 * 1024 ** 2)
+    cinder.delete(shadow)
+
+
+def test_detach_hands_a_moved_volume_back_to_its_shadow_vm(ops: Any, inst: Any,
+                                                           inspector: Any, cinder: Cinder,
+                                                           vcsim: Any) -> None:
+    from pyVim.task import WaitForTask
+
+    volume_id, info, shadow = cinder.create_volume()
+    old_path = cinder.disk(shadow).backing.fileName
+    cinder.write(old_path, b"stale")
+    ops.attach_volume(None, info, inst, "/dev/sdb")
+    # a storage vMotion of the instance moved the volume's file to another datastore
+    disk, = volume_disks(inspector, inst)
+    moved = f"[LocalDS_1] moved-{volume_id}/volume.vmdk"
+    manager = inspector.content.virtualDiskManager
+    inspector.content.fileManager.MakeDirectory(f"[LocalDS_1] moved-{volume_id}", cinder.dc,
+                                                True)
+    WaitForTask(manager.CopyVirtualDisk_Task(old_path, cinder.dc, moved, cinder.dc))
+    cinder.write(moved, DATA)
+    disk.backing.fileName = moved
+    disk.backing.datastore = None
+    WaitForTask(inspector.vm(inst.uuid)["ref"].ReconfigVM_Task(vim.vm.ConfigSpec(
+        deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)])))
+
+    ops.detach_volume(None, info, inst, "/dev/sdb")
+    assert volume_disks(inspector, inst) == []
+    assert cinder.disk(shadow).backing.fileName == moved
+    # relocated to the file's datastore (vcsim moves no file, so it lists the .vmx's too)
+    assert "LocalDS_1" in inspector.names(list(shadow.datastore))
+    assert cinder.read(moved) == DATA
     cinder.delete(shadow)

@@ -103,3 +103,49 @@ class Cinder:
         status, body = self._request("GET", self.flat(disk_path))
         assert status == 200, (status, body)
         return body
+
+
+class Array:
+    """The iSCSI storage array, played through the launcher's loopback control
+    ``/_vcsim/iscsi-targets`` (vcsim 0.24.2 has no iSCSI model: STAND-IN)."""
+
+    def __init__(self, vcsim: Any) -> None:
+        self.vcsim = vcsim
+
+    def add_target(self, portal: str, iqn: str, luns: dict[int, int]) -> dict[str, Any]:
+        """Serve ``iqn`` at ``portal`` with LUN number -> capacity (MiB); returns the target
+        with each LUN's uuid and canonicalName."""
+        # the launcher's control API has no public wrapper in Vcsim: its own helper
+        return self.vcsim._control("POST", "/_vcsim/iscsi-targets", {
+            "portal": portal, "iqn": iqn,
+            "luns": [{"lun": n, "capacityMB": mb} for n, mb in luns.items()]})
+
+    def remove_target(self, portal: str, iqn: str) -> None:
+        """Stop serving a target."""
+        query = urllib.parse.urlencode({"portal": portal, "iqn": iqn})
+        self.vcsim._control("DELETE", f"/_vcsim/iscsi-targets?{query}")
+
+
+def iscsi_info(portal: str, iqn: str, lun: int | None = 1) -> dict[str, Any]:
+    """Cinder's iSCSI connection_info for one LUN."""
+    volume_id = str(uuid_module.uuid4())
+    data: dict[str, Any] = {"target_portal": portal, "target_iqn": iqn,
+                            "target_discovered": False, "volume_id": volume_id}
+    if lun is not None:
+        data["target_lun"] = lun
+    return {"driver_volume_type": "iscsi", "serial": volume_id, "data": data}
+
+
+def create_fcd(inspector: Inspector, name: str, capacity_mb: int = 8,
+               datastore: str = "LocalDS_0") -> tuple[str, Any]:
+    """A First Class Disk (vcsim's VStorageObjectManager): (its id, the datastore ref)."""
+    content = inspector.content
+    ds = next(ref for ref, props in inspector.objects(vim.Datastore, ["name"]).values()
+              if props["name"] == datastore)
+    spec = vim.vslm.CreateSpec(
+        name=name, capacityInMB=capacity_mb,
+        backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(datastore=ds,
+                                                            provisioningType="thin"))
+    task = content.vStorageObjectManager.CreateDisk_Task(spec)
+    WaitForTask(task)
+    return task.info.result.config.id.id, ds

@@ -167,7 +167,8 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 		}
 	}
 
-	ic.guarded(w, r, method, body)
+	// volumes.go: vcsim cannot hold raw device mappings; the launcher keeps them
+	ic.rdmAware(method, &body, func() { ic.guarded(w, r, method, body) })
 }
 
 // guarded passes a request to the simulator. A handler panic becomes a
@@ -560,6 +561,7 @@ func (ic *interceptor) controlHandler() http.Handler {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		}
 	})
+	volumeControls(mux) // volumes.go: /_vcsim/iscsi-targets
 	mux.HandleFunc("/_vcsim/expire-sessions", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusMethodNotAllowed)

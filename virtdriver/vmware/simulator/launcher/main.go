@@ -164,6 +164,7 @@ func main() {
 	}
 
 	installRegistryHooks()
+	installISCSIAdapters() // volumes.go
 
 	srv := svc.NewServer()
 	// Wrap the simulator's whole HTTP handler before the address is published:

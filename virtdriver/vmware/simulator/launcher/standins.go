@@ -46,6 +46,9 @@ func init() {
 		"HttpNfcLeaseComplete":    leaseComplete,
 		"HttpNfcLeaseAbort":       leaseComplete,
 	}
+	for name, f := range volumeStandIns { // volumes.go
+		standIns[name] = f
+	}
 }
 
 // standInApplies limits the lease stand-ins to the launcher's own export
