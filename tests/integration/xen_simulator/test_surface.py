@@ -136,6 +136,11 @@ def test_arities_of_the_findings(xapi: Any) -> None:
     vm = xapi.VM.create({"name_label": "arity"})
     details = failure(xapi.VM.start, vm)
     assert details == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.start", "4", "2"]
+    sr = xapi.pool.get_default_SR(xapi.pool.get_all()[0])
+    vdi = xapi.VDI.create({"SR": sr, "virtual_size": "4096", "type": "user",
+                           "name_label": "one-arg", "other_config": {}})
+    copy = xapi.VDI.copy(vdi)  # one argument: a copy on the VDI's own SR
+    assert copy != vdi and xapi.VDI.get_SR(copy) == sr
 
 
 def test_classes_listed_even_when_empty(xapi: Any) -> None:
