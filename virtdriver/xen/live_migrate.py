@@ -1,10 +1,18 @@
 """Live migration: ``VM.pool_migrate`` within a pool; across pools ``host.migrate_receive``
-on the destination and ``VM.migrate_send`` (storage included) on the source.
+on the destination pool and ``VM.migrate_send`` (storage included) from the source.
+
+What travels between the two computes (Nova's migrate data) is plain and secret-free: the
+destination pool's URL, its host, SR and management network uuids, and each VIF's network
+uuid by MAC. ``host.migrate_receive``'s answer holds a session id of the destination pool,
+so it is never passed around: the source asks for it itself, over a session of its own to
+the destination pool (its own configured credentials: the pools of one cloud share them),
+right before ``VM.assert_can_migrate`` or ``VM.migrate_send``, and drops it after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from oslo_log import log as logging
@@ -14,66 +22,108 @@ from virtdriver.common.model import field_of, validate_instance, validate_vifs
 from virtdriver.xen import disks, vm_utils
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.backend import XenBackend
+from virtdriver.xen.session import XenAPISession
 
 LOG = logging.getLogger(__name__)
+
+#: the keys a destination check returns (VirtdriverXenLiveMigrateData's fields)
+_CHECKED = ("destination_url", "destination_host_uuid")
 
 
 def check_can_live_migrate_destination(backend: XenBackend, instance: Any,
                                        block_migration: bool) -> dict[str, Any]:
-    """On the destination: this host, its SR, and for block migration migrate_receive data."""
+    """On the destination: this pool's URL, this host, the SR for disks and the management
+    network a cross-pool migration streams over (uuids; nothing secret)."""
     validate_instance(instance)
     session = backend.session
     host = session.host_ref
-    data: dict[str, Any] = {"block_migration": bool(block_migration),
-                            "destination_host_uuid": session.call("host.get_uuid", host),
-                            "destination_url": session.url}
-    if block_migration:
-        sr = disks.find_sr(session, backend.xen.sr_matching_filter)
-        pifs = session.call("PIF.get_all_records_where",
-                            f'field "management" = "true" and field "host" = '
-                            f'{vm_utils.where_literal(host)}')
-        if not pifs:
-            raise exc.MigrationPreCheckError("the destination host has no management PIF")
-        network = next(iter(pifs.values()))["network"]
-        data["migrate_send_data"] = session.call("host.migrate_receive", host, network, {})
-        data["destination_sr_ref"] = sr
+    pifs = session.call("PIF.get_all_records_where",
+                        f'field "management" = "true" and field "host" = '
+                        f'{vm_utils.where_literal(host)}')
+    if not pifs:
+        raise exc.MigrationPreCheckError("the destination host has no management PIF")
+    network = next(iter(pifs.values()))["network"]
+    return {"block_migration": bool(block_migration),
+            "destination_url": session.url,
+            "destination_host_uuid": session.call("host.get_uuid", host),
+            "destination_sr_uuid": session.call("SR.get_uuid", backend.sr_ref()),
+            "destination_network_uuid": session.call("network.get_uuid", network)}
+
+
+def _checked(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or any(not data.get(key) for key in _CHECKED):
+        raise exc.InvalidInput(what, data, "must come from check_can_live_migrate_destination")
     return data
+
+
+def _in_this_pool(backend: XenBackend, data: dict[str, Any]) -> bool:
+    """Whether the destination host is one of this pool's (a pool_migrate)."""
+    hosts = backend.session.call("host.get_all_records")
+    return any(h.get("uuid") == data["destination_host_uuid"] for h in hosts.values())
+
+
+@contextlib.contextmanager
+def _destination(backend: XenBackend, data: dict[str, Any]
+                 ) -> Iterator[tuple[XenAPISession, dict[str, str]]]:
+    """A session to the destination pool and a fresh ``host.migrate_receive`` token."""
+    session = backend.session.for_url(data["destination_url"], ca_file=backend.xen.ca_file,
+                                      insecure=backend.xen.insecure)
+    try:
+        host = session.call("host.get_by_uuid", data["destination_host_uuid"])
+        network = session.call("network.get_by_uuid", data["destination_network_uuid"])
+        yield session, session.call("host.migrate_receive", host, network, {})
+    finally:
+        session.close()
+
+
+def _maps(backend: XenBackend, dest: XenAPISession, vm_ref: str, data: dict[str, Any]
+          ) -> tuple[dict[str, str], dict[str, str]]:
+    """migrate_send's VDI map (every disk to the destination SR) and VIF map (each VIF to
+    its network on the destination, by MAC, where pre_live_migration found one)."""
+    sr = dest.call("SR.get_by_uuid", data["destination_sr_uuid"])
+    vdi_map = {vdi: sr for _, vdi in disks.instance_vdis(backend.session, vm_ref).values()}
+    networks = data.get("vif_networks") or {}
+    vif_map = {ref: dest.call("network.get_by_uuid", networks[mac])
+               for mac, (ref, _) in vif_utils.vm_vifs(backend.session, vm_ref).items()
+               if mac in networks}
+    return vdi_map, vif_map
 
 
 def check_can_live_migrate_source(backend: XenBackend, instance: Any,
                                   dest_check_data: dict[str, Any]) -> dict[str, Any]:
-    """On the source: the destination host is in this pool, or XAPI accepts migrate_send."""
-    if not isinstance(dest_check_data, dict) or "destination_host_uuid" not in dest_check_data:
-        raise exc.InvalidInput("dest_check_data", dest_check_data,
-                               "must come from check_can_live_migrate_destination")
+    """On the source: the destination host is in this pool (a pool_migrate), or XAPI
+    accepts a migrate_send of the VM with its disks to the destination pool."""
+    data = dict(_checked(dest_check_data, "dest_check_data"))
     vm_ref = backend.vm_ref_of(instance)
-    session = backend.session
     try:
-        if dest_check_data.get("block_migration"):
-            vdi_map = _vdi_map(backend, vm_ref, dest_check_data["destination_sr_ref"])
-            session.call("VM.assert_can_migrate", vm_ref, dest_check_data["migrate_send_data"],
-                         True, vdi_map, {}, {})
-        else:
-            session.call("host.get_by_uuid", dest_check_data["destination_host_uuid"])
+        if _in_this_pool(backend, data):
+            data["block_migration"] = False
+            return data
+        data["block_migration"] = True  # another pool: the disks go with the VM
+        with _destination(backend, data) as (dest, token):
+            vdi_map, vif_map = _maps(backend, dest, vm_ref, data)
+            backend.session.call("VM.assert_can_migrate", vm_ref, token, True, vdi_map,
+                                 vif_map, {})
     except exc.BackendError as error:
         raise exc.MigrationPreCheckError(
             f"cannot live-migrate {field_of(instance, 'name')}: {error.code} "
             f"{list(error.params)}") from error
-    return dest_check_data
+    except exc.ConnectionFailed as error:
+        raise exc.MigrationPreCheckError(
+            f"cannot live-migrate {field_of(instance, 'name')}: the destination pool is "
+            f"unreachable ({error})") from error
+    return data
 
 
 def pre_live_migration(backend: XenBackend, instance: Any, network_info: Any,
                        migrate_data: dict[str, Any] | None) -> dict[str, Any]:
-    """On the destination: the network of every VIF, by MAC, for migrate_send's VIF map."""
+    """On the destination: the network uuid of every VIF, by MAC, for migrate_send."""
     vifs = validate_vifs(network_info)
     networks = vif_utils.find_networks(backend.session, vifs)
     data = dict(migrate_data or {})
-    data["vif_networks"] = {vif.address: networks[vif.network] for vif in vifs}
+    data["vif_networks"] = {vif.address.lower(): backend.session.call(
+        "network.get_uuid", networks[vif.network]) for vif in vifs}
     return data
-
-
-def _vdi_map(backend: XenBackend, vm_ref: str, sr_ref: str) -> dict[str, str]:
-    return {vdi: sr_ref for _, vdi in disks.instance_vdis(backend.session, vm_ref).values()}
 
 
 def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_hostname: str,
@@ -81,20 +131,16 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
                  block_migration: bool, migrate_data: dict[str, Any] | None) -> None:
     """Move the running VM; ``post_method`` on success, ``recover_method`` then raise on
     failure."""
-    data = migrate_data or {}
-    if "destination_host_uuid" not in data:
-        raise exc.InvalidInput("migrate_data", data,
-                               "must come from check_can_live_migrate_destination")
+    data = _checked(migrate_data, "migrate_data")
     vm_ref = backend.vm_ref_of(instance)
     session = backend.session
+    across = not _in_this_pool(backend, data)
     try:
-        if block_migration or data.get("block_migration"):
-            vif_map = {}
-            for mac, (vif_ref, _) in vif_utils.vm_vifs(session, vm_ref).items():
-                if mac in data.get("vif_networks", {}):
-                    vif_map[vif_ref] = data["vif_networks"][mac]
-            session.call_async("VM.migrate_send", vm_ref, data["migrate_send_data"], True,
-                               _vdi_map(backend, vm_ref, data["destination_sr_ref"]), vif_map, {})
+        if across:
+            with _destination(backend, data) as (dest, token):
+                vdi_map, vif_map = _maps(backend, dest, vm_ref, data)
+                session.call_async("VM.migrate_send", vm_ref, token, True, vdi_map, vif_map,
+                                   {})
         else:
             host = _pool_host(backend, vm_ref, destination_hostname,
                               data["destination_host_uuid"])
@@ -105,10 +151,11 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
         recover_method(context, instance, destination_hostname, migrate_data)
         raise exc.MigrationError(f"live migration of {field_of(instance, 'name')} failed: "
                                  f"{error}") from error
-    if block_migration or data.get("block_migration"):
+    if across:
         backend.forget_vm(instance)
     LOG.info("live-migrated to %s", destination_hostname, instance=instance)
-    post_method(context, instance, destination_hostname, block_migration, migrate_data)
+    post_method(context, instance, destination_hostname, across or block_migration,
+                migrate_data)
 
 
 def _pool_host(backend: XenBackend, vm_ref: str, hostname: str, fallback_uuid: str) -> str:

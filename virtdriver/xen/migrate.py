@@ -1,10 +1,21 @@
 """Resize and cold migration, within a pool or to another one.
 
-Cold migration (Nova's resize flow): the source halts the VM, renames it ``<name>-orig``
-(kept for a revert) and streams each disk's bytes over XAPI's HTTP handlers into new VDIs
-of the destination pool (``dest`` is the destination's XAPI URL, or ``host[:port]`` with
-this pool's scheme; the same credentials are used). The destination builds the VM around
-those VDIs, grown to the new flavor. No rsync, no dom0 plugin.
+Cold migration (Nova's resize flow) is a pull by the destination:
+
+* the source (:func:`migrate_disk_and_power_off`) halts the VM and renames it
+  ``<name>-orig``, kept for a revert; it copies nothing. Its ``disk_info`` says where the
+  disks are: this pool's XAPI URL and the ``-orig`` disks' VDI uuids (plus the host a
+  same-pool move is pinned to). No credential, no session id.
+* the destination (:func:`finish_migration`) copies those disks into its own SR: a
+  server-side ``VDI.copy`` when the source is its own pool, else each disk streamed out of
+  the source pool's export handler into its own import handler (logging in to the source
+  pool with its own configured credentials: the pools of one cloud share them), grows
+  them to the new flavor, builds the VM around them and boots it. A failure removes the
+  copies; the source's ``-orig`` is untouched, so a revert still works.
+* confirm (source) destroys ``-orig`` and its disks; revert (source) renames it back.
+
+So the source needs to know nothing about the destination: Nova's ``dest`` is an address
+that names no pool. No rsync, no dom0 plugin.
 """
 
 from __future__ import annotations
@@ -25,42 +36,49 @@ LOG = logging.getLogger(__name__)
 RESIZE_TOTAL_STEPS = 5
 
 
-def _destination(backend: XenBackend, dest: str) -> tuple[str, str | None]:
-    """Where a cold migration goes: (XAPI URL, host ref in this pool or None).
+def _pinned_host(backend: XenBackend, dest: str) -> str | None:
+    """The host of this pool that ``dest`` names (name, hostname, address or uuid), if any.
 
-    ``""`` is a resize in place; the name, hostname or address of a host of this pool keeps
-    the disks in the pool and pins the VM to that host; anything else is another pool, as a
-    URL or ``host[:port]`` reached with this pool's scheme and credentials.
+    ``""`` (the cluster chooses), another pool's URL or an address of another pool pin
+    nothing: the destination places the VM itself.
     """
     if dest is None or not isinstance(dest, str):
-        raise exc.InvalidInput("dest", dest, "must be a host of this pool or another pool's "
-                                             "XAPI URL")
-    if not dest:
-        return backend.session.url, None
-    if "://" not in dest:
-        for ref, host in backend.session.call("host.get_all_records").items():
-            if dest in (host.get("name_label"), host.get("hostname"), host.get("address"),
-                        host.get("uuid")):
-                return backend.session.url, ref
-        scheme = urllib.parse.urlsplit(backend.session.url).scheme
-        dest = f"{scheme}://{dest}"
-    return dest, None
+        raise exc.InvalidInput("dest", dest, "must be a host of this pool, another pool's "
+                                             "XAPI URL or ''")
+    if not dest or "://" in dest:
+        return None
+    for ref, host in backend.session.call("host.get_all_records").items():
+        if dest in (host.get("name_label"), host.get("hostname"), host.get("address"),
+                    host.get("uuid")):
+            return ref
+    return None
 
 
-def _dest_session(backend: XenBackend, url: str) -> XenAPISession:
-    if url.rstrip("/") == backend.session.url.rstrip("/"):
+def _same_pool(backend: XenBackend, url: str) -> bool:
+    return url.rstrip("/") == backend.session.url.rstrip("/")
+
+
+def _source_session(backend: XenBackend, url: str) -> XenAPISession:
+    if _same_pool(backend, url):
         return backend.session
-    return backend.session.for_url(url, ca_file=backend.xen.ca_file, insecure=backend.xen.insecure)
+    return backend.session.for_url(url, ca_file=backend.xen.ca_file,
+                                   insecure=backend.xen.insecure)
+
+
+def _netloc(url: str) -> str:
+    # the host only, for logs: a URL may carry credentials
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
 
 
 # -- cold migration --------------------------------------------------------------------------------
 
 def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any, dest: str,
                                flavor: Any) -> dict[str, Any]:
-    """Source side: refuse a shrink, halt, rename to ``-orig``, copy the disks to ``dest``.
+    """Source side: refuse a shrink, halt, rename to ``-orig``.
 
-    Returns ``disk_info``: the destination VDI uuids by userdevice. Any failure puts the
-    source back as it was (name, power state) and deletes the copies.
+    Returns ``disk_info``: ``url`` (this pool), ``vdis`` (the ``-orig`` disks' uuids by
+    userdevice, config drive left out: it is rebuilt), and ``host_uuid`` when ``dest``
+    names a host of this pool. Any failure puts the source back as it was.
     """
     validate_instance(instance)
     validate_flavor(flavor)
@@ -68,13 +86,11 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
     for size in ("root_gb", "ephemeral_gb"):
         if (field_of(flavor, size, 0) or 0) < (field_of(old, size, 0) or 0):
             raise exc.MigrationError(f"cannot resize: the new flavor's {size} is smaller")
-    url, host_ref = _destination(backend, dest)
+    host_ref = _pinned_host(backend, dest)
     session = backend.session
     vm_ref = backend.vm_ref_of(instance)
     name = field_of(instance, "name")
     step = make_step_decorator(context, instance, backend.progress, total_offset=1)
-    copies: dict[str, str] = {}
-    target = _dest_session(backend, url)
 
     @step
     def power_off_vm(undo: Rollback) -> None:
@@ -89,70 +105,74 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
         undo.push(session.call, "VM.set_name_label", vm_ref, name)
         backend.forget_vm(instance)
 
-    sources: dict[str, dict[str, Any]] = {}
+    vdis: dict[str, str] = {}
 
     @step
-    def create_destination_disks(undo: Rollback) -> None:
-        sr = disks.find_sr(target, backend.xen.sr_matching_filter)
-        if host_ref is not None:
-            sr = disks.sr_for_host(session, sr, host_ref)
+    def describe_disks(undo: Rollback) -> None:
         for device, (_, vdi) in sorted(disks.instance_vdis(session, vm_ref).items()):
             record = session.call("VDI.get_record", vdi)
-            kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
-            if kind == "configdrive":
+            if (record.get("other_config") or {}).get("nova_disk_type") == "configdrive":
                 continue  # rebuilt on the destination
-            other = {"nova_disk_type": kind, "migrated-from": record["uuid"],
-                     "nova_instance_uuid": str(field_of(instance, "uuid"))}
-            if target is session:
-                # Same pool: the storage manager copies server-side, no bytes through us.
-                copy = session.call_async("VDI.copy", vdi, sr)
-                undo.push(vm_utils.destroy_vdi, target, copy)
-                session.call("VDI.set_other_config", copy, other)
-            else:
-                copy = disks.create_vdi(target, sr, record["name_label"],
-                                        int(record["virtual_size"]), kind, other)
-                undo.push(vm_utils.destroy_vdi, target, copy)
-                sources[device] = {"ref": vdi, "size": int(record["virtual_size"])}
-            copies[device] = copy
-
-    @step
-    def transfer_disks(undo: Rollback) -> None:
-        # Another pool: stream each disk out of this pool's export handler into the
-        # destination's import handler (nothing to do after a server-side copy).
-        for device, source in sources.items():
-            # As a dynamic VHD: only written blocks cross; its length is known once spooled.
-            spool, length = disks.spooled(disks.download(session, source["ref"]))
-            with spool:
-                disks.upload(target, copies[device], disks.file_chunks(spool), length, "vhd")
+            vdis[device] = record["uuid"]
 
     try:
         with Rollback(f"migration of {name}") as undo:
             power_off_vm(undo)
             rename_vm(undo)
-            create_destination_disks(undo)
-            transfer_disks(undo)
-        info = {"url": url, "vdis": {device: target.call("VDI.get_uuid", ref)
-                                     for device, ref in copies.items()}}
-        if host_ref is not None:
-            info["host_uuid"] = session.call("host.get_uuid", host_ref)
-        # the host only: a URL may carry credentials
-        LOG.info("powered off and disks copied to %s",
-                 urllib.parse.urlsplit(url).netloc.rpartition("@")[2], instance=instance)
-        return info
+            describe_disks(undo)
     except exc.VirtDriverError as error:
         if isinstance(error, exc.MigrationError):
             raise
         raise exc.MigrationError(f"migration of {name} failed: {error}") from error
+    info: dict[str, Any] = {"url": session.url, "vdis": vdis}
+    if host_ref is not None:
+        info["host_uuid"] = session.call("host.get_uuid", host_ref)
+    LOG.info("powered off and kept as %s for the destination to copy",
+             name + vm_utils.ORIG_SUFFIX, instance=instance)
+    return info
+
+
+def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], sr_ref: str,
+                 undo: Rollback) -> dict[str, str]:
+    """Copies of the source's disks in ``sr_ref`` of this pool, by userdevice."""
+    session = backend.session
+    source = _source_session(backend, disk_info["url"])
+    copies: dict[str, str] = {}
+    try:
+        for device, vdi_uuid in sorted(disk_info["vdis"].items()):
+            vdi = source.call("VDI.get_by_uuid", vdi_uuid)
+            record = source.call("VDI.get_record", vdi)
+            kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
+            other = {"nova_disk_type": kind, "migrated-from": record["uuid"],
+                     "nova_instance_uuid": str(field_of(instance, "uuid"))}
+            if source is session:
+                # Same pool: the storage manager copies server-side, no bytes through us.
+                copy = session.call_async("VDI.copy", vdi, sr_ref)
+                undo.push(vm_utils.destroy_vdi, session, copy)
+                session.call("VDI.set_other_config", copy, other)
+            else:
+                copy = disks.create_vdi(session, sr_ref, record["name_label"],
+                                        int(record["virtual_size"]), kind, other)
+                undo.push(vm_utils.destroy_vdi, session, copy)
+                # As a dynamic VHD: only written blocks cross; its length is known once
+                # spooled.
+                spool, length = disks.spooled(disks.download(source, vdi))
+                with spool:
+                    disks.upload(session, copy, disks.file_chunks(spool), length, "vhd")
+            copies[str(device)] = copy
     finally:
-        if target is not session:
-            target.close()
+        if source is not session:
+            source.close()
+    return copies
 
 
 def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info: Any,
                      network_info: Any, image_meta: Any, resize_instance: bool,
                      power_on: bool) -> None:
-    """Destination side: grow the moved disks to the new flavor, build the VM, boot it."""
-    if not isinstance(disk_info, dict) or not isinstance(disk_info.get("vdis"), dict):
+    """Destination side: copy the source's disks here, grow them to the new flavor, build
+    the VM, boot it."""
+    if not isinstance(disk_info, dict) or not isinstance(disk_info.get("vdis"), dict) \
+            or not disk_info.get("url"):
         raise exc.InvalidInput("disk_info", disk_info, "must come from "
                                "migrate_disk_and_power_off")
     plan = build.plan(backend, instance, image_meta, [], None, network_info)
@@ -160,17 +180,18 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
     step = make_step_decorator(context, instance, backend.progress, total_offset=4)
     name = field_of(instance, "name")
     with Rollback(f"finish_migration of {name}") as undo:
-        for device, vdi_uuid in disk_info["vdis"].items():
-            vdi = session.call("VDI.get_by_uuid", vdi_uuid)
-            undo.push(vm_utils.destroy_vdi, session, vdi)
-            plan.vdis[str(device)] = vdi
-        if resize_instance:
-            _grow(session, plan.vdis, plan.config)
         plan.sr_ref = backend.sr_ref()
-
-        if disk_info.get("host_uuid"):
+        if disk_info.get("host_uuid") and _same_pool(backend, disk_info["url"]):
             plan.affinity = session.call("host.get_by_uuid", disk_info["host_uuid"])
             plan.sr_ref = disks.sr_for_host(session, plan.sr_ref, plan.affinity)
+
+        @step
+        def copy_disks() -> None:
+            plan.vdis.update(_fetch_disks(backend, instance, disk_info, plan.sr_ref, undo))
+            if resize_instance:
+                _grow(session, plan.vdis, plan.config)
+
+        copy_disks()
         if plan.wants_config_drive:
             build.create_config_drive(backend, plan, undo)
 
@@ -185,7 +206,8 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
             backend.remember_vm(instance, vm_ref)
 
         build_and_start()
-    LOG.info("migration finished on this side", instance=instance)
+    LOG.info("migration finished: disks copied from %s", _netloc(disk_info["url"]),
+             instance=instance)
     backend.progress.report(instance, 100, "finish_migration")
 
 
@@ -199,8 +221,8 @@ def _grow(session: XenAPISession, vdis: dict[str, str], config: Any) -> None:
 
 
 def unattached_copies(session: XenAPISession, orig_ref: str) -> list[str]:
-    """Disk copies a same-pool migrate_disk_and_power_off made of ``orig_ref``'s disks that
-    no VM uses yet (finish_migration never ran): what a delete mid-resize must remove."""
+    """Disk copies a same-pool finish_migration made of ``orig_ref``'s disks that no VM
+    uses (it failed part-way and could not remove them): what a delete must remove."""
     records = {vdi: session.call("VDI.get_record", vdi)
                for _, vdi in disks.instance_vdis(session, orig_ref).values()}
     if not records:

@@ -16,6 +16,8 @@ from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.build import SpawnPlan
 
 LOG = logging.getLogger(__name__)
+#: Nova's task state while a resize is reverted.
+RESIZE_REVERTING = "resize_reverting"
 
 
 def spawn(backend: XenBackend, context: Any, instance: Any, image_meta: Any,
@@ -62,6 +64,10 @@ def run_steps(backend: XenBackend, context: Any, plan: SpawnPlan, step: Callable
 def destroy(backend: XenBackend, instance: Any, destroy_disks: bool) -> None:
     """Delete the instance's VM, its rescue VM and the VM a resize kept for a revert (and,
     if asked, their disks). A VM already gone is a no-op; cached images are never deleted.
+
+    During a revert (``task_state`` ``resize_reverting``: Nova destroys the resized VM on
+    the destination before finish_revert_migration runs on the source) the ``-orig`` VM is
+    what the revert needs, so it stays, even when both are in this pool.
     """
     session = backend.session
     name = field_of(instance, "name")
@@ -79,7 +85,8 @@ def destroy(backend: XenBackend, instance: Any, destroy_disks: bool) -> None:
         vm_utils.destroy_vm(session, rescue[0], keep_vdis=keep)
     if vm_ref is not None:
         vm_utils.destroy_vm(session, vm_ref, destroy_disks=destroy_disks)
-    if orig_name in companions:  # deleted mid-resize: nothing is left to revert to
+    reverting = field_of(instance, "task_state", None) == RESIZE_REVERTING
+    if orig_name in companions and not reverting:  # deleted mid-resize: no revert to come
         orig_ref = companions[orig_name][0]
         copies = migrate.unattached_copies(session, orig_ref) if destroy_disks else []
         vm_utils.destroy_vm(session, orig_ref, destroy_disks=destroy_disks)

@@ -87,14 +87,18 @@ def test_resize_to_another_pool_then_confirm(ops, dest_ops, spawned, image, xapi
     orig_ref, orig = vm_of(xapi, spawned, "-orig")
     assert orig["power_state"] == "Halted"
     assert vm_of(xapi, spawned) is None
-    copies = instance_vdis(dx, spawned.uuid)
-    assert len(copies) == 1
+    # the source only says where the disks are: its URL and uuids, nothing secret
+    assert set(disk_info) == {"url", "vdis"}
+    assert disk_info["url"] == ops.session.url and "secret" not in repr(disk_info)
+    assert instance_vdis(dx, spawned.uuid) == {}  # the destination copies them
+
 
     spawned.flavor = small_flavor(1)
     dest_ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image,
                               resize_instance=True)
     ref, vm = vm_of(dx, spawned)
     assert vm["power_state"] == "Running"
+    assert len(instance_vdis(dx, spawned.uuid)) == 1
     root = disks_of(dx, ref)["0"]
     assert root["virtual_size"] == str(1 * GiB)
     assert vdi_bytes(dest_sim, dest_session._session, root["ref"], len(IMAGE_BYTES)) \
@@ -129,14 +133,35 @@ def test_shrinking_is_refused_before_anything_changes(ops, spawned, dest_sim, xa
     assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
 
 
-def test_failed_copy_rolls_the_source_back(ops, spawned, dest_sim, xapi, dest_session):
+def test_failed_copy_leaves_nothing_on_the_destination_and_can_revert(
+        ops, dest_ops, spawned, image, dest_sim, xapi, dest_session):
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(1))
     dest_sim.inject_fault("VDI.create", ["SR_FULL", "1", "0"])
-    with pytest.raises(exc.MigrationError):
-        ops.migrate_disk_and_power_off(None, spawned, dest_sim.url, small_flavor(1))
+    with pytest.raises(exc.BackendError):
+        dest_ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, True)
+    assert vm_of(dest_session.xenapi, spawned) is None
+    assert instance_vdis(dest_session.xenapi, spawned.uuid) == {}
+    assert vm_of(xapi, spawned, "-orig")[1]["power_state"] == "Halted"  # untouched
+    ops.finish_revert_migration(None, spawned, [make_vif(1)])
     _, vm = vm_of(xapi, spawned)
     assert vm["power_state"] == "Running"
     assert vm_of(xapi, spawned, "-orig") is None
-    assert instance_vdis(dest_session.xenapi, spawned.uuid) == {}
+
+
+def test_destroy_during_a_revert_keeps_the_original(ops, spawned, image, xapi):
+    """Nova's revert destroys the resized VM (task_state resize_reverting) before the
+    source's finish_revert_migration: in one pool, the -orig VM must survive it."""
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor(1))
+    ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, True)
+    spawned.task_state = "resize_reverting"
+    ops.destroy(spawned)
+    assert vm_of(xapi, spawned) is None
+    assert vm_of(xapi, spawned, "-orig") is not None
+    spawned.task_state = None
+    ops.finish_revert_migration(None, spawned, [make_vif(1)])
+    ref, vm = vm_of(xapi, spawned)
+    assert vm["power_state"] == "Running"
+    assert len(instance_vdis(xapi, spawned.uuid)) == len(disks_of(xapi, ref))
 
 
 # -- live migration -----------------------------------------------------------------------------
@@ -155,10 +180,10 @@ def test_live_migration_to_the_current_host_is_refused(ops, spawned, xapi):
 def test_resize_in_place_copies_server_side(ops, spawned, image, xapi):
     ops.stats.reset()
     disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor(1))
-    assert "HTTP PUT /import_raw_vdi" not in ops.stats.snapshot()
-    assert ops.stats.calls["Async.VDI.copy"] == 1
     spawned.flavor = small_flavor(1)
     ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, True)
+    assert "HTTP PUT /import_raw_vdi" not in ops.stats.snapshot()
+    assert ops.stats.calls["Async.VDI.copy"] == 1
     ref, vm = vm_of(xapi, spawned)
     assert vm["power_state"] == "Running"
     assert disks_of(xapi, ref)["0"]["virtual_size"] == str(GiB)
@@ -217,11 +242,25 @@ def test_failed_live_migration_calls_recover(ops, dest_ops, spawned, sim, xapi):
     dest_ops.rollback_live_migration_at_destination(spawned)
 
 
-def test_precheck_refuses_an_unknown_host(ops, spawned):
+def test_precheck_refuses_an_unknown_host(ops, spawned, dest_sim):
     with pytest.raises(exc.MigrationPreCheckError):
         ops.check_can_live_migrate_source(None, spawned, {
-            "block_migration": False,
-            "destination_host_uuid": "00000000-0000-4000-8000-000000000000"})
+            "block_migration": False, "destination_url": dest_sim.url,
+            "destination_host_uuid": "00000000-0000-4000-8000-000000000000",
+            "destination_network_uuid": "00000000-0000-4000-8000-000000000001"})
+
+
+def test_migrate_data_carries_no_session_or_secret(ops, dest_ops, spawned):
+    """host.migrate_receive's token holds a session id: the source gets it itself and
+    never returns it; what travels between computes is URLs and uuids."""
+    dest = dest_ops.check_can_live_migrate_destination(None, spawned, False)
+    data = ops.check_can_live_migrate_source(None, spawned, dest)
+    data = dest_ops.pre_live_migration(None, spawned, None, [make_vif(1)], None, data)
+    assert set(data) == {"block_migration", "destination_url", "destination_host_uuid",
+                         "destination_sr_uuid", "destination_network_uuid", "vif_networks"}
+    assert data["block_migration"] is True  # another pool: the disks go along
+    assert "OpaqueRef" not in repr(data) and "session" not in repr(data).lower()
+    assert "secret" not in repr(data)
 
 
 def test_config_drive_is_rebuilt_after_migration(ops, dest_ops, image, xapi, dest_sim,

@@ -50,7 +50,9 @@ def test_snapshot_uploads_the_root_disk_and_removes_the_snapshot(ops, store, spa
     states = TaskStates()
     progress.clear()
     ops.snapshot(None, spawned, target.id, states)
-    assert states.calls == [("image_pending_upload", "image_snapshot"),
+    # the first report leaves the expected state to the caller (image_snapshot, image_backup
+    # or shelving): only states every caller of Nova's knows are named
+    assert states.calls == [("image_pending_upload", None),
                             ("image_uploading", "image_pending_upload")]
     uploaded = store.show(None, target.id)
     assert (uploaded.status, uploaded.disk_format) == ("active", "vhd")
@@ -114,3 +116,19 @@ def test_snapshot_of_an_instance_without_a_vm_is_instance_not_found(ops, store, 
         ops.snapshot(None, row, target.id, TaskStates())
     assert len(xapi.VDI.get_all()) == before
     assert store.show(None, target.id).status == "queued"
+
+
+def test_snapshot_reports_progress_shelve_understands(ops, store, spawned):
+    """Nova's shelve maps each reported state onto its own and knows only these; a state
+    outside them (image_snapshot) was a KeyError that failed every shelve."""
+    shelving = {"image_pending_upload": "shelving_image_pending_upload",
+                "image_uploading": "shelving_image_uploading", "shelving": "shelving"}
+    seen = []
+
+    def update_task_state(task_state, expected_state="shelving"):
+        seen.append((shelving[task_state], shelving[expected_state]))
+
+    target = store.create(None, {"name": "shelved", "disk_format": "raw"})
+    ops.snapshot(None, spawned, target.id, update_task_state)
+    assert seen == [("shelving_image_pending_upload", "shelving"),
+                    ("shelving_image_uploading", "shelving_image_pending_upload")]
