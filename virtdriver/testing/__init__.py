@@ -40,7 +40,8 @@ imports it.
 """
 
 from virtdriver.testing.backend import ConformanceBackend, DiskView, Leftovers, NicView, VMView
-from virtdriver.testing.suite import CAPABILITY_OPERATIONS, ConformanceSuite
+from virtdriver.testing.helpers import CAPABILITY_OPERATIONS
+from virtdriver.testing.suite import ConformanceSuite
 
 __all__ = ["CAPABILITY_OPERATIONS", "ConformanceBackend", "ConformanceSuite", "DiskView",
            "Leftovers", "NicView", "VMView"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from virtdriver.testing.suite import SKIP_PREFIX
+from virtdriver.testing.helpers import SKIP_PREFIX
 
 __all__ = ["conformance_backend", "pytest_terminal_summary"]
 

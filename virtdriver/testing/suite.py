@@ -8,122 +8,33 @@ through the provider's own client.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import types
 import uuid as uuid_module
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from virtdriver.common import exceptions
 from virtdriver.common.base import VMOps
-from virtdriver.common.model import VIF, Flavor, Instance
+from virtdriver.common.model import Flavor, Instance
 from virtdriver.common.power_state import PowerState
 from virtdriver.testing.backend import ConformanceBackend, VMView
+from virtdriver.testing.helpers import (
+    SKIP_PREFIX,
+    Recorder,
+    TaskStates,
+    gate,
+    make_instance,
+    make_vif,
+    nova_like_instance,
+    supported,
+)
 
-__all__ = ["ConformanceSuite", "CAPABILITY_OPERATIONS", "SKIP_PREFIX"]
+__all__ = ["ConformanceSuite"]
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
-
-#: Every skip the suite makes starts with this, so a report can tell them from others.
-SKIP_PREFIX = "capability"
-
-#: The operations each capability gates. Where the contract has no key of its own for an
-#: operation, it goes with the key of the mechanism it shares: set_bootable with soft_delete
-#: (both keep the VM from starting), change_instance_metadata with inject_file (both put data
-#: where the guest reads it).
-CAPABILITY_OPERATIONS: dict[str, tuple[str, ...]] = {
-    "supports_suspend": ("suspend", "resume"),
-    "supports_pause": ("pause", "unpause"),
-    "supports_soft_delete": ("soft_delete", "restore", "set_bootable"),
-    "supports_rescue": ("rescue", "unrescue"),
-    "supports_live_migration": ("check_can_live_migrate_destination",
-                                "check_can_live_migrate_source", "pre_live_migration",
-                                "live_migrate", "post_live_migration",
-                                "post_live_migration_at_destination",
-                                "rollback_live_migration_at_destination"),
-    "supports_attach_interface": ("attach_interface", "detach_interface"),
-    "supports_set_admin_password": ("set_admin_password",),
-    "supports_inject_file": ("inject_file", "change_instance_metadata"),
-    "supports_reset_network": ("reset_network",),
-    "supports_console_output": ("get_console_output",),
-    "supports_bandwidth_counters": ("get_all_bw_counters",),
-    "supports_security_rules": ("refresh_instance_security_rules", "unfilter_instance"),
-    "has_imagecache": ("manage_image_cache",),
-}
-
-_macs = iter(range(1, 1 << 16))
-
-
-def make_vif(network: str, fixed_ip: str | None = None) -> VIF:
-    """A VIF with a MAC no other VIF of this test run has."""
-    n = next(_macs)
-    return VIF(id=str(uuid_module.uuid4()), address=f"fa:16:3e:c0:{n >> 8:02x}:{n & 0xff:02x}",
-               network=network, fixed_ips=[fixed_ip] if fixed_ip else [])
-
-
-def make_instance(vcpus: int = 1, memory_mb: int = 256, root_gb: int = 1,
-                  **flavor: Any) -> Instance:
-    """A fresh instance with its own uuid and name, and a small flavor by default."""
-    uuid = str(uuid_module.uuid4())
-    return Instance(uuid=uuid, name=f"conformance-{uuid[:8]}",
-                    flavor=Flavor(vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb, **flavor))
-
-
-def gate(ops: VMOps, capability: str, calls: dict[str, Callable[[], Any]]) -> None:
-    """Skip the test when ``ops`` lacks ``capability``, after checking it says so honestly.
-
-    Every operation in ``calls`` must then raise UnsupportedOperation; anything else
-    (success, another error) fails the test, since a caller trusts ``capabilities``.
-    """
-    if ops.capabilities.get(capability, False):
-        return
-    for name, call in calls.items():
-        try:
-            call()
-        except exceptions.UnsupportedOperation as error:
-            # the error names the operation and the backend, as the contract says
-            assert (error.operation, error.backend) == (name, ops.backend_name), error
-            continue
-        except Exception as error:  # noqa: BLE001 - any other outcome breaks the contract
-            pytest.fail(f"capabilities[{capability!r}] is False, so {name} must raise "
-                        f"UnsupportedOperation; it raised {error!r}")
-        pytest.fail(f"capabilities[{capability!r}] is False, but {name} succeeded")
-    verb = "raises" if len(calls) == 1 else "raise"
-    pytest.skip(f"{SKIP_PREFIX} {capability} is False for {ops.backend_name}: "
-                f"{', '.join(calls)} {verb} UnsupportedOperation, as declared")
-
-
-@contextlib.contextmanager
-def supported(capability: str) -> Iterator[None]:
-    """An UnsupportedOperation here contradicts ``capabilities[capability]``: fail."""
-    try:
-        yield
-    except exceptions.UnsupportedOperation as error:
-        pytest.fail(f"capabilities[{capability!r}] is True, but {error}")
-
-
-class TaskStates:
-    """An ``update_task_state`` callback that records what it was told."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
-
-    def __call__(self, task_state: str, expected_state: str | None = None) -> None:
-        self.calls.append((task_state, expected_state))
-
-
-class Recorder:
-    """A post_method / recover_method that records its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(args)
 
 
 class ConformanceSuite:
@@ -243,7 +154,7 @@ class ConformanceSuite:
     @pytest.mark.parametrize("case", ["memory", "vcpus", "uuid", "duplicate_mac",
                                       "multicast_mac", "root_too_small"])
     def test_bad_input_makes_no_server_call(self, ops, server, case):
-        instance = _nova_like_instance()
+        instance = nova_like_instance()
         image = server.image
         vifs = [make_vif(server.network)]
         if case == "memory":
@@ -646,12 +557,4 @@ class ConformanceSuite:
             assert self.vm(server, other).power_state == PowerState.RUNNING
         finally:
             ops.destroy(other)
-
-
-def _nova_like_instance() -> Any:
-    """A valid instance as a plain object, so a test can make any field bad."""
-    flavor = types.SimpleNamespace(vcpus=1, memory_mb=256, root_gb=1, ephemeral_gb=0, swap=0,
-                                   extra_specs={})
-    return types.SimpleNamespace(uuid=str(uuid_module.uuid4()), name="conformance-bad-input",
-                                 flavor=flavor, metadata={}, config_drive=False)
 

@@ -96,3 +96,13 @@ def test_a_broken_backend_fails_the_suite(tmp_path: pathlib.Path, name: str) -> 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"FAILED test_broken.py::TestBroken::{test}" in result.stdout, result.stdout
     assert message in result.stdout, result.stdout
+
+
+def test_every_gated_operation_is_a_contract_operation_with_a_known_capability() -> None:
+    from virtdriver.common.base import DEFAULT_CAPABILITIES, VMOps
+    from virtdriver.testing import CAPABILITY_OPERATIONS
+
+    assert set(CAPABILITY_OPERATIONS) <= set(DEFAULT_CAPABILITIES)
+    gated = [op for ops in CAPABILITY_OPERATIONS.values() for op in ops]
+    assert len(gated) == len(set(gated))  # one capability per operation
+    assert set(gated) <= VMOps.__abstractmethods__
