@@ -13,7 +13,8 @@
 #    cannot place; the wheel is exactly what `pip install virtdriver[nova]` installs.
 # 2. vcsim, the launcher built by python -m virtdriver.vmware.simulator build.
 # 3. The suites: the loader, Nova's driver contract on each backend, the functional
-#    test through Nova's whole stack on each backend; each once under eventlet
+#    test through Nova's whole stack on each backend, Cinder volumes through Nova's
+#    stack (nova_test_volumes); each once under eventlet
 #    monkey-patching (Nova's default) and once with OS_NOVA_DISABLE_EVENTLET_PATCHING=True
 #    (native threads).
 set -euo pipefail
@@ -110,6 +111,10 @@ run "functional (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
     tests.nova.nova_test_functional || status=1
 run "functional (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
     tests.nova.nova_test_functional || status=1
+run "volumes (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
+    tests.nova.nova_test_volumes || status=1
+run "volumes (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
+    tests.nova.nova_test_volumes || status=1
 echo "== allow-listed NotImplementedError seen (driver, test, method):"
 sort -u "$VIRTDRIVER_NOVA_ALLOWED_LOG" 2>/dev/null | sed 's/^/   /'
 exit $status
