@@ -26,8 +26,13 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds one server wait may last; also how long stop() may take.
 WAIT_SECONDS = 2.0
-#: Seconds to wait before opening the channel again after it failed.
+#: Seconds to wait before opening the channel again after it failed: doubled after each
+#: failure in a row, up to RETRY_MAX_SECONDS (so a dead server is not hammered, nor its
+#: errors logged every few seconds), back to the start after a good wait.
 RETRY_SECONDS = 5.0
+RETRY_MAX_SECONDS = 60.0
+#: Codes of a session that was closed on purpose: the thread ends instead of retrying.
+CLOSED_CODES = ("SessionClosed", "SESSION_CLOSED")
 
 
 class Channel(Protocol):
@@ -86,6 +91,7 @@ class EventPump:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        delay = RETRY_SECONDS
         while not self._stop.is_set():
             channel = None
             try:
@@ -93,12 +99,17 @@ class EventPump:
                 first = True
                 while not self._stop.is_set():
                     changes = channel.wait(WAIT_SECONDS)
+                    delay = RETRY_SECONDS
                     self._dispatch(changes, baseline=first)
                     first = False
-            except Exception:  # the thread must survive any server trouble
-                LOG.exception("lifecycle event channel failed; reopening in %ss",
-                              RETRY_SECONDS)
-                self._stop.wait(RETRY_SECONDS)
+            except Exception as error:  # the thread must survive any server trouble
+                if getattr(error, "code", None) in CLOSED_CODES:
+                    LOG.info("lifecycle event channel closed with its session; stopping")
+                    return
+                LOG.warning("lifecycle event channel failed (%s: %s); reopening in %ss",
+                            type(error).__name__, error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
             finally:
                 if channel is not None:
                     try:
