@@ -10,6 +10,27 @@ import threading
 
 from .simulator import Simulator
 
+SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_iscsi_target(text: str) -> dict[str, object]:
+    """``PORTAL/IQN/LUN:SIZE[,LUN:SIZE...]`` (SIZE in bytes or with K/M/G/T), e.g.
+    ``127.0.0.1:3260/iqn.2010-10.org.openstack:volume-1/1:1G``."""
+    try:
+        portal, iqn, luns = text.split("/")
+        sizes = {}
+        for item in luns.split(","):
+            number, _, size = item.partition(":")
+            size = size.strip().upper()
+            unit = size[-1:] if size[-1:] in SIZE_SUFFIXES else ""
+            sizes[int(number)] = int(size[: len(size) - len(unit)]) * SIZE_SUFFIXES[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not PORTAL/IQN/LUN:SIZE[,LUN:SIZE...]") from None
+    if not iqn or not portal:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a portal and an IQN")
+    return {"iqn": iqn, "portal": portal, "luns": sizes}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, start, print the URL, wait for a signal, stop."""
@@ -27,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key")
     parser.add_argument("--session-idle-timeout", type=float)
     parser.add_argument("--coalesce-delay", type=float, default=0.0)
+    parser.add_argument("--iscsi-target", action="append", type=parse_iscsi_target,
+                        default=[], metavar="PORTAL/IQN/LUN:SIZE[,LUN:SIZE]",
+                        help="export an iSCSI target (repeatable); CHAP targets through "
+                             "POST /_sim/iscsi, so no secret is on the command line")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -37,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                     password=args.password, hosts=args.hosts, vms=args.vms,
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
                     session_idle_timeout=args.session_idle_timeout,
-                    coalesce_delay=args.coalesce_delay).start()
+                    coalesce_delay=args.coalesce_delay,
+                    iscsi_targets=args.iscsi_target).start()
     print(sim.url, flush=True)
     try:
         while not done.wait(0.5):

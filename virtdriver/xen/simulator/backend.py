@@ -8,12 +8,14 @@ background work starts are tracked here so that ``stop()`` can end them.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from dataclasses import dataclass, field
 
 from .db import Registry
 from .faults import Faults
 from .guest import Guests
+from .iscsi_targets import Targets
 from .sessions import Sessions
 from .storage_bytes import Disks
 
@@ -35,18 +37,23 @@ class Config:
     pool_name: str = "pool0"
     address: str = "127.0.0.1"
     url: str = ""
+    #: iSCSI targets to export at start: ``{"iqn", "portal", "luns": {n: bytes},
+    #: "chap_user", "chap_password"}`` each (see ``iscsi_targets.Targets.add_target``).
+    iscsi_targets: list[dict] = field(default_factory=list)
 
 
 class Backend:
     """Holds every piece of state; handlers reach it through their Context."""
 
-    def __init__(self, config: Config, workdir: str) -> None:
+    def __init__(self, config: Config, workdir: str, iscsi: Targets | None = None) -> None:
         self.config = config
         self.workdir = workdir
         self.db = Registry()
         self.faults = Faults()
         self.sessions = Sessions(config.session_idle_timeout)
-        self.disks = Disks(workdir)
+        #: the iSCSI storage network this pool reaches (may be shared with other pools)
+        self.iscsi = iscsi if iscsi is not None else Targets(os.path.join(workdir, "iscsi"))
+        self.disks = Disks(workdir, external=self.iscsi.path_of_vdi)
         self.guests = Guests(self.db)
         #: task ref -> set when the task is asked to stop (cancel, hard_shutdown, stop()).
         self.cancel_events: dict[str, threading.Event] = {}

@@ -56,6 +56,72 @@ class Controls:
         map_remove(ctx, "VM", ref, "other_config", "sim-agent")
         map_add(ctx, "VM", ref, "other_config", "sim-agent", "true" if enabled else "false")
 
+    # -- iSCSI storage (what the volume service exports; see iscsi_targets.py) -------------
+    def add_iscsi_target(self, iqn: str, portal: str = "127.0.0.1:3260",
+                         luns: dict[int, int] | None = None, chap_user: str | None = None,
+                         chap_password: str | None = None) -> dict[str, Any]:
+        """Export a target with ``luns`` (number -> size in bytes); returns its description
+        (LUN SCSI ids and VDI uuids; never the CHAP password)."""
+        return self._backend().iscsi.add_target(iqn, portal, luns, chap_user,
+                                                chap_password).describe()
+
+    def add_iscsi_lun(self, iqn: str, lun: int, size: int) -> dict[str, Any]:
+        """A new zero-filled LUN on a target."""
+        return self._backend().iscsi.add_lun(iqn, int(lun), int(size)).describe()
+
+    def iscsi_targets(self) -> list[dict[str, Any]]:
+        """Every target with its LUNs."""
+        return self._backend().iscsi.describe()
+
+    def resize_iscsi_lun(self, iqn: str, lun: int, size: int) -> None:
+        """Grow a LUN (the volume service extended the volume)."""
+        self._backend().iscsi.resize_lun(iqn, int(lun), int(size))
+
+    def remove_iscsi_lun(self, iqn: str, lun: int) -> None:
+        """Delete a LUN and its bytes (the volume service deleted the volume)."""
+        self._backend().iscsi.remove_lun(iqn, int(lun))
+
+    def set_iscsi_target_online(self, iqn: str, online: bool) -> None:
+        """Make a target unreachable (False) or reachable again."""
+        self._backend().iscsi.set_online(iqn, online)
+
+    def read_iscsi_lun(self, iqn: str, lun: int, offset: int = 0,
+                       length: int | None = None) -> bytes:
+        """A LUN's bytes, read on the storage side."""
+        return self._backend().iscsi.read(iqn, int(lun), int(offset), length)
+
+    def write_iscsi_lun(self, iqn: str, lun: int, data: bytes, offset: int = 0) -> None:
+        """Write bytes into a LUN on the storage side."""
+        self._backend().iscsi.write(iqn, int(lun), data, int(offset))
+
+    def _iscsi_http(self, body: dict[str, Any], query: dict[str, list[str]]) -> Any:
+        action = body.get("action") or query.get("action", ["list"])[0]
+        iqn = body.get("iqn") or query.get("iqn", [""])[0]
+        if action == "list":
+            return self.iscsi_targets()
+        if action == "add_target":
+            luns = {int(k): int(v) for k, v in (body.get("luns") or {}).items()}
+            return self.add_iscsi_target(iqn, body.get("portal", "127.0.0.1:3260"), luns,
+                                         body.get("chap_user"), body.get("chap_password"))
+        lun = int(body.get("lun", query.get("lun", ["0"])[0]))
+        if action == "add_lun":
+            return self.add_iscsi_lun(iqn, lun, int(body["size"]))
+        if action == "resize_lun":
+            self.resize_iscsi_lun(iqn, lun, int(body["size"]))
+        elif action == "remove_lun":
+            self.remove_iscsi_lun(iqn, lun)
+        elif action == "set_online":
+            self.set_iscsi_target_online(iqn, bool(body["online"]))
+        elif action == "read":
+            data = self.read_iscsi_lun(iqn, lun, int(body.get("offset", 0)), body.get("length"))
+            return {"data": base64.b64encode(data).decode()}
+        elif action == "write":
+            self.write_iscsi_lun(iqn, lun, base64.b64decode(body["data"]),
+                                 int(body.get("offset", 0)))
+        else:
+            raise KeyError(f"unknown iscsi action {action}")
+        return {"ok": True}
+
     def http(self, name: str, body: dict[str, Any], query: dict[str, list[str]]) -> Any:
         """The ``/_sim/<name>`` HTTP controls; KeyError for an unknown name."""
         if name == "inject":
@@ -74,6 +140,8 @@ class Controls:
         if name == "expire_sessions":
             self.expire_sessions()
             return {"ok": True}
+        if name == "iscsi":
+            return self._iscsi_http(body, query)
         if name == "guest":
             vm = body.get("vm") or query.get("vm", [""])[0]
             state = self.guest_state(vm)

@@ -12,6 +12,7 @@ from . import inventory
 from .backend import Backend, Config
 from .controls import Controls
 from .dispatch import Dispatcher
+from .iscsi_targets import Targets
 from .server import Server
 
 
@@ -28,7 +29,8 @@ class Simulator:
                  session_idle_timeout: float | None = None, auth_failure_delay: float = 0.0,
                  task_delays: dict[str, float] | None = None, coalesce_delay: float = 0.0,
                  memory_mb_per_host: int = 65536, disk_gb_per_sr: int = 1024,
-                 pool_name: str = "pool0") -> None:
+                 pool_name: str = "pool0", iscsi_targets: list[dict[str, Any]] | None = None,
+                 iscsi: Targets | None = None) -> None:
         self.host = host
         self.port = port
         self.tls_cert = tls_cert
@@ -38,7 +40,11 @@ class Simulator:
                              auth_failure_delay=auth_failure_delay,
                              task_delays=dict(task_delays or {}), coalesce_delay=coalesce_delay,
                              memory_mb_per_host=memory_mb_per_host,
-                             disk_gb_per_sr=disk_gb_per_sr, pool_name=pool_name, address=host)
+                             disk_gb_per_sr=disk_gb_per_sr, pool_name=pool_name, address=host,
+                             iscsi_targets=list(iscsi_targets or []))
+        #: a storage network shared with other simulators (two pools, one array); None:
+        #: this simulator's own, in its temp dir, rebuilt from ``iscsi_targets`` on reset
+        self.shared_iscsi = iscsi
         self.workdir = ""
         self.backend: Backend | None = None  # type: ignore[assignment]
         self.dispatcher: Dispatcher | None = None  # type: ignore[assignment]
@@ -64,9 +70,15 @@ class Simulator:
         return self
 
     def _build(self) -> None:
-        self.backend = Backend(self.config, self.workdir)
+        self.backend = Backend(self.config, self.workdir, iscsi=self.shared_iscsi)
         self.dispatcher = Dispatcher(self.backend)
         inventory.build(self.backend)
+        if self.shared_iscsi is None:
+            for spec in self.config.iscsi_targets:
+                self.backend.iscsi.add_target(
+                    spec["iqn"], spec.get("portal", "127.0.0.1:3260"),
+                    {int(k): int(v) for k, v in (spec.get("luns") or {}).items()},
+                    spec.get("chap_user"), spec.get("chap_password"))
 
     def stop(self) -> None:
         """Stop serving, end task threads and timers, delete the temp dir."""
@@ -121,6 +133,14 @@ class Simulator:
     def set_guest_agent(self, vm_uuid: str, enabled: bool) -> None:
         """Switch the simulated guest agent of one VM on or off."""
         self.controls.set_guest_agent(vm_uuid, enabled)
+
+    def add_iscsi_target(self, iqn: str, portal: str = "127.0.0.1:3260",
+                         luns: dict[int, int] | None = None, chap_user: str | None = None,
+                         chap_password: str | None = None) -> dict[str, Any]:
+        """Export an iSCSI target with ``luns`` (number -> size in bytes): see
+        :class:`~virtdriver.xen.simulator.controls.Controls` for the other iSCSI controls
+        (``self.controls.read_iscsi_lun`` ...)."""
+        return self.controls.add_iscsi_target(iqn, portal, luns, chap_user, chap_password)
 
     def reset(self) -> None:
         """Throw all state away and rebuild the initial inventory."""

@@ -12,7 +12,7 @@ import os
 import struct
 import time
 import uuid as _uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 BLOCK = 2 * 1024 * 1024
@@ -21,22 +21,32 @@ VHD_EPOCH = 946684800  # 2000-01-01 UTC
 
 
 class Disks:
-    """Maps VDI uuids to sparse files."""
+    """Maps VDI uuids to sparse files.
 
-    def __init__(self, root: str) -> None:
+    ``external(uuid)`` names a file kept outside ``root`` (an iSCSI LUN's): such a file
+    is read and written like any other, but never created or deleted here.
+    """
+
+    def __init__(self, root: str,
+                 external: Callable[[str], str | None] | None = None) -> None:
         self.root = root
+        self.external = external or (lambda _uuid: None)
 
     def path(self, vdi_uuid: str) -> str:
         """File of one VDI."""
-        return os.path.join(self.root, vdi_uuid + ".img")
+        return self.external(vdi_uuid) or os.path.join(self.root, vdi_uuid + ".img")
 
     def create(self, vdi_uuid: str, size: int) -> None:
         """A sparse file of ``size`` bytes."""
+        if self.external(vdi_uuid):
+            return  # the LUN's file exists already and belongs to its target
         with open(self.path(vdi_uuid), "wb") as fh:
             fh.truncate(size)
 
     def delete(self, vdi_uuid: str) -> None:
-        """Remove a VDI's file."""
+        """Remove a VDI's file (never an external one)."""
+        if self.external(vdi_uuid):
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(vdi_uuid))
 

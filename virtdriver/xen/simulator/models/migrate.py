@@ -1,6 +1,11 @@
 """Cross-pool migration: host.migrate_receive on the destination, VM.migrate_send on the
 source, which copies the VM and its disk bytes over XML-RPC/HTTP to the destination URL using
-the session the destination handed out, then deletes the VM (and its VDIs) at the source."""
+the session the destination handed out, then deletes the VM (and its VDIs) at the source.
+
+A VDI mapped to a destination SR with the uuid of its own SR is on storage both pools see
+(an iSCSI SR introduced in each pool for the same target, as Nova's XenAPI driver does):
+it is not copied; the destination's VDI of the same uuid is attached instead, and the
+source keeps its record (the LUN belongs to the storage, not to either pool)."""
 
 from __future__ import annotations
 
@@ -147,13 +152,20 @@ def migrate_send(ctx: Context, vm: str, dest: dict[str, str], live: bool,
         vbds = [db.get("VBD", v).copy() for v in rec["VBDs"]]
         vifs = [{**db.get("VIF", v), "_ref": v} for v in rec["VIFs"]]
         vdis = {vdi: db.get("VDI", vdi).copy() for vdi, _ in plan}
+        sr_uuids = {vdi: db.get("SR", rec["SR"])["uuid"] for vdi, rec in vdis.items()}
         source_host, was_live = rec["resident_on"], rec["power_state"] in ("Running", "Paused")
     proxy, session = _proxy(dest)
     try:
         remote_vm = _remote(proxy, "VM.create", session, record)
         remote_vdis: dict[str, str] = {}
+        shared: set[str] = set()
         for vdi, sr in plan:
             vrec = vdis[vdi]
+            if _remote(proxy, "SR.get_uuid", session, sr) == sr_uuids[vdi]:
+                # the same storage on both sides: the destination scanned the LUN already
+                remote_vdis[vdi] = _remote(proxy, "VDI.get_by_uuid", session, vrec["uuid"])
+                shared.add(vdi)
+                continue
             remote = _remote(proxy, "VDI.create", session, {
                 "SR": sr, "virtual_size": vrec["virtual_size"], "type": vrec["type"],
                 "name_label": vrec["name_label"], "name_description": vrec["name_description"],
@@ -191,6 +203,6 @@ def migrate_send(ctx: Context, vm: str, dest: dict[str, str], live: bool,
         ctx.end_ops()
         destroy_vm_record(ctx, vm)
         for vdi, _ in plan:
-            if db.exists("VDI", vdi):
+            if db.exists("VDI", vdi) and vdi not in shared:
                 destroy_vdi_record(ctx, vdi)
     return remote_vm

@@ -8,6 +8,7 @@ from ..context import Context, api
 from ..errors import XapiError
 from ..schema import NULL
 from .generic import generic_create
+from .iscsi import assert_available
 
 RUNNING = "Running"
 
@@ -67,6 +68,7 @@ def vbd_plug(ctx: Context, vbd: str) -> None:
         rec = _vbd_vm_running(ctx, vbd)
         if rec["currently_attached"]:
             raise XapiError("DEVICE_ALREADY_ATTACHED", vbd)
+        assert_available(ctx, rec["VDI"])
     ctx.wait()
     with ctx.db.lock:
         ctx.db.set("VBD", vbd, "currently_attached", True)

@@ -13,6 +13,7 @@ from ..db import now
 from ..errors import XapiError
 from ..schema import NULL
 from .generic import coerce
+from .iscsi import refuse_vdi_operation
 
 
 def new_vdi(ctx: Context, sr: str, name: str, size: int, type_: str = "user",
@@ -72,6 +73,7 @@ def vdi_create(ctx: Context, record: dict[str, Any]) -> str:
     sr = record.get("SR", NULL)
     if not ctx.db.exists("SR", sr):
         raise XapiError("HANDLE_INVALID", "SR", sr)
+    refuse_vdi_operation(ctx, sr)
     size = int(coerce("VDI", "virtual_size", record.get("virtual_size", "0")))
     rest = {k: coerce("VDI", k, v) for k, v in record.items()
             if k not in ("SR", "virtual_size", "uuid", "VBDs") and k in _VDI_FIELDS}
@@ -86,7 +88,7 @@ _VDI_FIELDS = {"name_label", "name_description", "type", "sharable", "read_only"
 def vdi_destroy(ctx: Context, vdi: str) -> None:
     """VDI_IN_USE when a VBD has it attached."""
     with ctx.db.lock:
-        ctx.db.get("VDI", vdi)
+        refuse_vdi_operation(ctx, ctx.db.get("VDI", vdi)["SR"])
         if _in_use(ctx, vdi):
             raise XapiError("VDI_IN_USE", vdi, "destroy")
     ctx.wait()
@@ -146,7 +148,7 @@ def clone_vdi(ctx: Context, vdi: str, sr: str | None = None, snapshot: bool = Fa
 @api("VDI.snapshot", long=True)
 def vdi_snapshot(ctx: Context, vdi: str, driver_params: dict[str, str] | None = None) -> str:
     """Snapshot with a VHD chain: a hidden base copy becomes the parent of both VDIs."""
-    ctx.db.get("VDI", vdi)
+    refuse_vdi_operation(ctx, ctx.db.get("VDI", vdi)["SR"])
     ctx.wait()
     return snapshot_chain(ctx, vdi)
 
@@ -228,7 +230,7 @@ def schedule_coalesce(ctx: Context, sr: str) -> None:
 @api("VDI.clone", long=True)
 def vdi_clone(ctx: Context, vdi: str, driver_params: dict[str, str] | None = None) -> str:
     """A writable copy of the VDI on the same SR."""
-    ctx.db.get("VDI", vdi)
+    refuse_vdi_operation(ctx, ctx.db.get("VDI", vdi)["SR"])
     ctx.wait()
     return clone_vdi(ctx, vdi)
 
@@ -241,6 +243,8 @@ def vdi_copy(ctx: Context, vdi: str, sr: str = NULL, base_vdi: str = NULL,
     if sr in ("", NULL):
         sr = source["SR"]
     ctx.db.get("SR", sr)
+    if into_vdi in ("", NULL):
+        refuse_vdi_operation(ctx, sr)  # a copy would be a new VDI on that SR
     ctx.wait()
     with ctx.db.lock:
         if into_vdi not in ("", NULL):
@@ -253,6 +257,7 @@ def vdi_copy(ctx: Context, vdi: str, sr: str = NULL, base_vdi: str = NULL,
 def _resize(ctx: Context, vdi: str, size: str, online: bool) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VDI", vdi)
+        refuse_vdi_operation(ctx, rec["SR"])
         if not online and _in_use(ctx, vdi):
             raise XapiError("VDI_IN_USE", vdi, "resize")
         new = int(size)
