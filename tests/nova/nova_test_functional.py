@@ -73,11 +73,28 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
         image.update(disk_format=disk_format, container_format="bare", size=len(IMAGE_BYTES))
         image["properties"] = dict(properties)
         self.glance._imagedata[self.image_id] = IMAGE_BYTES
-        self.small = self._create_flavor(name="vd.small", memory_mb=256, vcpu=1, disk=1,
+        self._keep_uploaded_bytes()
+        # a root disk of the image's own size (root_gb 0): a VM moved to another pool by
+        # XAPI's migrate_send carries its disk's full virtual size
+        self.small = self._create_flavor(name="vd.small", memory_mb=256, vcpu=1, disk=0,
                                          ephemeral=0)
         self.large = self._create_flavor(name="vd.large", memory_mb=512, vcpu=2, disk=2,
                                          ephemeral=0)
-        self.flavors = {self.small: (1, 256, 1), self.large: (2, 512, 2)}
+        self.flavors = {self.small: (1, 256, 0), self.large: (2, 512, 2)}
+
+    def _keep_uploaded_bytes(self) -> None:
+        """GlanceFixture.update drops the data it is given; Glance keeps it, and unshelve
+        boots from the bytes shelve uploaded, so the fixture keeps them here."""
+        update = self.glance.update
+
+        def update_keeping_data(context: Any, image_id: str, metadata: Any, data: Any = None,
+                                **kwargs: Any) -> Any:
+            if data is not None:
+                self.glance._imagedata[image_id] = b"".join(iter(lambda: data.read(65536),
+                                                                 b""))
+            return update(context, image_id, metadata, **kwargs)
+
+        self.glance.update = update_keeping_data  # this test's fixture only
 
     def _setup_services(self) -> None:
         # Nova's wheel installs api-paste.ini under <prefix>/etc/nova; its test config
@@ -240,6 +257,7 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
         server = self._boot()
         first = NeutronFixture.port_1["mac_address"]
         self.assertEqual([first], self.sites.nics(server["id"]))
+        self.neutron.create_port({"port": self.neutron.port_2})  # a port to attach
         self._attach_interface(server, NeutronFixture.port_2["id"])
         self.assertEqual(sorted([first, NeutronFixture.port_2["mac_address"]]),
                          self.sites.nics(server["id"]))
