@@ -13,7 +13,7 @@ from oslo_log import log as logging
 
 from virtdriver.common import exceptions
 from virtdriver.common.locks import instance_lock
-from virtdriver.vmware import vm_util
+from virtdriver.vmware import iscsi, vm_util
 from virtdriver.vmware.backend import VMwareBackend
 
 LOG = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ def live_migrate(backend: VMwareBackend, context: Any, instance: Any,
                 raise exceptions.MigrationPreCheckError(
                     f"host {destination_hostname!r} is not in cluster "
                     f"{backend.inventory.cluster_name}")
-            vm_util.relocate(backend.session, backend.vm(instance), host,
-                             backend.inventory.pool)
+            vm, devices, props = backend.read_devices(instance)
+            # the destination host sees the VM's iSCSI LUNs before the VM moves there
+            iscsi.connect_luns(backend, devices, props.get("runtime.host"), host)
+            vm_util.relocate(backend.session, vm, host, backend.inventory.pool)
     except Exception:
         LOG.warning("live migration to %s failed; recovering", destination_hostname,
                     instance=instance)

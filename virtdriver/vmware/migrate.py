@@ -16,7 +16,7 @@ from pyVmomi import vim
 from virtdriver.common import exceptions
 from virtdriver.common.model import ExtraSpecs, field_of, validate_flavor
 from virtdriver.common.progress import make_step_decorator
-from virtdriver.vmware import ds_util, vm_util
+from virtdriver.vmware import ds_util, vm_util, volume_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import DatastorePath
 
@@ -36,20 +36,25 @@ def migrate_disk_and_power_off(backend: VMwareBackend, context: Any, instance: A
     uuid = field_of(instance, "uuid")
     old_root_gb = field_of(field_of(instance, "flavor"), "root_gb", 0) or 0
     new_root_gb = field_of(flavor, "root_gb", 0) or 0
+    session = backend.session
+    step = make_step_decorator(context, instance, backend.progress)
+    vm, devices, props = backend.read_devices(instance)
+    # the instance's own root disk; attached volumes stay attached, untouched (a
+    # volume-backed instance has none: nothing to grow, shrink or keep)
+    root = volume_util.own_root_disk(devices, props)
+    if root is None:
+        old_root_gb = new_root_gb = 0
     if new_root_gb < old_root_gb:
         raise exceptions.MigrationError(
             f"instance {uuid}: root disk cannot shrink from {old_root_gb} GB to "
             f"{new_root_gb} GB")
-    session = backend.session
-    step = make_step_decorator(context, instance, backend.progress)
-    vm, devices, props = backend.read_devices(instance)
-    root = vm_util.root_disk(devices)
-    ds = backend.vm_datastore(root.backing.fileName)
     host = backend.host_named(dest)
     step(_power_off_hard)(backend, vm)
-    original = DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK)
-    grows = new_root_gb > old_root_gb
+    original = DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK) \
+        if root is not None else ""
+    grows = root is not None and new_root_gb > old_root_gb
     if grows:
+        ds = backend.vm_datastore(root.backing.fileName)
         # only a grown disk needs its old self kept for a revert
         ds_util.delete_disk(session, ds, original)
         step(ds_util.copy_disk)(session, ds, DatastorePath.parse(root.backing.fileName),
@@ -107,7 +112,7 @@ def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
     session = backend.session
     vm, devices, props = backend.read_devices(instance)
     if _note(props, ORIGINAL_KEY):
-        root = vm_util.root_disk(devices)
+        root = volume_util.own_root_disk(devices, props)
         ds = backend.vm_datastore(root.backing.fileName)
         ds_util.delete_disk(session, ds, DatastorePath.parse(
             root.backing.fileName).parent.join(ORIGINAL_DISK))
@@ -122,13 +127,13 @@ def finish_revert_migration(backend: VMwareBackend, instance: Any,
     """Restore the old flavor (``instance.flavor``), ``original.vmdk`` as root, and host."""
     session = backend.session
     vm, devices, props = backend.read_devices(instance)
-    root = vm_util.root_disk(devices)
-    ds = backend.vm_datastore(root.backing.fileName)
-    root_path = DatastorePath.parse(root.backing.fileName)
-    original = root_path.parent.join(ORIGINAL_DISK)
+    root = volume_util.own_root_disk(devices, props)  # None: volume-backed
     vm_util.power_off(session, vm)
     flavor = field_of(instance, "flavor")
-    if _note(props, ORIGINAL_KEY):
+    if _note(props, ORIGINAL_KEY) and root is not None:
+        ds = backend.vm_datastore(root.backing.fileName)
+        root_path = DatastorePath.parse(root.backing.fileName)
+        original = root_path.parent.join(ORIGINAL_DISK)
         vm_util.detach_disk(session, vm, root, destroy=True)
         session.call_task(session.content.virtualDiskManager, "MoveVirtualDisk_Task",
                           sourceName=str(original), sourceDatacenter=ds.dc_ref,
@@ -139,7 +144,8 @@ def finish_revert_migration(backend: VMwareBackend, instance: Any,
         add = vm_util.disk_spec(layout, root_path, capacity, create=False,
                                 slot=(root.controllerKey, root.unitNumber))
         session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=[add]))
-        root = vm_util.root_disk(vm_util.devices_of(session, vm))
+        vm, devices, props = backend.read_devices(instance)
+        root = volume_util.own_root_disk(devices, props)
     _apply_flavor(backend, vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: ""})
     source = _note(props, SOURCE_HOST_KEY)
     here = props.get("runtime.host")

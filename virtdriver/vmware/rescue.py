@@ -15,7 +15,7 @@ from pyVmomi import vim
 from virtdriver.common import exceptions
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import Rollback
-from virtdriver.vmware import ds_util, vm_util
+from virtdriver.vmware import ds_util, vm_util, volume_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import DatastorePath
 from virtdriver.vmware.images import check_image
@@ -32,10 +32,11 @@ def rescue(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any)
                                       "rescue needs a disk image (vmdk or raw)")
     uuid = field_of(instance, "uuid")
     session = backend.session
-    vm, devices, _ = backend.read_devices(instance)
+    vm, devices, props = backend.read_devices(instance)
     if any(d.backing.fileName.endswith(RESCUE_SUFFIX) for d in vm_util.disks_of(devices)):
         raise exceptions.InstanceInvalidState(uuid, "rescue", "rescued")
-    root = vm_util.root_disk(devices)
+    # attached volumes stay attached; the rescue disk goes beside the instance's own disk
+    root = volume_util.require_own_root_disk(devices, props, "rescue")
     ds = backend.vm_datastore(root.backing.fileName)
     cached = backend.image_cache.ensure(context, image_meta, ds,
                                         vm_util.adapter_type(image_meta))
@@ -61,12 +62,12 @@ def rescue(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any)
 def unrescue(backend: VMwareBackend, instance: Any, power_on: bool = True) -> None:
     """Remove the rescue disk, boot from the instance's own disk again."""
     session = backend.session
-    vm, devices, _ = backend.read_devices(instance)
+    vm, devices, props = backend.read_devices(instance)
     rescue_disks = [d for d in vm_util.disks_of(devices)
                     if d.backing.fileName.endswith(RESCUE_SUFFIX)]
     if not rescue_disks:
         raise exceptions.InstanceNotInRescueMode(field_of(instance, "uuid"))
-    root = vm_util.root_disk(devices)
+    root = volume_util.require_own_root_disk(devices, props, "unrescue")
     vm_util.power_off(session, vm)
     spec = vim.vm.ConfigSpec(
         deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="remove", device=d,

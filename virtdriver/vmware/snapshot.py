@@ -14,7 +14,7 @@ from oslo_log import log as logging
 
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import make_step_decorator
-from virtdriver.vmware import ds_util, vm_util
+from virtdriver.vmware import ds_util, vm_util, volume_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
 from virtdriver.vmware.session import ignoring
@@ -67,7 +67,8 @@ def snapshot(backend: VMwareBackend, context: Any, instance: Any, image_id: str,
 def _snapshot_find_disk(backend: VMwareBackend,
                         instance: Any) -> tuple[Any, Datastore, Any, dict[str, Any]]:
     vm, devices, props = backend.read_devices(instance)
-    root = vm_util.root_disk(devices)
+    # the instance's own disk only: attached volumes are the volume service's
+    root = volume_util.require_own_root_disk(devices, props, "snapshot")
     ds = backend.vm_datastore(root.backing.fileName)
     return vm, ds, root, props
 

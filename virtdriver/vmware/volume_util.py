@@ -31,7 +31,6 @@ DISK_BUSES = ("scsi", *vm_util.ADAPTER_TYPES)
 _SCSI_BUSES = 4
 _SCSI_UNITS = 16
 _IDE_UNITS = 2
-_ISCSI_PORT = 3260
 # keys for devices created in one spec (vCenter replaces negative keys)
 _NEW_CONTROLLER_KEY = -101
 _NEW_DISK_KEY = -100
@@ -184,7 +183,28 @@ def volume_disk_keys(devices: list[Any], props: dict[str, Any]) -> set[int]:
     return keys
 
 
-def _record(info: ConnectionInfo, value: str) -> vim.option.OptionValue:
+def own_root_disk(devices: list[Any], props: dict[str, Any]) -> Any:
+    """The instance's own root disk: its first disk that is neither a volume (see
+    :func:`volume_disk_keys`) nor a rescue disk; None for a volume-backed instance."""
+    keys = volume_disk_keys(devices, props)
+    return next((d for d in vm_util.disks_of(devices)
+                 if d.key not in keys and isinstance(
+                     d.backing, vim.vm.device.VirtualDisk.FlatVer2BackingInfo)
+                 and not d.backing.fileName.endswith(vm_util.RESCUE_SUFFIX)), None)
+
+
+def require_own_root_disk(devices: list[Any], props: dict[str, Any], operation: str) -> Any:
+    """:func:`own_root_disk`, or UnsupportedOperation for a volume-backed instance (its
+    root is the volume service's to copy or snapshot)."""
+    root = own_root_disk(devices, props)
+    if root is None:
+        raise exceptions.UnsupportedOperation(
+            f"{operation} of a volume-backed instance", "vmware",
+            "its root disk is a volume: the volume service snapshots and copies it")
+    return root
+
+
+def record_option(info: ConnectionInfo, value: str) -> vim.option.OptionValue:
     return vim.option.OptionValue(key=volume_key(info), value=value)
 
 
@@ -193,7 +213,7 @@ def _moref(backend: VMwareBackend, kind: type, value: str) -> Any:
     return kind(value, backend.inventory.vm_folder._stub)
 
 
-def _disk(slot: Slot, backing: Any, capacity_kb: int, key: int = _NEW_DISK_KEY) -> Any:
+def disk_device(slot: Slot, backing: Any, capacity_kb: int, key: int = _NEW_DISK_KEY) -> Any:
     return vim.vm.device.VirtualDisk(
         key=key, controllerKey=slot.controller_key, unitNumber=slot.unit,
         capacityInKB=capacity_kb, backing=backing,
@@ -201,7 +221,7 @@ def _disk(slot: Slot, backing: Any, capacity_kb: int, key: int = _NEW_DISK_KEY) 
             startConnected=True, connected=True, allowGuestControl=False))
 
 
-def _reconfigure(backend: VMwareBackend, vm: Any, changes: list[Any],
+def reconfigure(backend: VMwareBackend, vm: Any, changes: list[Any],
                  extra: list[Any] | None = None) -> None:
     backend.session.call_task(vm, "ReconfigVM_Task",
                               vim.vm.ConfigSpec(deviceChange=changes, extraConfig=extra or []))
@@ -214,12 +234,12 @@ def remove_disk(backend: VMwareBackend, vm: Any, info: ConnectionInfo, disk: Any
     change = vim.vm.device.VirtualDeviceSpec(operation="remove", device=disk)
     if destroy_file:
         change.fileOperation = "destroy"
-    _reconfigure(backend, vm, [change], [_record(info, "")])
+    reconfigure(backend, vm, [change], [record_option(info, "")])
 
 
 def remove_disks(backend: VMwareBackend, vm: Any, disks: list[Any]) -> None:
     """Remove disks from the VM in one reconfigure, keeping every file."""
-    _reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="remove", device=d)
+    reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="remove", device=d)
                                for d in disks])
 
 
@@ -280,11 +300,11 @@ def attach_vmdk(backend: VMwareBackend, vm: Any, info: ConnectionInfo, backing: 
     """Add a disk on the shadow VM's file (no file operation) and record its uuid, in one
     reconfigure."""
     source = backing.disk.backing
-    disk = _disk(slot, _flat_backing(source, backing.path), backing.disk.capacityInKB or 0)
+    disk = disk_device(slot, _flat_backing(source, backing.path), backing.disk.capacityInKB or 0)
     changes = [c for c in (slot.new_controller,) if c is not None]
     changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=disk))
     # the uuid is the file's (Cinder sets it to the volume id); the path if it has none
-    _reconfigure(backend, vm, changes, [_record(info, source.uuid or backing.path)])
+    reconfigure(backend, vm, changes, [record_option(info, source.uuid or backing.path)])
 
 
 def hand_back_vmdk(backend: VMwareBackend, info: ConnectionInfo, disk: Any,
@@ -304,16 +324,16 @@ def hand_back_vmdk(backend: VMwareBackend, info: ConnectionInfo, disk: Any,
         host=props.get("runtime.host")))
     old = vim.vm.device.VirtualDeviceSpec(operation="remove", device=backing.disk,
                                           fileOperation="destroy")
-    new = vim.vm.device.VirtualDeviceSpec(operation="add", device=_disk(
+    new = vim.vm.device.VirtualDeviceSpec(operation="add", device=disk_device(
         Slot(backing.disk.controllerKey, backing.disk.unitNumber or 0, backing.adapter),
         _flat_backing(disk.backing, current), disk.capacityInKB or 0))
     try:
-        _reconfigure(backend, backing.ref, [old, new])
+        reconfigure(backend, backing.ref, [old, new])
     except exceptions.TaskFailed as error:
         if error.code != "FileNotFound":
             raise
         old.fileOperation = None  # the stale file is gone already
-        _reconfigure(backend, backing.ref, [old, new])
+        reconfigure(backend, backing.ref, [old, new])
 
 
 def grow_disk(backend: VMwareBackend, vm: Any, info: ConnectionInfo, disk: Any,
@@ -332,101 +352,7 @@ def grow_disk(backend: VMwareBackend, vm: Any, info: ConnectionInfo, disk: Any,
         return
     disk.capacityInKB = new_kb
     disk.capacityInBytes = new_kb * 1024
-    _reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)])
-
-
-# -- iscsi: a LUN behind the host's software iSCSI adapter -------------------------------------
-
-def _portal(value: str) -> tuple[str, int]:
-    host, sep, port = str(value).rpartition(":")
-    if not sep or not port.isdigit() or (host.count(":") and not host.endswith("]")):
-        return str(value).strip("[]"), _ISCSI_PORT
-    return host.strip("[]"), int(port)
-
-
-def _iscsi_hba(device_info: Any) -> Any:
-    return next((h for h in (device_info.hostBusAdapter or [])
-                 if isinstance(h, vim.host.InternetScsiHba)), None) if device_info else None
-
-
-def host_iqn(backend: VMwareBackend, host: Any) -> str | None:
-    """The IQN of the host's software iSCSI adapter; None when it has none."""
-    props = backend.session.retrieve_one(host, ["config.storageDevice"])
-    hba = _iscsi_hba(props.get("config.storageDevice"))
-    return hba.iScsiName if hba is not None else None
-
-
-def _find_lun(device_info: Any, hba: Any, portal: tuple[str, int], iqn: str,
-              lun_id: Any) -> Any:
-    luns = {lun.key: lun for lun in device_info.scsiLun or []}
-    address = f"{portal[0]}:{portal[1]}"
-    for adapter in (device_info.scsiTopology.adapter if device_info.scsiTopology else []):
-        if adapter.adapter != hba.key:
-            continue
-        for target in adapter.target or []:
-            transport = target.transport
-            if not isinstance(transport, vim.host.InternetScsiTargetTransport) or \
-                    transport.iScsiName != iqn or address not in (transport.address or []):
-                continue
-            for lun in target.lun or []:
-                scsi = luns.get(lun.scsiLun)
-                if not isinstance(scsi, vim.host.ScsiDisk):
-                    continue
-                if lun_id in (None, "") or int(lun.lun) == int(lun_id):
-                    return scsi
-    return None
-
-
-def iscsi_lun(backend: VMwareBackend, info: ConnectionInfo, host: Any, rescan: bool) -> Any:
-    """The host's ``ScsiDisk`` for the volume's target and LUN; with ``rescan``, the send
-    target is added and the adapter rescanned when the LUN is not visible yet."""
-    session = backend.session
-    host = host or (backend.inventory.hosts[0] if backend.inventory.hosts else None)
-    if host is None:
-        raise exceptions.VolumeError(info.volume_id, "the cluster has no host")
-    paths = ["config.storageDevice", "configManager.storageSystem", "name"]
-    props = session.retrieve_one(host, paths)
-    device_info = props.get("config.storageDevice")
-    hba = _iscsi_hba(device_info)
-    if hba is None:
-        raise exceptions.VolumeError(info.volume_id, f"host {props.get('name')} has no "
-                                                     f"software iSCSI adapter")
-    portal = _portal(info.get("target_portal"))
-    iqn = str(info.get("target_iqn"))
-    lun = _find_lun(device_info, hba, portal, iqn, info.get("target_lun"))
-    if lun is None and rescan:
-        storage = props["configManager.storageSystem"]
-        known = {(t.address, t.port) for t in hba.configuredSendTarget or []}
-        if portal not in known:
-            session.invoke(storage, "AddInternetScsiSendTargets", iScsiHbaDevice=hba.device,
-                           targets=[vim.host.InternetScsiHba.SendTarget(address=portal[0],
-                                                                        port=portal[1])])
-        session.invoke(storage, "RescanHba", hbaDevice=hba.device)
-        props = session.retrieve_one(host, paths)
-        device_info = props.get("config.storageDevice")
-        lun = _find_lun(device_info, _iscsi_hba(device_info), portal, iqn,
-                        info.get("target_lun"))
-    if lun is None:
-        raise exceptions.VolumeError(info.volume_id, f"LUN {info.get('target_lun', 'any')} of "
-                                                     f"target {iqn} at {portal[0]}:{portal[1]} "
-                                                     f"is not visible on host "
-                                                     f"{props.get('name')}")
-    return lun
-
-
-def attach_rdm(backend: VMwareBackend, vm: Any, info: ConnectionInfo, lun: Any,
-               slot: Slot) -> None:
-    """Add the LUN as a physical-mode raw device mapping (vCenter creates the mapping file
-    in the VM's folder) and record the LUN's uuid, in one reconfigure."""
-    backing = vim.vm.device.VirtualDisk.RawDiskMappingVer1BackingInfo(
-        compatibilityMode="physicalMode", diskMode="independent_persistent",
-        deviceName=lun.deviceName, lunUuid=lun.uuid, fileName="")
-    capacity = getattr(lun, "capacity", None)
-    capacity_kb = capacity.block * capacity.blockSize // 1024 if capacity else 0
-    changes = [c for c in (slot.new_controller,) if c is not None]
-    changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create",
-                                                   device=_disk(slot, backing, capacity_kb)))
-    _reconfigure(backend, vm, changes, [_record(info, lun.uuid)])
+    reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)])
 
 
 # -- vstorageobject: a First Class Disk ----------------------------------------------------------
@@ -437,7 +363,7 @@ def attach_fcd(backend: VMwareBackend, vm: Any, info: ConnectionInfo, slot: Slot
     session = backend.session
     added = None
     if slot.new_controller is not None:
-        _reconfigure(backend, vm, [slot.new_controller])
+        reconfigure(backend, vm, [slot.new_controller])
         bus = slot.new_controller.device.busNumber
         added = next(d for d in vm_util.devices_of(session, vm)
                      if isinstance(d, vim.vm.device.VirtualSCSIController)
@@ -449,7 +375,7 @@ def attach_fcd(backend: VMwareBackend, vm: Any, info: ConnectionInfo, slot: Slot
                           controllerKey=slot.controller_key, unitNumber=slot.unit)
     except Exception:
         if added is not None:
-            _reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="remove",
+            reconfigure(backend, vm, [vim.vm.device.VirtualDeviceSpec(operation="remove",
                                                                        device=added)])
         raise
 

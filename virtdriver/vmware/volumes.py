@@ -33,7 +33,7 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions
 from virtdriver.common.model import field_of
 from virtdriver.common.volumes import BlockDevices, ConnectionInfo, VolumeMapping, connector_ip
-from virtdriver.vmware import volume_util
+from virtdriver.vmware import iscsi, volume_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.volume_util import Slot
 
@@ -68,8 +68,8 @@ def _attach(backend: VMwareBackend, info: ConnectionInfo, instance: Any, vm: Any
     elif kind == "iscsi":
         slot = slot or volume_util.choose_slot(devices, adapter)
         _check_hotplug(instance, slot, props)
-        lun = volume_util.iscsi_lun(backend, info, props.get("runtime.host"), rescan=True)
-        volume_util.attach_rdm(backend, vm, info, lun, slot)
+        lun = iscsi.iscsi_lun(backend, info, props.get("runtime.host"), rescan=True)
+        iscsi.attach_rdm(backend, vm, info, lun, slot)
     else:  # vstorageobject
         slot = slot or volume_util.choose_slot(devices, adapter or info.get("adapter_type"))
         _check_hotplug(instance, slot, props)
@@ -171,7 +171,7 @@ def get_volume_connector(backend: VMwareBackend, instance: Any) -> dict[str, Any
     host = host or (hosts[0] if hosts else None)
     server = backend.conf.vmware.host_ip
     connector = {"ip": connector_ip(backend.conf, server), "host": server,
-                 "initiator": volume_util.host_iqn(backend, host) if host is not None else None}
+                 "initiator": iscsi.host_iqn(backend, host) if host is not None else None}
     if vm is not None:
         connector["instance"] = vm._moId
         connector["vcenter_uuid"] = session.content.about.instanceUuid
