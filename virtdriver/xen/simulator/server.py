@@ -7,10 +7,15 @@ bytes itself (through :mod:`storage_bytes`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import io
 import ipaddress
 import json
 import os
+import socket
+import ssl
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -49,39 +54,202 @@ def _json_default(value: Any) -> Any:
 
 
 class Server(ThreadingHTTPServer):
-    """Threaded HTTP server; handler threads are joined at close."""
+    """Threaded HTTP/1.1 server; handler threads are joined at close.
+
+    Load as a pool sees it: a listen backlog that takes a burst of clients, kept-alive
+    connections; and limits a slow or hostile client cannot get around: a deadline for a
+    request's line and headers (counted from the connection's start for its first request,
+    from the first byte for later ones), an idle limit between requests, and a cap on
+    connections served at once (more are refused at once with 503, not queued).
+    """
 
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
+    #: listen backlog: a burst of 50+ clients connecting at once must not be reset (default 5)
+    request_queue_size = 128
+    #: connections served at once
+    max_connections = 512
+    #: seconds from a request's start to the end of its headers (slow-loris)
+    header_timeout = 10.0
+    #: seconds a kept-alive connection may sit idle, or a body read may stall
+    idle_timeout = 15.0
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def track(self, sock: socket.socket, is_open: bool) -> None:
+        """Note a connection opened or closed (``server_close`` wakes the idle ones)."""
+        with self._open_lock:
+            if is_open:
+                self._open.add(sock)
+            else:
+                self._open.discard(sock)
+
+    def server_close(self) -> None:
+        """Stop reading on every open connection (an idle kept-alive one would otherwise
+        hold ``close`` for its idle limit; a reply being written still goes out), then
+        close and join the handler threads."""
+        with self._open_lock:
+            connections = list(self._open)
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+        super().server_close()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept; a TLS handshake is left to the connection's own thread (with the header
+        deadline), so a client that never finishes it cannot stall the accept loop."""
+        if isinstance(self.socket, ssl.SSLSocket):
+            raw, address = socket.socket.accept(self.socket)
+            return self.socket.context.wrap_socket(raw, server_side=True,
+                                                   do_handshake_on_connect=False), address
+        return super().get_request()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a thread if a slot is free; otherwise refuse at once."""
+        if not self._slots.acquire(blocking=False):
+            if not isinstance(request, ssl.SSLSocket):  # no TLS handshake on this thread
+                with contextlib.suppress(OSError):
+                    request.settimeout(0.5)
+                    request.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
+                                    b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _Reader(io.RawIOBase):
+    """The connection's reads, each bounded by the idle limit and, while a request line and
+    its headers are being read, by what is left of the header deadline."""
+
+    def __init__(self, sock: socket.socket, idle: float) -> None:
+        self.sock = sock
+        self.idle = idle
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        """A reader."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """One recv, refused once the deadline has passed."""
+        timeout = self.idle
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError("request line and headers took too long")
+        self.sock.settimeout(timeout)
+        return self.sock.recv_into(buffer)
+
+
+class _Writer(io.RawIOBase):
+    """Writes with sendall, as the base handler expects of ``wfile``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def writable(self) -> bool:
+        """A writer."""
+        return True
+
+    def write(self, data: Any) -> int:
+        """Send everything."""
+        self.sock.sendall(data)
+        return len(data)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One HTTP request."""
+    """The requests of one connection (HTTP/1.1: several, kept alive)."""
 
     server: Server
-    protocol_version = "HTTP/1.0"
-    timeout = 15
+    protocol_version = "HTTP/1.1"
     server_version = "xapi-simulator/1.0"
+
+    def setup(self) -> None:
+        """Finish a TLS handshake within the header deadline; set up bounded reads."""
+        self.connection = self.request
+        self._broken = False
+        self.server.track(self.connection, True)
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            # a kept-alive client waits for our reply's last segment: with Nagle on, a reply
+            # written as headers then body waits for the client's delayed ACK (~40 ms)
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = _Reader(self.connection, self.server.idle_timeout)
+        # the first request's deadline runs from the connection's start: a client that
+        # connects and sends nothing holds its slot no longer than one that trickles
+        self._reader.deadline = time.monotonic() + self.server.header_timeout
+        self.rfile = io.BufferedReader(self._reader)
+        self.wfile = _Writer(self.connection)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.settimeout(self.server.header_timeout)
+                self.connection.do_handshake()
+            except OSError:
+                self._broken = True
+
+    def finish(self) -> None:
+        """Forget the connection (the server closes it)."""
+        self.server.track(self.connection, False)
+
+    def handle(self) -> None:
+        """Requests until the client or a limit closes the connection."""
+        if self._broken:
+            return
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self._reader.deadline = None
+            try:
+                first = self.rfile.peek(1)  # idle between requests: the idle limit
+            except OSError:
+                return
+            if not first:
+                return
+            self._reader.deadline = time.monotonic() + self.server.header_timeout
+            self.handle_one_request()
+
+    def parse_request(self) -> bool:
+        """Parse the request line and headers; from here on the body reads at its pace."""
+        parsed = super().parse_request()
+        self._reader.deadline = None
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Quiet: tests would drown in access logs."""
 
     # -- helpers -------------------------------------------------------------------------
-    def _reply(self, status: int, body: bytes, ctype: str = "text/xml") -> None:
+    def _reply(self, status: int, body: bytes, ctype: str = "text/xml",
+               close: bool = False) -> None:
+        """A whole reply; ``close`` ends the connection after it (a request body that was
+        not read must not be taken for the next request)."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if close or self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _xml(self, value: Any, status: int = 200) -> None:
-        self._reply(status, wire.response(value))
+    def _xml(self, value: Any, status: int = 200, close: bool = False) -> None:
+        self._reply(status, wire.response(value), close=close)
 
     def _length(self) -> int | None:
         try:
@@ -117,18 +285,18 @@ class Handler(BaseHTTPRequestHandler):
             return
         length = self._length()
         if length is None:
-            self._xml(wire.failure(["INTERNAL_ERROR", "Content-Length required"]), 411)
+            self._xml(wire.failure(["INTERNAL_ERROR", "Content-Length required"]), 411,
+                      close=True)
             return
         if length > wire.MAX_REQUEST_BYTES:
-            self._xml(wire.failure(["INTERNAL_ERROR", "request too large"]), 413)
-            self.close_connection = True
+            self._xml(wire.failure(["INTERNAL_ERROR", "request too large"]), 413, close=True)
             return
         try:
             body = self.rfile.read(length)
         except OSError:
             return
         if len(body) < length:
-            self._xml(wire.failure(["INTERNAL_ERROR", "truncated request"]), 400)
+            self._xml(wire.failure(["INTERNAL_ERROR", "truncated request"]), 400, close=True)
             return
         if path.rstrip("/").endswith("/jsonrpc"):
             self._json_rpc(body)
@@ -197,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:  # noqa: N802
         """``PUT /import_raw_vdi?session_id&vdi&format=raw|vhd``."""
         if urlsplit(self.path).path.rstrip("/") != "/import_raw_vdi":
-            self._reply(404, b"not found\n", "text/plain")
+            self._reply(404, b"not found\n", "text/plain", close=True)
             return
         found = self._vdi_from_query()
         if found is None:
@@ -206,7 +374,7 @@ class Handler(BaseHTTPRequestHandler):
         backend = self.server.app.backend
         length = self._length()
         if length is None:
-            self._reply(411, b"Content-Length required\n", "text/plain")
+            self._reply(411, b"Content-Length required\n", "text/plain", close=True)
             return
         path = backend.disks.path(uuid)
         try:
@@ -236,7 +404,7 @@ class Handler(BaseHTTPRequestHandler):
                     out.truncate(limit)
         except (ValueError, OSError) as exc:
             self._finish_task(query, False, str(exc))
-            self._reply(400, f"{exc}\n".encode(), "text/plain")
+            self._reply(400, f"{exc}\n".encode(), "text/plain", close=True)
             return
         transfer.uploaded(backend, vdi, uuid)
         self._finish_task(query, True)
@@ -266,8 +434,8 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             chunks = _file_chunks(file)
         else:
+            self.send_header("Connection", "close")  # no length: the end of the body is EOF
             self.end_headers()
-            self.close_connection = True
             chunks = storage_bytes.vhd_stream(file)
         # the task is finished before the last chunk goes out, so a client that has read the
         # whole body always sees it finished
@@ -307,7 +475,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- test controls -------------------------------------------------------------------------
     def _sim_control(self, path: str) -> None:
         if not self._loopback():
-            self._reply(403, b'{"error": "loopback only"}', "application/json")
+            self._reply(403, b'{"error": "loopback only"}', "application/json", close=True)
             return
         length = self._length() or 0
         try:
