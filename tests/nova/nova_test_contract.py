@@ -15,7 +15,7 @@ from typing import Any
 from unittest import mock
 
 import os_resource_classes as orc
-from nova import objects
+from nova import exception, objects
 from nova.compute import provider_tree
 from nova.tests.fixtures import GlanceFixture
 from nova.tests.unit import fake_block_device
@@ -273,6 +273,26 @@ class _VmdkVolumes:
         self.assertEqual([cinder_volumes.shadow_disk_path(content, new_id)],
                          self._attached(instance_ref))
         self.assertIsNotNone(cinder_volumes.shadow_disk_path(content, old_id))
+
+    def test_detach_of_a_volume_not_attached_is_disk_not_found(self) -> None:
+        """Beyond Nova's suite: the error Nova's detach logs and moves past."""
+        instance_ref, network_info = self._get_running_instance()
+        volume_id, info = self._volume()
+        self.assertRaises(exception.DiskNotFound, self.connection.detach_volume,
+                          self.ctxt, info, instance_ref, "/dev/sdb")
+
+    def test_extend_volume(self) -> None:
+        """Beyond Nova's suite: the attached disk takes the size Cinder grew it to."""
+        instance_ref, network_info = self._get_running_instance()
+        volume_id, info = self._volume()
+        self.connection.attach_volume(None, info, instance_ref, "/dev/sdb")
+        self.assertIsNone(self.connection.extend_volume(self.ctxt, info, instance_ref,
+                                                        2 * 1024 ** 3))
+        vm = self.server.content.searchIndex.FindByUuid(None, instance_ref.uuid, True, True)
+        sizes = [d.capacityInKB for d in vm.config.hardware.device
+                 if getattr(d, "backing", None) is not None
+                 and getattr(d.backing, "fileName", "").endswith(f"volume-{volume_id}.vmdk")]
+        self.assertEqual([2 * 1024 ** 2], sizes)
 
     def test_attach_detach_different_power_states(self) -> None:
         instance_ref, network_info = self._get_running_instance()

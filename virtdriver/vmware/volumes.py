@@ -180,27 +180,23 @@ def get_volume_connector(backend: VMwareBackend, instance: Any) -> dict[str, Any
 
 # -- volumes of block_device_info, for the other operations -------------------------------------
 
-def attach_block_devices(backend: VMwareBackend, instance: Any, devices: BlockDevices,
-                         skip_attached: bool = False) -> list[VolumeMapping]:
-    """Attach every volume of ``devices`` (boot volume first, made the boot disk).
+def attach_block_devices(backend: VMwareBackend, instance: Any,
+                         devices: BlockDevices) -> list[VolumeMapping]:
+    """Attach every volume of ``devices``, the boot volume first (made the boot disk).
 
-    With ``skip_attached`` a volume the VM already holds is left as it is (a resize or a
-    reboot keeps them). Returns the mappings attached, so a caller can undo them.
+    If one fails, those already attached are detached again and the error raised.
+    Returns the mappings attached, so a caller can undo them.
     """
     attached: list[VolumeMapping] = []
-    ordered = ([devices.boot_volume] if devices.boot_volume else []) + \
-        list(devices.data_volumes)
+    boot = devices.boot_volume
     try:
-        for mapping in ordered:
+        for mapping in ([boot] if boot else []) + list(devices.data_volumes):
             vm, vm_devices, props = backend.read_devices(instance)
-            if skip_attached and volume_util.find_attached(
-                    backend, mapping.connection_info, vm_devices, props) is not None:
-                continue
             adapter = volume_util.requested_adapter(mapping.disk_bus, mapping.device_type)
             _attach(backend, mapping.connection_info, instance, vm, vm_devices, props,
                     adapter)
             attached.append(mapping)
-            if mapping.is_boot or mapping is devices.boot_volume:
+            if mapping is boot:
                 _, vm_devices, props = backend.read_devices(instance)
                 disk = volume_util.find_attached(backend, mapping.connection_info,
                                                  vm_devices, props)
