@@ -58,12 +58,24 @@ class LocalImageStore(ImageStore):
     # -- reading ------------------------------------------------------------------------------
 
     def show(self, context: Any, image_id: str) -> ImageMeta:
-        """The image's metadata; ImageNotFound if there is none."""
+        """The image's metadata; ImageNotFound if there is none, ImageError if its metadata
+        file cannot be read as an image.
+
+        Keys ImageMeta has no field for are kept, as properties (:meth:`ImageMeta.from_dict`),
+        so a record another tool or version wrote stays readable.
+        """
+        path = self._meta_path(image_id)
         try:
-            record = json.loads(self._meta_path(image_id).read_text())
+            record = json.loads(path.read_text())
         except FileNotFoundError:
             raise ImageNotFound(image_id) from None
-        return ImageMeta(**record)
+        except (OSError, ValueError) as error:  # unreadable, not UTF-8, not JSON
+            raise ImageError(f"image {image_id}: cannot read {path.name}: {error}") from error
+        try:
+            return ImageMeta.from_dict(record)
+        except InvalidInput as error:
+            raise ImageError(f"image {image_id}: {path.name} is not a usable image "
+                             f"record: {error}") from error
 
     def download(self, context: Any, image_id: str) -> Iterator[bytes]:
         """The image's data in chunks of 1 MiB; ImageNotFound if there is none."""
@@ -98,7 +110,7 @@ class LocalImageStore(ImageStore):
         """Register a queued image (no data yet) and return it with its new id."""
         record = {"disk_format": "vmdk", **meta, "id": meta.get("id") or str(uuid.uuid4()),
                   "status": "queued", "size": 0, "checksum": ""}
-        image = ImageMeta(**record)
+        image = ImageMeta.from_dict(record)
         if self._meta_path(image.id).exists():
             raise InvalidInput("image.id", image.id, "is already in the store")
         self._write_meta(image)
@@ -111,7 +123,7 @@ class LocalImageStore(ImageStore):
         size, checksum = self._write_data(image_id, data)
         record = {**image.to_dict(), **(meta or {}), "id": image_id, "status": "active",
                   "size": size, "checksum": checksum}
-        updated = ImageMeta(**record)
+        updated = ImageMeta.from_dict(record)
         self._write_meta(updated)
         return updated
 

@@ -13,12 +13,18 @@ from typing import Any
 
 from oslo_concurrency import lockutils
 
-from virtdriver.common.model import field_of
+from virtdriver.common.model import field_of, validate_instance_identity
 
 
 @contextlib.contextmanager
 def instance_lock(instance: Any) -> Iterator[None]:
-    """Hold the lock of ``instance`` (by uuid) for the duration of the block."""
+    """Hold the lock of ``instance`` (by uuid) for the duration of the block.
+
+    The instance's identity is checked first (InvalidInput, no lock taken): a face takes
+    this lock before anything else, so that is every locked operation's first step, and
+    a lock is never named by a malformed uuid.
+    """
+    validate_instance_identity(instance)
     with lockutils.lock(f"virtdriver-instance-{field_of(instance, 'uuid')}"):
         yield
 

@@ -11,63 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import re
-import uuid as uuid_module
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from virtdriver.common.exceptions import InvalidInput
 from virtdriver.common.power_state import PowerState
+from virtdriver.common.validation import (
+    require_mac,
+    require_mapping,
+    require_metadata,
+    require_name,
+    require_non_negative_int,
+    require_positive_int,
+    require_text,
+    require_uuid,
+)
 
 DISK_FORMATS = frozenset(
     {"vmdk", "vhd", "vhdx", "raw", "qcow2", "iso", "ami", "ari", "aki", "vdi", "ploop"})
 CONTAINER_FORMATS = frozenset({"bare", "ovf", "ova", "ami", "ari", "aki", "docker"})
-
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", re.IGNORECASE)
-
-
-# -- small named validators, one rule each -------------------------------------------------
-
-def _require_uuid(field: str, value: Any) -> str:
-    try:
-        return str(uuid_module.UUID(str(value)))
-    except (ValueError, TypeError, AttributeError):
-        raise InvalidInput(field, value, "must be a UUID") from None
-
-
-def _require_positive_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidInput(field, value, "must be a positive integer")
-    return value
-
-
-def _require_non_negative_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(field, value, "must be an integer of 0 or more")
-    return value
-
-
-def _require_name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise InvalidInput(field, value, "must be a non-empty string of at most 255 characters")
-    return value
-
-
-def _require_mac(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _MAC.match(value):
-        raise InvalidInput(field, value, "must be a MAC address like fa:16:3e:00:00:01")
-    mac = value.lower()
-    if int(mac[:2], 16) & 1:
-        raise InvalidInput(field, value, "must be a unicast MAC address")
-    return mac
-
-
-def _require_mapping(field: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInput(field, value, "must be a mapping")
-    return dict(value)
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
@@ -98,7 +60,7 @@ class Flavor:
 
     def __post_init__(self) -> None:
         validate_flavor(self)
-        self.extra_specs = _require_mapping("flavor.extra_specs", self.extra_specs)
+        self.extra_specs = require_mapping("flavor.extra_specs", self.extra_specs)
 
 
 @dataclasses.dataclass
@@ -120,8 +82,27 @@ class ImageMeta:
 
     def __post_init__(self) -> None:
         validate_image(self)
-        self.id = _require_uuid("image.id", self.id)
-        self.properties = _require_mapping("image.properties", self.properties)
+        self.id = require_uuid("image.id", self.id)
+        self.properties = require_mapping("image.properties", self.properties)
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> ImageMeta:
+        """An image from an image service's record, checked (InvalidInput) like any other.
+
+        A top-level key that is not a field of ImageMeta (``min_disk``, ``visibility``,
+        ``hw_disk_bus``...) is kept as a property, as Glance's v2 API holds custom
+        properties beside the core fields; a value under ``properties`` wins over one of
+        the same name at the top.
+        """
+        if not isinstance(record, Mapping):
+            raise InvalidInput("image", type(record).__name__, "must be a mapping")
+        known = {name: value for name, value in record.items() if name in _IMAGE_FIELDS}
+        extra = {str(name): value for name, value in record.items()
+                 if name not in _IMAGE_FIELDS}
+        if extra:
+            properties = require_mapping("image.properties", known.get("properties"))
+            known["properties"] = {**extra, **properties}
+        return cls(**known)
 
     def is_iso(self) -> bool:
         """True when the image boots as a CD-ROM rather than a disk."""
@@ -130,6 +111,9 @@ class ImageMeta:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, as the local image store writes it."""
         return dataclasses.asdict(self)
+
+
+_IMAGE_FIELDS = frozenset(field.name for field in dataclasses.fields(ImageMeta))
 
 
 @dataclasses.dataclass
@@ -151,13 +135,13 @@ class VIF:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.id = _require_uuid("vif.id", self.id)
-        self.address = _require_mac("vif.address", self.address)
-        _require_name("vif.network", self.network)
+        self.id = require_uuid("vif.id", self.id)
+        self.address = require_mac("vif.address", self.address)
+        require_name("vif.network", self.network)
         if self.mtu is not None:
-            _require_positive_int("vif.mtu", self.mtu)
+            require_positive_int("vif.mtu", self.mtu)
         self.fixed_ips = list(self.fixed_ips or [])
-        self.details = _require_mapping("vif.details", self.details)
+        self.details = require_mapping("vif.details", self.details)
 
     @classmethod
     def from_nova(cls, vif: Any) -> VIF:
@@ -220,9 +204,9 @@ class Instance:
 
     def __post_init__(self) -> None:
         validate_instance(self)
-        self.uuid = _require_uuid("instance.uuid", self.uuid)
-        self.metadata = _require_mapping("instance.metadata", self.metadata)
-        self.system_metadata = _require_mapping("instance.system_metadata",
+        self.uuid = require_uuid("instance.uuid", self.uuid)
+        self.metadata = require_metadata("instance.metadata", self.metadata)
+        self.system_metadata = require_mapping("instance.system_metadata",
                                                 self.system_metadata)
         if not self.hostname:
             self.hostname = self.name
@@ -247,37 +231,48 @@ def validate_flavor(flavor: Any) -> None:
     """Check a flavor's sizes; raise InvalidInput naming the first bad field."""
     if flavor is None:
         raise InvalidInput("instance.flavor", flavor, "is required")
-    _require_positive_int("flavor.vcpus", field_of(flavor, "vcpus"))
+    require_positive_int("flavor.vcpus", field_of(flavor, "vcpus"))
     memory_mb = field_of(flavor, "memory_mb")
-    _require_positive_int("flavor.memory_mb", memory_mb)
-    _require_non_negative_int("flavor.root_gb", field_of(flavor, "root_gb", 0))
-    _require_non_negative_int("flavor.ephemeral_gb", field_of(flavor, "ephemeral_gb", 0) or 0)
-    _require_non_negative_int("flavor.swap", field_of(flavor, "swap", 0) or 0)
+    require_positive_int("flavor.memory_mb", memory_mb)
+    require_non_negative_int("flavor.root_gb", field_of(flavor, "root_gb", 0))
+    require_non_negative_int("flavor.ephemeral_gb", field_of(flavor, "ephemeral_gb", 0) or 0)
+    require_non_negative_int("flavor.swap", field_of(flavor, "swap", 0) or 0)
 
 
 def validate_instance_identity(instance: Any) -> None:
     """Check what finding an instance's VM needs: its uuid and name (not its flavor)."""
-    _require_uuid("instance.uuid", field_of(instance, "uuid"))
-    _require_name("instance.name", field_of(instance, "name"))
+    require_uuid("instance.uuid", field_of(instance, "uuid"))
+    require_name("instance.name", field_of(instance, "name"))
 
 
 def validate_instance(instance: Any) -> None:
-    """Check an instance (ours or Nova's): uuid, name and flavor."""
+    """Check an instance (ours or Nova's): uuid, name, flavor, and the text a backend writes
+    to the server (hostname, project id, metadata keys: no control characters)."""
     validate_instance_identity(instance)
     validate_flavor(field_of(instance, "flavor"))
+    for name in ("hostname", "project_id"):
+        value = field_of(instance, name)
+        if value:  # unset is fine: the name stands in for the hostname
+            require_text(f"instance.{name}", value)
+    require_metadata("instance.metadata", field_of(instance, "metadata"))
 
 
 def stuck_rebooting(instances: Iterable[Any], timeout: float,
                     now: datetime.datetime | None = None) -> list[Any]:
     """The instances in a reboot task state not updated for ``timeout`` seconds.
 
-    Anything else (another task state, a recent update, an entry that is no instance)
-    is left out, so callers may pass whatever their database query returned.
+    Anything else (another task state, a recent update, an entry that is no instance or
+    has no valid uuid and name) is left out, so callers may pass whatever their database
+    query returned.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     stuck = []
     for instance in instances:
         if not str(field_of(instance, "task_state") or "").startswith("reboot"):
+            continue
+        try:
+            validate_instance_identity(instance)
+        except InvalidInput:
             continue
         updated = field_of(instance, "updated_at")
         if isinstance(updated, datetime.datetime):
@@ -291,7 +286,7 @@ def stuck_rebooting(instances: Iterable[Any], timeout: float,
 
 def validate_image(image: Any) -> None:
     """Check an image's id and formats."""
-    _require_uuid("image.id", field_of(image, "id"))
+    require_uuid("image.id", field_of(image, "id"))
     disk_format = field_of(image, "disk_format")
     if disk_format not in DISK_FORMATS:
         raise InvalidInput("image.disk_format", disk_format,
@@ -300,7 +295,7 @@ def validate_image(image: Any) -> None:
     if container_format not in CONTAINER_FORMATS:
         raise InvalidInput("image.container_format", container_format,
                            f"must be one of {', '.join(sorted(CONTAINER_FORMATS))}")
-    _require_non_negative_int("image.size", field_of(image, "size", 0) or 0)
+    require_non_negative_int("image.size", field_of(image, "size", 0) or 0)
 
 
 def validate_vifs(network_info: Iterable[Any] | None) -> list[VIF]:
@@ -364,7 +359,7 @@ class ExtraSpecs:
     @classmethod
     def from_flavor(cls, flavor: Any) -> ExtraSpecs:
         """Parse ``flavor.extra_specs``; a malformed value is InvalidInput."""
-        specs = _require_mapping("flavor.extra_specs", field_of(flavor, "extra_specs"))
+        specs = require_mapping("flavor.extra_specs", field_of(flavor, "extra_specs"))
         parsed = {name: _allocation(specs, name) for name in ("cpu", "memory", "disk_io", "vif")}
         cores = _int_spec(specs, "hw:cpu_cores")
         sockets = _int_spec(specs, "hw:cpu_sockets")

@@ -3,7 +3,10 @@
 import threading
 import time
 
+import pytest
+
 from virtdriver.common import exceptions as exc
+from virtdriver.common.exceptions import InvalidInput
 from virtdriver.common.locks import instance_lock
 
 
@@ -38,7 +41,8 @@ def test_backend_error_keeps_code_params_and_cause():
 
 def test_instance_lock_serializes_one_instance_but_not_others():
     order = []
-    a, b = {"uuid": "aaaa"}, {"uuid": "bbbb"}
+    a = {"uuid": "6f2c1e2a-0a4b-4c55-9d8e-2b1e7a3c9f10", "name": "a"}
+    b = {"uuid": "0b7e9c3d-5a1f-4e2b-8c6d-9f0a1b2c3d4e", "name": "b"}
     inside = threading.Event()
 
     def hold(instance, tag, wait):
@@ -70,21 +74,32 @@ from virtdriver.common.locks import instance_lock
 order = []
 
 def hold(uuid, tag, wait):
-    with instance_lock({"uuid": uuid}):
+    with instance_lock({"uuid": uuid, "name": "x"}):
         order.append(tag + "-in")
         eventlet.sleep(wait)
         order.append(tag + "-out")
 
 pool = eventlet.GreenPool()
-pool.spawn(hold, "aaaa", "a1", 0.2)
+pool.spawn(hold, "6f2c1e2a-0a4b-4c55-9d8e-2b1e7a3c9f10", "a1", 0.2)
 eventlet.sleep(0.05)
-pool.spawn(hold, "bbbb", "b", 0)
-pool.spawn(hold, "aaaa", "a2", 0)
+pool.spawn(hold, "0b7e9c3d-5a1f-4e2b-8c6d-9f0a1b2c3d4e", "b", 0)
+pool.spawn(hold, "6f2c1e2a-0a4b-4c55-9d8e-2b1e7a3c9f10", "a2", 0)
 pool.waitall()
 assert order.index("b-out") < order.index("a1-out"), order
 assert order.index("a2-in") > order.index("a1-out"), order
 print("ok")
 """
+
+
+@pytest.mark.parametrize("instance", [
+    {"uuid": "../x", "name": "x"}, {"uuid": None, "name": "x"},
+    {"uuid": "6f2c1e2a-0a4b-4c55-9d8e-2b1e7a3c9f10", "name": "x\nuuid:other"}])
+def test_instance_lock_refuses_a_bad_identity_before_locking(instance):
+    """The lock is every locked operation's first step: a bad identity never gets past it."""
+    entered = []
+    with pytest.raises(InvalidInput), instance_lock(instance):
+        entered.append(True)
+    assert entered == []
 
 
 def test_instance_lock_under_eventlet_monkey_patching():
