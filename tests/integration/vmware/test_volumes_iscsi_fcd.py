@@ -139,3 +139,31 @@ def test_stand_in_attach_disk_and_detach_disk_for_first_class_disks(ops: Any, in
     assert found.config.id.id == fcd_id
     with pytest.raises(exceptions.VolumeNotFound):
         ops.detach_volume(None, info, inst, "/dev/sdb")
+
+
+def test_stand_in_iscsi_calls_refuse_an_unknown_adapter_and_rescan_drops_gone_targets(
+        inspector: Any, array: Array) -> None:
+    host, (_, props) = next(iter(inspector.objects(
+        vim.HostSystem, ["configManager.storageSystem", "config.storageDevice"]).items()))
+    storage = props["configManager.storageSystem"]
+    with pytest.raises(vim.fault.NotFound):
+        storage.AddInternetScsiSendTargets(
+            "vmhba99", [vim.host.InternetScsiHba.SendTarget(address="192.0.2.30", port=3260)])
+    with pytest.raises(vim.fault.NotFound):
+        storage.RescanHba("vmhba99")
+    hba = next(h for h in props["config.storageDevice"].hostBusAdapter
+               if isinstance(h, vim.host.InternetScsiHba))
+    portal, iqn = "192.0.2.30:3260", "iqn.2010-10.org.openstack:gone"
+    lun = array.add_target(portal, iqn, {0: 8})["luns"][0]
+    storage.AddInternetScsiSendTargets(
+        hba.device, [vim.host.InternetScsiHba.SendTarget(address="192.0.2.30", port=3260)])
+    storage.RescanHba(hba.device)
+
+    def luns() -> set[str]:
+        return {lun.uuid for lun in inspector.objects(vim.HostSystem, [
+            "config.storageDevice"])[host][1]["config.storageDevice"].scsiLun}
+    assert lun["uuid"] in luns()
+    array.remove_target(portal, iqn)
+    assert lun["uuid"] in luns()  # until the adapter is rescanned
+    storage.RescanHba(hba.device)
+    assert lun["uuid"] not in luns()
