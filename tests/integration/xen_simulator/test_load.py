@@ -186,3 +186,68 @@ def test_tls_handshake_cannot_stall_the_server(tmp_path: Any,
         assert time.monotonic() - t0 < 0.5
         assert closed_by_server(mute, 3.0)
         mute.close()
+
+
+def test_reads_do_not_wait_for_a_writer(sim: Simulator, xapi: Any) -> None:
+    """While a writer holds the registry (a long operation mid-way), records, lookups,
+    where-queries and event.from are still answered at once."""
+    vm = xapi.VM.create({"name_label": "read-me"})
+    token = xapi.event_from(["vm"], "", 0.0)["token"]
+    took: dict[str, float] = {}
+
+    def reads() -> None:
+        ses = XenAPI.Session(sim.url)
+        ses.xenapi.login_with_password("root", "secret", "2.1", "t")
+        api = ses.xenapi
+        for name, call in (("get_record", lambda: api.VM.get_record(vm)),
+                           ("get_all_records", api.VM.get_all_records),
+                           ("where", lambda: api.VM.get_all_records_where(
+                               'field "name__label" = "read-me"')),
+                           ("field", lambda: api.VM.get_power_state(vm)),
+                           ("event.from ''", lambda: api.event_from(["vm"], "", 0.0)),
+                           ("event.from token", lambda: api.event_from(["vm"], token, 0.0))):
+            t0 = time.monotonic()
+            call()
+            took[name] = time.monotonic() - t0
+        ses.xenapi.session.logout()
+
+    with sim.backend.db.lock:  # a writer, mid-way through an operation
+        thread = threading.Thread(target=reads)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), f"reads waited for the writer: {took}"
+    assert max(took.values()) < 1.0, took
+
+
+def test_event_from_empty_token_is_a_snapshot(xapi: Any) -> None:
+    """Token "" answers with one ``add`` per current object, however long the history of
+    changes; the token it returns is current."""
+    vm = xapi.VM.create({"name_label": "busy"})
+    for i in range(300):
+        xapi.VM.set_name_description(vm, str(i))
+    for _ in range(30):
+        xapi.VM.destroy(xapi.VM.create({"name_label": "short-lived"}))
+    res = xapi.event_from(["vm"], "", 0.0)
+    refs = [ev["ref"] for ev in res["events"]]
+    assert sorted(refs) == sorted(xapi.VM.get_all())
+    assert {ev["operation"] for ev in res["events"]} == {"add"}
+    mine = next(ev for ev in res["events"] if ev["ref"] == vm)
+    assert mine["snapshot"]["name_description"] == "299"
+    assert xapi.event_from(["vm"], res["token"], 0.0)["events"] == []
+
+
+def test_event_from_empty_token_does_not_replay_history(sim: Simulator) -> None:
+    """The cost of token "" follows the objects, not the changes made since the start: with
+    a million changes on record (a long-running pool's history) it still answers at once."""
+    db = sim.backend.db
+    pool = next(iter(db.all("pool")))
+    with db.lock:  # a long history, written the way touch() writes it
+        for _ in range(1_000_000):
+            db.log.append((db.generation + 1, "pool", pool))
+            db.generation += 1
+    session = sim.backend.sessions.login("root", "t")
+    t0 = time.monotonic()
+    reply = sim.dispatcher.call("event.from", [session, ["vm"], "", 0.0])
+    took = time.monotonic() - t0
+    assert reply["Status"] == "Success" and reply["Value"]["events"]
+    assert took < 0.1, took

@@ -78,6 +78,8 @@ class Context:
 
     def end_ops(self) -> None:
         """Remove this call's entries from current_operations."""
+        if not self.ops:
+            return  # most calls mark nothing: they need not wait for a writer
         with self.db.lock:
             for cls, ref, key in self.ops:
                 if self.db.exists(cls, ref):

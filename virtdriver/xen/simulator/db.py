@@ -38,11 +38,18 @@ def copy_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Registry:
-    """All XAPI objects of one simulator, with change tracking for events."""
+    """All XAPI objects of one simulator, with change tracking for events.
+
+    Writers take ``lock`` (re-entrant: a model holds it across the checks and changes of
+    one operation) and never change a published record in place: every change publishes a
+    new record dict (copy on write).  So readers take no lock: a record they get is whole
+    and never changes under them, and a long write does not make reads wait.  ``changed``
+    (a condition with its own lock) wakes event waiters after each change.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
+        self.changed = threading.Condition(threading.Lock())
         # a table for every class of the surface: those not modelled stay empty
         self.tables: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in surface.CLASSES}
         self.by_uuid: dict[str, dict[str, str]] = {c: {} for c in surface.CLASSES}
@@ -55,24 +62,31 @@ class Registry:
     def touch(self, cls: str, ref: str) -> int:
         """Record a change of (cls, ref); returns the new generation."""
         with self.lock:
-            self.generation += 1
-            self.log.append((self.generation, cls, ref))
+            gen = self.generation + 1
+            # the entry goes in before the generation moves: a reader that has seen a
+            # generation finds every change up to it in the log
+            self.log.append((gen, cls, ref))
+            self.generation = gen
+        with self.changed:
             self.changed.notify_all()
-            return self.generation
+        return gen
 
-    def changes_since(self, gen: int) -> list[tuple[str, str]]:
-        """Distinct (class, ref) changed after generation ``gen``, oldest first."""
-        with self.lock:
-            pos = bisect.bisect_right(self.log, (gen, "\uffff", "\uffff"))
-            seen: dict[tuple[str, str], None] = {}
-            for _, cls, ref in self.log[pos:]:
-                seen.pop((cls, ref), None)
-                seen[(cls, ref)] = None
-            return list(seen)
+    def changes_since(self, gen: int, upto: int | None = None) -> list[tuple[str, str]]:
+        """Distinct (class, ref) changed after generation ``gen`` (up to ``upto``), oldest
+        first."""
+        log = self.log
+        pos = bisect.bisect_right(log, (gen, "\uffff", "\uffff"))
+        end = len(log) if upto is None else bisect.bisect_right(log, (upto, "\uffff", "\uffff"))
+        seen: dict[tuple[str, str], None] = {}
+        for _, cls, ref in log[pos:end]:
+            seen.pop((cls, ref), None)
+            seen[(cls, ref)] = None
+        return list(seen)
 
-    # -- access ------------------------------------------------------------------------
+    # -- access (no lock: records are never changed in place) -----------------------------
     def get(self, cls: str, ref: str) -> dict[str, Any]:
-        """The live record; HANDLE_INVALID when missing."""
+        """The current record (do not change it: publish changes with set/update);
+        HANDLE_INVALID when missing."""
         rec = self.tables[cls].get(ref) if isinstance(ref, str) else None
         if rec is None:
             raise XapiError("HANDLE_INVALID", cls, ref)
@@ -90,8 +104,13 @@ class Registry:
         return ref
 
     def all(self, cls: str) -> dict[str, dict[str, Any]]:
-        """The live table of ``cls`` (do not mutate outside the lock)."""
-        return self.tables[cls]
+        """ref -> record of every object of ``cls``, as of now (a copy of the table, which
+        a writer may change while the caller iterates)."""
+        return dict(self.tables[cls])
+
+    def count(self, cls: str) -> int:
+        """How many objects of ``cls`` exist."""
+        return len(self.tables[cls])
 
     # -- mutation ----------------------------------------------------------------------
     def create(self, cls: str, fields: dict[str, Any] | None = None, ref: str | None = None) -> str:
@@ -104,10 +123,10 @@ class Registry:
             if not rec["uuid"]:
                 rec["uuid"] = new_uuid()
             ref = ref or new_ref()
+            self.created[(cls, ref)] = self.generation + 1  # the generation touch makes
             self.tables[cls][ref] = rec
             self.by_uuid[cls][rec["uuid"]] = ref
-            gen = self.touch(cls, ref)
-            self.created[(cls, ref)] = gen
+            self.touch(cls, ref)
             for (ccls, cfield), (pcls, pfield) in RELATIONS.items():
                 if ccls == cls:
                     self._link(pcls, pfield, rec[cfield], ref)
@@ -126,32 +145,34 @@ class Registry:
 
     def set(self, cls: str, ref: str, field: str, value: Any) -> None:
         """Set one field, keeping reverse-reference sets in step."""
-        with self.lock:
-            rec = self.get(cls, ref)
-            rel = RELATIONS.get((cls, field))
-            if rel is not None and rec[field] != value:
-                self._unlink(rel[0], rel[1], rec[field], ref)
-                self._link(rel[0], rel[1], value, ref)
-            if field == "uuid":
-                self.by_uuid[cls].pop(rec["uuid"], None)
-                self.by_uuid[cls][value] = ref
-            rec[field] = value
-            self.touch(cls, ref)
+        self.update(cls, ref, **{field: value})
 
     def update(self, cls: str, ref: str, **fields: Any) -> None:
-        """Set several fields."""
+        """Set several fields at once: readers see the record before or after, never
+        half-way."""
         with self.lock:
-            for key, value in fields.items():
-                self.set(cls, ref, key, value)
+            rec = self.get(cls, ref)
+            new = dict(rec)
+            for field, value in fields.items():
+                rel = RELATIONS.get((cls, field))
+                if rel is not None and rec[field] != value:
+                    self._unlink(rel[0], rel[1], rec[field], ref)
+                    self._link(rel[0], rel[1], value, ref)
+                if field == "uuid":
+                    self.by_uuid[cls].pop(rec["uuid"], None)
+                    self.by_uuid[cls][value] = ref
+                new[field] = value
+            self.tables[cls][ref] = new
+            self.touch(cls, ref)
 
     def _link(self, pcls: str, pfield: str, pref: Any, ref: str) -> None:
         parent = self.tables[pcls].get(pref) if pref and pref != NULL else None
         if parent is not None and ref not in parent[pfield]:
-            parent[pfield].append(ref)
+            self.tables[pcls][pref] = {**parent, pfield: [*parent[pfield], ref]}
             self.touch(pcls, pref)
 
     def _unlink(self, pcls: str, pfield: str, pref: Any, ref: str) -> None:
         parent = self.tables[pcls].get(pref) if pref and pref != NULL else None
         if parent is not None and ref in parent[pfield]:
-            parent[pfield].remove(ref)
+            self.tables[pcls][pref] = {**parent, pfield: [r for r in parent[pfield] if r != ref]}
             self.touch(pcls, pref)

@@ -63,43 +63,77 @@ def _matches(flt: Filter, cls: str, ref: str) -> bool:
     return everything or cls in whole or (cls, ref) in objects
 
 
-def collect(db: Registry, flt: Filter, gen: int) -> list[dict[str, Any]]:
-    """Coalesced events for changes after ``gen`` that match the filter."""
+def _event(db: Registry, cls: str, ref: str, operation: str,
+           rec: dict[str, Any] | None, stamp: str) -> dict[str, Any]:
+    ev: dict[str, Any] = {"id": str(db.generation), "timestamp": stamp, "class": cls.lower(),
+                          "operation": operation, "ref": ref}
+    if rec is not None:
+        ev["snapshot"] = copy_record(rec)
+    return ev
+
+
+def snapshot(db: Registry, flt: Filter) -> list[dict[str, Any]]:
+    """An ``add`` for every current object the filter selects (the answer to token "")."""
+    whole, objects, everything = flt
+    stamp = fmt_datetime(now())
+    out = []
+    for cls in CLASSES if everything else sorted(whole):
+        out += [_event(db, cls, ref, "add", rec, stamp) for ref, rec in db.all(cls).items()]
+    for cls, ref in sorted(objects):
+        rec = db.tables[cls].get(ref)
+        if rec is not None and not (everything or cls in whole):
+            out.append(_event(db, cls, ref, "add", rec, stamp))
+    return out
+
+
+def collect(db: Registry, flt: Filter, gen: int, upto: int,
+            token: int | None = None) -> list[dict[str, Any]]:
+    """Coalesced events for the changes after ``gen`` up to ``upto`` that match the filter,
+    each with the object's record as it is now (never older than ``upto``); an object made
+    after the client's ``token`` (default ``gen``) is an ``add``."""
+    token = gen if token is None else token
     out: list[dict[str, Any]] = []
     stamp = fmt_datetime(now())
-    with db.lock:
-        for cls, ref in db.changes_since(gen):
-            if not _matches(flt, cls, ref):
-                continue
-            born_after = db.created.get((cls, ref), 0) > gen
-            rec = db.tables[cls].get(ref)
-            if rec is None:
-                if born_after:
-                    continue
-                ev = {"operation": "del"}
-            else:
-                ev = {"operation": "add" if born_after else "mod",
-                      "snapshot": copy_record(rec)}
-            ev.update({"id": str(db.generation), "timestamp": stamp, "class": cls.lower(),
-                       "ref": ref})
-            out.append(ev)
+    for cls, ref in db.changes_since(gen, upto):
+        if not _matches(flt, cls, ref):
+            continue
+        born_after = db.created.get((cls, ref), 0) > token
+        rec = db.tables[cls].get(ref)
+        if rec is None:
+            if not born_after:
+                out.append(_event(db, cls, ref, "del", None, stamp))
+            continue
+        out.append(_event(db, cls, ref, "add" if born_after else "mod", rec, stamp))
     return out
 
 
 def wait_events(ctx: Context, flt: Filter, gen: int,
                 timeout: float) -> tuple[list[dict[str, Any]], int]:
-    """Block until events after ``gen`` exist or ``timeout`` passes (the lock is released
-    while waiting). Returns the events and the generation they cover, read under the same
-    lock: a change made after the events were collected must not be skipped by the token."""
+    """Block until events after ``gen`` exist or ``timeout`` passes. Returns the events and
+    the generation they cover; no lock is held while reading (records are copy on write),
+    and a change after that generation is left for the next call, never skipped.
+
+    Token "" (``gen`` 0) is answered with a snapshot of the current objects, not with the
+    history of every change since the simulator started."""
     db = ctx.db
     deadline = time.monotonic() + max(0.0, timeout)
-    with db.changed:
-        while True:
-            events = collect(db, flt, gen)
-            remaining = deadline - time.monotonic()
-            if events or remaining <= 0 or ctx.backend.stopping.is_set():
-                return events, db.generation
-            db.changed.wait(min(remaining, 1.0))
+    token = gen
+    if gen == 0:
+        covered = db.generation
+        events = snapshot(db, flt)
+        if events:
+            return events, covered
+        gen = covered
+    while True:
+        upto = db.generation
+        events = collect(db, flt, gen, upto, token) if upto > gen else []
+        remaining = deadline - time.monotonic()
+        if events or remaining <= 0 or ctx.backend.stopping.is_set():
+            return events, upto
+        gen = upto  # what changed up to here is not for this filter: don't read it again
+        with db.changed:
+            if db.generation == upto and not ctx.backend.stopping.is_set():
+                db.changed.wait(min(remaining, 1.0))
 
 
 @api("event.from")
@@ -112,12 +146,10 @@ def event_from(ctx: Context, classes: list[str], token: str, timeout: Any) -> di
     except (TypeError, ValueError):
         raise XapiError("FIELD_TYPE_ERROR", "timeout") from None
     events, covered = wait_events(ctx, flt, gen, seconds)
-    with ctx.db.lock:
-        new_token = token_of(covered)
-        counts = {cls.lower(): len(ctx.db.all(cls)) for cls in CLASSES
-                  if flt[2] or cls in flt[0] or any(c == cls for c, _ in flt[1])}
-        counts["task"] = len(ctx.db.all("task"))
-    return {"events": events, "valid_ref_counts": counts, "token": new_token}
+    counts = {cls.lower(): ctx.db.count(cls) for cls in CLASSES
+              if flt[2] or cls in flt[0] or any(c == cls for c, _ in flt[1])}
+    counts["task"] = ctx.db.count("task")
+    return {"events": events, "valid_ref_counts": counts, "token": token_of(covered)}
 
 
 @api("event.inject")

@@ -78,9 +78,9 @@ def _plain_copy(value: Any) -> Any:
 
 def _records(ctx: Context, cls: str, expr: str | None) -> dict[str, dict[str, Any]]:
     pred = compile_where(expr) if expr is not None else None
-    with ctx.db.lock:
-        return {ref: copy_record(rec) for ref, rec in ctx.db.all(cls).items()
-                if pred is None or pred(rec)}
+    # no lock: the table copy and its records are as of one moment (copy on write)
+    return {ref: copy_record(rec) for ref, rec in ctx.db.all(cls).items()
+            if pred is None or pred(rec)}
 
 
 def coerce(cls: str, field: str, value: Any) -> Any:
