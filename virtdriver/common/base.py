@@ -20,6 +20,7 @@ from typing import Any
 
 from virtdriver.common.exceptions import UnsupportedOperation
 from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
+from virtdriver.common.power_cache import PowerStateCache
 from virtdriver.common.progress import ProgressCallback, ProgressReporter
 from virtdriver.common.stats import CallStats
 from virtdriver.common.volumes import (
@@ -97,6 +98,8 @@ class VMOps(abc.ABC):
         self.image_store = image_store
         self.progress = ProgressReporter(progress_callback)
         self.stats = CallStats()
+        #: Power states pushed by the backend's event channel, while one feeds it (feed()).
+        self.power_cache = PowerStateCache()
 
     def unsupported(self, operation: str, reason: str = "") -> UnsupportedOperation:
         """The error to raise for an operation this hypervisor cannot do."""
@@ -353,8 +356,13 @@ class VMOps(abc.ABC):
     # -- facts --------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def get_info(self, instance: Any) -> InstanceInfo:
-        """The instance's power state; InstanceNotFound when it has no VM."""
+    def get_info(self, instance: Any, use_cache: bool = True) -> InstanceInfo:
+        """The instance's power state; InstanceNotFound when it has no VM.
+
+        While the backend's event channel feeds :attr:`power_cache` (``power_cache.feed``),
+        answered from the pushed states without a server call; ``use_cache=False`` (as
+        Nova's) always asks the server.
+        """
 
     @abc.abstractmethod
     def list_instances(self) -> list[str]:
