@@ -5,6 +5,7 @@ Reads only, except that the first VNC console of a VM allocates its port.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from oslo_log import log as logging
@@ -14,9 +15,12 @@ from virtdriver.common import exceptions
 from virtdriver.common.locks import named_lock
 from virtdriver.common.model import (
     ConsoleInfo,
+    CpuDiagnostics,
     Diagnostics,
+    DiskDiagnostics,
     InstanceInfo,
     MemoryDiagnostics,
+    NicDiagnostics,
     instance_name_from_metadata,
 )
 from virtdriver.common.power_state import PowerState
@@ -38,13 +42,22 @@ def get_info(backend: VMwareBackend, instance: Any) -> InstanceInfo:
 
 
 def _managed_vms(backend: VMwareBackend) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The VMs we created that sit in this backend's cluster.
+
+    The VM folder is the datacenter's, shared by every cluster (and every nova-compute) of
+    it; a VM belongs to the cluster whose host it is registered on (``runtime.host``, set
+    whether the VM runs or not, and moved by a relocation), so one compute never sees
+    another cluster's instances.
+    """
     found = backend.session.list_objects(
         vim.VirtualMachine, ["name", "config.instanceUuid", "config.managedBy",
-                             "config.annotation"],
+                             "config.annotation", "runtime.host"],
         root=backend.inventory.vm_folder)
+    hosts = {host._moId for host in backend.inventory.hosts}
     return {key: (ref, props) for key, (ref, props) in found.items()
             if getattr(props.get("config.managedBy"), "extensionKey", None)
-            == vm_util.MANAGED_BY.extensionKey}
+            == vm_util.MANAGED_BY.extensionKey
+            and getattr(props.get("runtime.host"), "_moId", None) in hosts}
 
 
 def list_instances(backend: VMwareBackend) -> list[str]:
@@ -76,13 +89,26 @@ def get_diagnostics(backend: VMwareBackend, instance: Any) -> dict[str, Any]:
 
 
 def get_instance_diagnostics(backend: VMwareBackend, instance: Any) -> Diagnostics:
-    """Nova's common diagnostics shape."""
+    """Nova's common diagnostics shape: one entry per vCPU, NIC and disk, and memory.
+
+    The VM's overall CPU use (quickStats, MHz) is shared evenly over its vCPUs as a
+    percentage of their share of the host's clock; per-NIC and per-disk byte counters live
+    in vCenter's performance manager, which is not read here, so those stay unset.
+    """
     _, props = backend.read(instance, ["runtime.powerState", "config.hardware",
-                                       "summary.quickStats", "summary.runtime.bootTime"])
+                                       "summary.quickStats", "summary.runtime.bootTime",
+                                       "summary.runtime.maxCpuUsage"])
     hardware = props.get("config.hardware")
     devices = list(getattr(hardware, "device", None) or [])
     stats = props.get("summary.quickStats")
     state = props.get("runtime.powerState", "poweredOff")
+    vcpus = getattr(hardware, "numCPU", 0) or 0
+    used_mhz = getattr(stats, "overallCpuUsage", None)
+    max_mhz = props.get("summary.runtime.maxCpuUsage")
+    utilisation = (round(100.0 * used_mhz / max_mhz, 1)
+                   if used_mhz is not None and max_mhz else None)
+    nics = vif_util.nics_by_mac(devices)
+    disks = vm_util.disks_of(devices)
     return Diagnostics(
         state={"poweredOn": "running", "poweredOff": "shutdown",
                "suspended": "suspended"}.get(state, "pending"),
@@ -91,9 +117,11 @@ def get_instance_diagnostics(backend: VMwareBackend, instance: Any) -> Diagnosti
         config_drive=any(isinstance(d, vim.vm.device.VirtualCdrom)
                          and CONFIG_DRIVE_NAME in getattr(d.backing, "fileName", "")
                          for d in devices),
-        num_cpus=getattr(hardware, "numCPU", 0) or 0,
-        num_nics=len(vif_util.nics_by_mac(devices)),
-        num_disks=len(vm_util.disks_of(devices)),
+        num_cpus=vcpus, num_nics=len(nics), num_disks=len(disks),
+        cpu_details=[CpuDiagnostics(id=index, utilisation=utilisation)
+                     for index in range(vcpus)],
+        nic_details=[NicDiagnostics(mac_address=mac) for mac in sorted(nics)],
+        disk_details=[DiskDiagnostics() for _ in disks],
         memory_details=MemoryDiagnostics(
             maximum=getattr(hardware, "memoryMB", None),
             used=getattr(stats, "guestMemoryUsage", None)))
@@ -127,6 +155,20 @@ def get_vnc_console(backend: VMwareBackend, instance: Any) -> ConsoleInfo:
     host = props.get("runtime.host")
     name = backend.session.retrieve_one(host, ["name"]).get("name") if host else None
     return ConsoleInfo(host=name or backend.conf.vmware.host_ip, port=int(port), type="vnc")
+
+
+def get_mks_console(backend: VMwareBackend, instance: Any) -> ConsoleInfo:
+    """An MKS ticket for the VM (``AcquireTicket``, type ``mks``), as Nova's VMware driver
+    hands it to its MKS proxy: the host and port to reach, and in the access path a JSON
+    of the one-time ticket, the VM's config file and the host's SSL thumbprint. The ticket
+    is a credential: ConsoleInfo's repr never shows it, and it is never logged."""
+    ticket = backend.vm_refs.call(
+        backend.session, instance,
+        lambda ref: backend.session.invoke(ref, "AcquireTicket", ticketType="mks"))
+    access = json.dumps({"ticket": ticket.ticket, "cfgFile": ticket.cfgFile,
+                         "thumbprint": (ticket.sslThumbprint or "").replace(":", "").lower()})
+    return ConsoleInfo(host=ticket.host or backend.conf.vmware.host_ip,
+                       port=int(ticket.port or 902), internal_access_path=access, type="mks")
 
 
 def _allocate_vnc_port(backend: VMwareBackend, instance: Any, vm: Any) -> int:

@@ -1,7 +1,11 @@
-"""Live migration on vCenter: RelocateVM between hosts of the backend's cluster.
+"""Live migration on vCenter: RelocateVM to a host of this cluster or of another cluster of
+the same vCenter (with that cluster's resource pool and a datastore of it).
 
-Hosts of one cluster share networks and datastores, so there is nothing to prepare on the
-destination and nothing to clean up on the source.
+The destination compute names its cluster and datastore filter (Nova's
+VMwareLiveMigrateData); the source checks that vCenter has that cluster and moves the VM
+there itself, since one vCenter holds both. The VM keeps its devices and NIC backings: the
+clusters of a vCenter share its distributed switches. Nothing is prepared on the
+destination and nothing is left on the source.
 """
 
 from __future__ import annotations
@@ -25,14 +29,31 @@ def check_can_live_migrate_destination(backend: VMwareBackend) -> dict[str, Any]
             "datastore_regex": backend.conf.vmware.datastore_regex}
 
 
+def _destination(backend: VMwareBackend, data: dict[str, Any]) -> vm_util.Inventory:
+    """The destination cluster: this one, or another of this vCenter found by name."""
+    name = data.get("cluster_name")
+    if not name or name == backend.inventory.cluster_name:
+        return backend.inventory
+    try:
+        return vm_util.load_inventory(backend.session, name)
+    except exceptions.BackendError as error:
+        raise exceptions.MigrationPreCheckError(
+            f"cluster {name!r} is not in this vCenter: {error}") from error
+
+
 def check_can_live_migrate_source(backend: VMwareBackend, instance: Any,
                                   dest_check_data: dict[str, Any]) -> dict[str, Any]:
-    """The instance exists, and the destination is this vCenter's cluster."""
-    backend.vm(instance)
-    if dest_check_data.get("cluster_name") != backend.inventory.cluster_name:
-        raise exceptions.MigrationPreCheckError(
-            f"live migration only moves between hosts of cluster "
-            f"{backend.inventory.cluster_name}, not to {dest_check_data.get('cluster_name')}")
+    """The instance exists, and the destination cluster is in this vCenter with a usable
+    host and datastore for it."""
+    vm, props = backend.read(instance, ["datastore"])
+    target = _destination(backend, dest_check_data)
+    if target is not backend.inventory:
+        try:
+            vm_util.placement(backend.session, target, dest_check_data.get("datastore_regex"),
+                              props.get("datastore") or [])
+        except exceptions.BackendError as error:
+            raise exceptions.MigrationPreCheckError(
+                f"cannot live-migrate into cluster {target.cluster_name}: {error}") from error
     return dict(dest_check_data)
 
 
@@ -52,15 +73,23 @@ def live_migrate(backend: VMwareBackend, context: Any, instance: Any,
     """
     try:
         with instance_lock(instance):
-            host = backend.host_named(destination_hostname)
-            if host is None:
-                raise exceptions.MigrationPreCheckError(
-                    f"host {destination_hostname!r} is not in cluster "
-                    f"{backend.inventory.cluster_name}")
+            target = _destination(backend, migrate_data or {})
+            datastore = None
             vm, devices, props = backend.read_devices(instance)
+            if target is backend.inventory:  # a host of this cluster, named by Nova
+                host = backend.host_named(destination_hostname)
+                if host is None:
+                    raise exceptions.MigrationPreCheckError(
+                        f"host {destination_hostname!r} is not in cluster "
+                        f"{backend.inventory.cluster_name}")
+            else:  # another cluster: its pool, a host and a datastore of it
+                current = backend.session.retrieve_one(vm, ["datastore"]).get("datastore")
+                host, datastore = vm_util.placement(
+                    backend.session, target, (migrate_data or {}).get("datastore_regex"),
+                    current or [])
             # the destination host sees the VM's iSCSI LUNs before the VM moves there
             iscsi.connect_luns(backend, devices, props.get("runtime.host"), host)
-            vm_util.relocate(backend.session, vm, host, backend.inventory.pool)
+            vm_util.relocate(backend.session, vm, host, target.pool, datastore)
     except Exception:
         LOG.warning("live migration to %s failed; recovering", destination_hostname,
                     instance=instance)

@@ -1,9 +1,15 @@
-"""Resize and cold migration on vCenter.
+"""Resize and cold migration on vCenter, within a cluster or to another of the vCenter.
 
-A resize powers the VM off, keeps a grown root disk's old self as ``original.vmdk``, applies
-the new flavor and relocates the VM to the destination host; notes in extraConfig say where
-it came from and what was kept, for a revert or a confirm. The face holds the instance's
-lock around each call.
+The VM itself moves; nothing is copied between computes. The source
+(:func:`migrate_disk_and_power_off`) powers it off, keeps a grown root disk's old self as
+``original.vmdk``, applies the new flavor and leaves notes in extraConfig: the host it came
+from and the path of what was kept, for a revert or a confirm. The destination
+(:func:`finish_migration`) finds it vCenter-wide by instance uuid and, when it sits in
+another cluster, relocates it into its own cluster's resource pool, onto a host and a
+datastore of it, then powers it on. Confirm (source) deletes the kept disk; revert (source)
+restores it and relocates the VM back. Nova's ``destroy`` on the destination during a
+revert must leave this one VM alone (see spawn.destroy). The face holds the instance's lock
+around each call.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ LOG = logging.getLogger(__name__)
 
 #: extraConfig key holding the host a resize moved the VM from ("" when none)
 SOURCE_HOST_KEY = "virtdriver.resize.source_host"
-#: extraConfig key saying a resize kept the old root disk as original.vmdk ("yes" or "")
+#: extraConfig key holding the datastore path of the old root disk a resize kept ("" when
+#: none; "yes" from older releases means original.vmdk beside the root disk)
 ORIGINAL_KEY = "virtdriver.resize.original"
 ORIGINAL_DISK = "original.vmdk"
 
@@ -63,7 +70,7 @@ def migrate_disk_and_power_off(backend: VMwareBackend, context: Any, instance: A
     source = props.get("runtime.host")
     step(_apply_flavor)(backend, vm, flavor, root, new_root_gb, notes={
         SOURCE_HOST_KEY: source._moId if source is not None else "",
-        ORIGINAL_KEY: "yes" if grows else ""})
+        ORIGINAL_KEY: str(original) if grows else ""})
     if host is not None:
         step(_relocate)(backend, vm, host)
     LOG.info("resized to %s vCPU / %s MB / %s GB%s", field_of(flavor, "vcpus"),
@@ -101,21 +108,42 @@ def _apply_flavor(backend: VMwareBackend, vm: Any, flavor: Any, root: Any, root_
 
 
 def finish_migration(backend: VMwareBackend, instance: Any, power_on: bool = True) -> None:
-    """Bring the resized instance up."""
-    vm = backend.vm(instance)
+    """Bring the VM into this cluster (if another cluster's compute resized it) and up."""
+    vm, props = backend.read(instance, ["runtime.host", "datastore"])
+    if not _in_this_cluster(backend, props):
+        host, datastore = vm_util.placement(backend.session, backend.inventory,
+                                            backend.conf.vmware.datastore_regex,
+                                            props.get("datastore") or [])
+        vm_util.relocate(backend.session, vm, host, backend.inventory.pool, datastore)
+        LOG.info("moved into cluster %s", backend.inventory.cluster_name, instance=instance)
     if power_on:
         vm_util.power_on(backend.session, vm)
+
+
+def _in_this_cluster(backend: VMwareBackend, props: dict[str, Any]) -> bool:
+    here = props.get("runtime.host")
+    return here is not None and here._moId in {h._moId for h in backend.inventory.hosts}
+
+
+def _original_path(props: dict[str, Any], root: Any) -> DatastorePath | None:
+    """Where the kept old root disk is, from the note (None when nothing was kept)."""
+    note = _note(props, ORIGINAL_KEY)
+    if not note:
+        return None
+    if note == "yes":  # an older note: beside the root disk
+        return DatastorePath.parse(root.backing.fileName).parent.join(ORIGINAL_DISK) \
+            if root is not None else None
+    return DatastorePath.parse(note)
 
 
 def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
     """Delete ``original.vmdk`` and the source host note, which only a revert needed."""
     session = backend.session
     vm, devices, props = backend.read_devices(instance)
-    if _note(props, ORIGINAL_KEY):
-        root = volume_util.own_root_disk(devices, props)
-        ds = backend.vm_datastore(root.backing.fileName)
-        ds_util.delete_disk(session, ds, DatastorePath.parse(
-            root.backing.fileName).parent.join(ORIGINAL_DISK))
+    original = _original_path(props, volume_util.own_root_disk(devices, props))
+    if original is not None:
+        # on this compute's datastore, wherever the VM went since
+        ds_util.delete_disk(session, backend.vm_datastore(str(original)), original)
     if _note(props, SOURCE_HOST_KEY) or _note(props, ORIGINAL_KEY):
         session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(extraConfig=[
             vim.option.OptionValue(key=SOURCE_HOST_KEY, value=""),
@@ -124,16 +152,21 @@ def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
 
 def finish_revert_migration(backend: VMwareBackend, instance: Any,
                             power_on: bool = True) -> None:
-    """Restore the old flavor (``instance.flavor``), ``original.vmdk`` as root, and host."""
+    """Restore the old flavor (``instance.flavor``), the kept disk as root, and the VM's
+    place in this cluster (its old host), from wherever the resize took it."""
     session = backend.session
     vm, devices, props = backend.read_devices(instance)
     root = volume_util.own_root_disk(devices, props)  # None: volume-backed
     vm_util.power_off(session, vm)
     flavor = field_of(instance, "flavor")
-    if _note(props, ORIGINAL_KEY) and root is not None:
-        ds = backend.vm_datastore(root.backing.fileName)
+    original = _original_path(props, root)
+    home = None  # the kept disk's datastore, where the VM's root is again after this
+    if original is not None and root is not None:
+        ds = backend.vm_datastore(str(original))
+        home = ds.ref
         root_path = DatastorePath.parse(root.backing.fileName)
-        original = root_path.parent.join(ORIGINAL_DISK)
+        if root_path.datastore != original.datastore:  # the resized disk moved: back home
+            root_path = original.parent.join(root_path.basename)
         vm_util.detach_disk(session, vm, root, destroy=True)
         session.call_task(session.content.virtualDiskManager, "MoveVirtualDisk_Task",
                           sourceName=str(original), sourceDatacenter=ds.dc_ref,
@@ -149,10 +182,13 @@ def finish_revert_migration(backend: VMwareBackend, instance: Any,
     _apply_flavor(backend, vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: ""})
     source = _note(props, SOURCE_HOST_KEY)
     here = props.get("runtime.host")
-    if source and (here is None or here._moId != source):
+    if (source and (here is None or here._moId != source)) or \
+            not _in_this_cluster(backend, props):
         host = next((h for h in backend.inventory.hosts if h._moId == source), None)
-        if host is not None:
-            _relocate(backend, vm, host)
+        if host is None:
+            host, _ = vm_util.placement(session, backend.inventory,
+                                        backend.conf.vmware.datastore_regex)
+        vm_util.relocate(session, vm, host, backend.inventory.pool, home)
     if power_on:
         vm_util.power_on(session, vm)
     LOG.info("resize reverted", instance=instance)

@@ -48,7 +48,9 @@ def snapshot(backend: VMwareBackend, context: Any, instance: Any, image_id: str,
     delete_temp = step(ds_util.delete_path)
     remove = step(_snapshot_remove)
     vm, ds, root, props = find_disk(backend, instance)
-    update_task_state(task_state="image_pending_upload", expected_state="image_snapshot")
+    # No expected state on the first report: the caller's own is the one to expect
+    # (image_snapshot, image_backup, or shelving, which Nova's shelve maps these onto).
+    update_task_state(task_state="image_pending_upload")
     snap = take(backend, vm, uuid)
     try:
         update_task_state(task_state="image_uploading", expected_state="image_pending_upload")

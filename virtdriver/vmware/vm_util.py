@@ -18,7 +18,13 @@ from pyVmomi import vim, vmodl
 from virtdriver.common import exceptions
 from virtdriver.common.model import ResourceAllocation, VMConfigInfo, field_of, image_property
 from virtdriver.vmware import vif as vif_util
-from virtdriver.vmware.ds_util import Datastore, DatastorePath, GiB
+from virtdriver.vmware.ds_util import (
+    DATASTORE_PATHS,
+    Datastore,
+    DatastorePath,
+    GiB,
+    choose_datastore,
+)
 from virtdriver.vmware.session import VMwareSession, ignoring
 
 T = TypeVar("T")
@@ -317,9 +323,45 @@ def set_boot_disk(session: VMwareSession, vm: Any, key: int | None) -> None:
         bootOptions=vim.vm.BootOptions(bootOrder=order)))
 
 
-def relocate(session: VMwareSession, vm: Any, host: Any, pool: Any) -> None:
-    """Move the VM to ``host`` (a host of the cluster whose resource pool is ``pool``)."""
-    session.call_task(vm, "RelocateVM_Task", vim.vm.RelocateSpec(host=host, pool=pool))
+def relocate(session: VMwareSession, vm: Any, host: Any, pool: Any,
+             datastore: Any = None) -> None:
+    """Move the VM to ``host`` (a host of the cluster whose resource pool is ``pool``), and
+    its files to ``datastore`` when given (another cluster's, say)."""
+    spec = vim.vm.RelocateSpec(host=host, pool=pool)
+    if datastore is not None:
+        spec.datastore = datastore
+    session.call_task(vm, "RelocateVM_Task", spec)
+
+
+def placement(session: VMwareSession, inventory: Inventory, datastore_regex: str | None,
+              current: Iterable[Any] = ()) -> tuple[Any, Any]:
+    """Where a VM moving into ``inventory``'s cluster goes: (host, datastore).
+
+    The datastore is one the VM already uses when the cluster mounts it and it matches
+    ``datastore_regex`` (no bytes to move), else the cluster's usable datastore with the
+    most free space; the host is a connected one, not in maintenance, that mounts it.
+    Two reads: the cluster's datastores, then its hosts.
+    """
+    found = session.retrieve(inventory.datastores, DATASTORE_PATHS)
+    candidates = {ref._moId: (ref, found[ref._moId]) for ref in inventory.datastores
+                  if ref._moId in found}
+    usable = {key: item for key, item in candidates.items()
+              if key in {ref._moId for ref in current}}
+    try:
+        ds_ref, _ = choose_datastore(usable, datastore_regex)
+    except exceptions.BackendError:
+        ds_ref, _ = choose_datastore(candidates, datastore_regex)
+    hosts = session.retrieve(inventory.hosts, ["runtime.connectionState",
+                                               "runtime.inMaintenanceMode", "datastore"])
+    for host in inventory.hosts:
+        props = hosts.get(host._moId, {})
+        if props.get("runtime.connectionState", "connected") != "connected" or \
+                props.get("runtime.inMaintenanceMode", False):
+            continue
+        if ds_ref._moId in {ref._moId for ref in props.get("datastore") or []}:
+            return host, ds_ref
+    raise exceptions.BackendError(f"no usable host of cluster {inventory.cluster_name} "
+                                  f"mounts the chosen datastore", code="NoValidHost")
 
 
 class Inventory:
