@@ -17,11 +17,13 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import VIF, VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback
-from virtdriver.xen import config_drive, disks, vm_utils
+from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
+from virtdriver.xen import config_drive, disks, vm_utils, volumes
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.agent import GuestAgent
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import is_handle_invalid
+from virtdriver.xen.volumes import Planned
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +45,15 @@ class SpawnPlan:
     networks: dict[str, str] | None = None
     affinity: str | None = None
     original_disks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    #: the instance's volumes (block_device_info), placed; and once connected,
+    #: userdevice -> (VDI, bootable)
+    volumes: list[Planned] = dataclasses.field(default_factory=list)
+    volume_vdis: dict[str, tuple[str, bool]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def boot_from_volume(self) -> bool:
+        """True when the root disk is a volume (no image is cached or copied)."""
+        return any(item.bootable for item in self.volumes)
 
     @property
     def uuid(self) -> str:
@@ -81,19 +92,26 @@ def _validate_files(injected_files: Any) -> list[tuple[str, bytes]]:
 
 
 def plan(backend: XenBackend, instance: Any, image: Any, injected_files: Any,
-         admin_password: Any, network_info: Any, rescue: bool = False) -> SpawnPlan:
-    """Validate every input and return the plan; InvalidInput before any server call."""
+         admin_password: Any, network_info: Any, rescue: bool = False,
+         block_devices: BlockDevices = NO_VOLUMES) -> SpawnPlan:
+    """Validate every input and return the plan; InvalidInput before any server call.
+
+    With a boot volume in ``block_devices`` the image is only read for its properties
+    (it may be None): the root disk is the volume.
+    """
+    boot_from_volume = block_devices.boot_volume is not None
     config = VMConfigInfo.build(instance, image, network_info)
-    if backend.image_store is None:
-        raise exc.InvalidInput("image_store", None, "is required to spawn on Xen")
-    disk_format = field_of(image, "disk_format")
-    if disk_format not in disks.IMPORT_FORMATS or disk_format == "iso":
-        raise exc.InvalidInput("image.disk_format", disk_format,
-                               "must be raw or vhd on the Xen backend")
-    image_size = int(field_of(image, "size", 0) or 0)
-    if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
-        raise exc.InvalidInput("flavor.root_gb", config.root_gb,
-                               f"is smaller than the image ({image_size} bytes)")
+    if not boot_from_volume:
+        if backend.image_store is None:
+            raise exc.InvalidInput("image_store", None, "is required to spawn on Xen")
+        disk_format = field_of(image, "disk_format")
+        if disk_format not in disks.IMPORT_FORMATS or disk_format == "iso":
+            raise exc.InvalidInput("image.disk_format", disk_format,
+                                   "must be raw or vhd on the Xen backend")
+        image_size = int(field_of(image, "size", 0) or 0)
+        if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
+            raise exc.InvalidInput("flavor.root_gb", config.root_gb,
+                                   f"is smaller than the image ({image_size} bytes)")
     if admin_password is not None and not isinstance(admin_password, str):
         raise exc.InvalidInput("admin_password", "<hidden>", "must be a string")
     files = _validate_files(injected_files)
@@ -105,8 +123,14 @@ def plan(backend: XenBackend, instance: Any, image: Any, injected_files: Any,
         raise exc.InvalidInput("admin_password/injected_files", "<hidden>",
                                "need the guest agent ([xenserver] disable_agent is set) "
                                "or a config drive")
+    taken = {device for device, used in (
+        (vm_utils.DEVICE_ROOT, not boot_from_volume),
+        (vm_utils.DEVICE_SWAP, bool(config.swap_mb)),
+        (vm_utils.DEVICE_CONFIGDRIVE, bool(field_of(instance, "config_drive", False))),
+        (str(vm_utils.DEVICE_EPHEMERAL), bool(config.ephemeral_gb))) if used}
+    planned = volumes.plan(block_devices, taken)
     return SpawnPlan(instance=instance, image=image, config=config, mode=mode,
-                     os_type=guest_os, injected_files=files,
+                     os_type=guest_os, injected_files=files, volumes=planned,
                      admin_password=admin_password or None, rescue=rescue)
 
 
@@ -122,23 +146,11 @@ def check_no_vm(backend: XenBackend, plan: SpawnPlan, name_label: str) -> None:
 
 
 def create_disks(backend: XenBackend, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
-    """Root disk (CoW clone of the cached image, grown to root_gb), ephemeral, swap and
-    config drive VDIs on the configured SR."""
+    """Root disk (CoW clone of the cached image, grown to root_gb; none when the root is
+    a volume), ephemeral, swap and config drive VDIs on the configured SR."""
     plan.sr_ref = backend.sr_ref()
-    try:
-        base, base_size = disks.cached_image(backend.session, backend.image_store, context,
-                                             plan.sr_ref, plan.image,
-                                             backend.conf.image_cache_subdirectory_name)
-    except exc.BackendError as error:
-        if is_handle_invalid(error, "SR"):
-            backend.forget_sr()  # the SR went away: choose again next time
-        raise
-    root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
-    root = disks.clone_for_instance(backend.session, base, plan.instance,
-                                    "rescue" if plan.rescue else "root", root_size,
-                                    base_size)
-    undo.push(vm_utils.destroy_vdi, backend.session, root)
-    plan.vdis[vm_utils.DEVICE_ROOT] = root
+    if not plan.boot_from_volume:
+        create_root_disk(backend, context, plan, undo)
     if plan.rescue:
         return
     name = field_of(plan.instance, "name")
@@ -155,6 +167,32 @@ def create_disks(backend: XenBackend, context: Any, plan: SpawnPlan, undo: Rollb
         plan.vdis[str(vm_utils.DEVICE_EPHEMERAL)] = eph
     if plan.wants_config_drive:
         create_config_drive(backend, plan, undo)
+
+
+def create_root_disk(backend: XenBackend, context: Any, plan: SpawnPlan,
+                     undo: Rollback) -> None:
+    """The root disk: a copy-on-write clone of the cached image, grown to root_gb."""
+    try:
+        base, base_size = disks.cached_image(backend.session, backend.image_store, context,
+                                             plan.sr_ref, plan.image,
+                                             backend.conf.image_cache_subdirectory_name)
+    except exc.BackendError as error:
+        if is_handle_invalid(error, "SR"):
+            backend.forget_sr()  # the SR went away: choose again next time
+        raise
+    root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
+    root = disks.clone_for_instance(backend.session, base, plan.instance,
+                                    "rescue" if plan.rescue else "root", root_size,
+                                    base_size)
+    undo.push(vm_utils.destroy_vdi, backend.session, root)
+    plan.vdis[vm_utils.DEVICE_ROOT] = root
+
+
+def connect_volumes(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
+    """Each volume's target SR attached on this host and its LUN's VDI found; the rollback
+    forgets SRs no VBD uses."""
+    plan.volume_vdis = volumes.connect_all(backend, plan.volumes, undo, plan.instance,
+                                           plan.affinity)
 
 
 def create_config_drive(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
@@ -189,7 +227,8 @@ def create_vm_record(backend: XenBackend, plan: SpawnPlan, name_label: str, undo
 def attach_devices(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Rollback,
                    rescue_of: str | None = None) -> None:
     """A VBD per disk: root 0 (bootable), swap 2, config drive 3 (read-only),
-    ephemerals 4+; for rescue the original disks at 1, 2 and 4+."""
+    ephemerals 4+, volumes (``osvol``) at their mount points (a boot volume at 0,
+    bootable); for rescue the original disks at 1, 2 and 4+."""
     for device, vdi in sorted(plan.vdis.items()):
         read_only = device == vm_utils.DEVICE_CONFIGDRIVE
         backend.session.call("VBD.create", vm_utils.vbd_record(
@@ -200,6 +239,7 @@ def attach_devices(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Roll
             continue
         target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
         backend.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
+    volumes.attach_all(backend, vm_ref, plan.volume_vdis, undo)
 
 
 def instance_data(plan: SpawnPlan) -> dict[str, str]:

@@ -211,10 +211,13 @@ def clone_for_instance(session: XenAPISession, base_vdi: str, instance: Any,
 
 
 def instance_vdis(session: XenAPISession, vm_ref: str) -> dict[str, tuple[str, str]]:
-    """The VM's disks: userdevice -> (VBD ref, VDI ref), one VBD read each."""
+    """The VM's own disks: userdevice -> (VBD ref, VDI ref), one VBD read each. Volumes
+    (``osvol`` VBDs) are left out: they belong to the volume service."""
     disks = {}
     for vbd in session.call("VM.get_VBDs", vm_ref):
         record = session.call("VBD.get_record", vbd)
+        if vm_utils.OSVOL in (record.get("other_config") or {}):
+            continue
         if record.get("VDI") and record["VDI"] != vm_utils.NULL_REF:
             disks[record["userdevice"]] = (vbd, record["VDI"])
     return disks

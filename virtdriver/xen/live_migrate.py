@@ -7,6 +7,13 @@ uuid by MAC. ``host.migrate_receive``'s answer holds a session id of the destina
 so it is never passed around: the source asks for it itself, over a session of its own to
 the destination pool (its own configured credentials: the pools of one cloud share them),
 right before ``VM.assert_can_migrate`` or ``VM.migrate_send``, and drops it after.
+
+Volumes move without their bytes: across pools, ``pre_live_migration`` connects each
+volume's target in the destination pool (an SR of the same uuid), migrate_send's VDI map
+sends each volume's VDI to that SR (the LUN is attached there, not copied), and after the
+move the source forgets its now unused SRs. Within a pool, the destination host gets a
+PBD for each volume SR before ``VM.pool_migrate``, and the source host's PBD is dropped
+after it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of, validate_instance, validate_vifs
-from virtdriver.xen import disks, vm_utils
+from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
+from virtdriver.xen import disks, vm_utils, volumes
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import XenAPISession
@@ -76,12 +84,16 @@ def _destination(backend: XenBackend, data: dict[str, Any]
         session.close()
 
 
-def _maps(backend: XenBackend, dest: XenAPISession, vm_ref: str, data: dict[str, Any]
-          ) -> tuple[dict[str, str], dict[str, str]]:
-    """migrate_send's VDI map (every disk to the destination SR) and VIF map (each VIF to
-    its network on the destination, by MAC, where pre_live_migration found one)."""
+def _maps(backend: XenBackend, dest: XenAPISession, vm_ref: str, data: dict[str, Any],
+          with_volumes: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """migrate_send's VDI map (every own disk to the destination SR, each volume to its
+    target's SR there) and VIF map (each VIF to its network on the destination, by MAC,
+    where pre_live_migration found one). ``with_volumes`` False leaves volumes out (the
+    source's check runs before pre_live_migration connects them)."""
     sr = dest.call("SR.get_by_uuid", data["destination_sr_uuid"])
     vdi_map = {vdi: sr for _, vdi in disks.instance_vdis(backend.session, vm_ref).values()}
+    if with_volumes:
+        vdi_map.update(volumes.destination_vdi_map(backend, dest, vm_ref))
     networks = data.get("vif_networks") or {}
     vif_map = {ref: dest.call("network.get_by_uuid", networks[mac])
                for mac, (ref, _) in vif_utils.vm_vifs(backend.session, vm_ref).items()
@@ -101,7 +113,7 @@ def check_can_live_migrate_source(backend: XenBackend, instance: Any,
             return data
         data["block_migration"] = True  # another pool: the disks go with the VM
         with _destination(backend, data) as (dest, token):
-            vdi_map, vif_map = _maps(backend, dest, vm_ref, data)
+            vdi_map, vif_map = _maps(backend, dest, vm_ref, data, with_volumes=False)
             backend.session.call("VM.assert_can_migrate", vm_ref, token, True, vdi_map,
                                  vif_map, {})
     except exc.BackendError as error:
@@ -116,13 +128,18 @@ def check_can_live_migrate_source(backend: XenBackend, instance: Any,
 
 
 def pre_live_migration(backend: XenBackend, instance: Any, network_info: Any,
-                       migrate_data: dict[str, Any] | None) -> dict[str, Any]:
-    """On the destination: the network uuid of every VIF, by MAC, for migrate_send."""
+                       migrate_data: dict[str, Any] | None,
+                       block_devices: BlockDevices = NO_VOLUMES) -> dict[str, Any]:
+    """On the destination: the network uuid of every VIF, by MAC, for migrate_send; and
+    each volume connected here (``volume_sr_uuids``)."""
     vifs = validate_vifs(network_info)
     networks = vif_utils.find_networks(backend.session, vifs)
     data = dict(migrate_data or {})
     data["vif_networks"] = {vif.address.lower(): backend.session.call(
         "network.get_uuid", networks[vif.network]) for vif in vifs}
+    if block_devices:
+        data["volume_sr_uuids"] = volumes.connect_on_destination(backend, instance,
+                                                                 block_devices)
     return data
 
 
@@ -135,6 +152,8 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
     vm_ref = backend.vm_ref_of(instance)
     session = backend.session
     across = not _in_this_pool(backend, data)
+    source_srs = set(volumes.volume_srs(backend, vm_ref).values())
+    source_host = session.call("VM.get_resident_on", vm_ref)
     try:
         if across:
             with _destination(backend, data) as (dest, token):
@@ -144,7 +163,12 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
         else:
             host = _pool_host(backend, vm_ref, destination_hostname,
                               data["destination_host_uuid"])
-            session.call_async("VM.pool_migrate", vm_ref, host, {"live": "true"})
+            plugged = volumes.connect_host(backend, vm_ref, host)
+            try:
+                session.call_async("VM.pool_migrate", vm_ref, host, {"live": "true"})
+            except BaseException:
+                volumes.release_host(backend, plugged, host)
+                raise
     except exc.VirtDriverError as error:
         LOG.warning("live migration to %s failed: %s", destination_hostname, error,
                     instance=instance)
@@ -153,6 +177,9 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
                                  f"{error}") from error
     if across:
         backend.forget_vm(instance)
+        volumes.forget_unused(backend, source_srs)  # the VM and its VBDs left this pool
+    elif source_srs:
+        volumes.release_host(backend, source_srs, source_host)
     LOG.info("live-migrated to %s", destination_hostname, instance=instance)
     post_method(context, instance, destination_hostname, across or block_migration,
                 migrate_data)
@@ -186,6 +213,10 @@ def post_live_migration_at_destination(backend: XenBackend, instance: Any) -> No
         backend.session.call("VDI.remove_from_sm_config", vdi, "base_mirror")
 
 
-def rollback_live_migration_at_destination(backend: XenBackend, instance: Any) -> None:
-    """pre_live_migration made nothing on the destination; only forget cached refs."""
+def rollback_live_migration_at_destination(backend: XenBackend, instance: Any,
+                                           block_devices: BlockDevices = NO_VOLUMES) -> None:
+    """Forget cached refs, and the volume SRs pre_live_migration connected here that no
+    VBD uses (within a pool the source's VM still uses them: they stay)."""
     backend.forget_vm(instance)
+    if block_devices:
+        volumes.forget_srs_of(backend, block_devices)

@@ -14,6 +14,10 @@ Cold migration (Nova's resize flow) is a pull by the destination:
   copies; the source's ``-orig`` is untouched, so a revert still works.
 * confirm (source) destroys ``-orig`` and its disks; revert (source) renames it back.
 
+Volumes are never copied: the source detaches them from ``-orig`` (its SRs forgotten once
+unused), the destination connects them and attaches them to the VM it builds (a boot volume
+as its root disk), and a revert attaches them to the original again.
+
 So the source needs to know nothing about the destination: Nova's ``dest`` is an address
 that names no pool. No rsync, no dom0 plugin.
 """
@@ -28,7 +32,8 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of, validate_flavor, validate_instance
 from virtdriver.common.progress import Rollback, make_step_decorator
-from virtdriver.xen import build, disks, vm_utils
+from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
+from virtdriver.xen import build, disks, vm_utils, volume_utils, volumes
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import XenAPISession
 
@@ -77,8 +82,9 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
     """Source side: refuse a shrink, halt, rename to ``-orig``.
 
     Returns ``disk_info``: ``url`` (this pool), ``vdis`` (the ``-orig`` disks' uuids by
-    userdevice, config drive left out: it is rebuilt), and ``host_uuid`` when ``dest``
-    names a host of this pool. Any failure puts the source back as it was.
+    userdevice, config drive and volumes left out: the one is rebuilt, the others
+    reattached), and ``host_uuid`` when ``dest`` names a host of this pool. The volumes are
+    detached from ``-orig``. Any failure puts the source back as it was.
     """
     validate_instance(instance)
     validate_flavor(flavor)
@@ -115,11 +121,23 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
                 continue  # rebuilt on the destination
             vdis[device] = record["uuid"]
 
+    volume_srs: set[str] = set()
+
+    def detach_volumes(undo: Rollback) -> None:
+        # part of describe_disks' step: the destination attaches them again
+        for vbd, rec in volume_utils.volume_vbds(session, vm_ref).items():
+            volume_srs.add(session.call("VDI.get_SR", rec["VDI"]))
+            volumes.remove_vbd(backend, vbd, None)
+            undo.push(volume_utils.create_vbd, session, vm_ref, rec["VDI"], rec["userdevice"],
+                      bool(rec["bootable"]))
+
     try:
         with Rollback(f"migration of {name}") as undo:
             power_off_vm(undo)
             rename_vm(undo)
             describe_disks(undo)
+            detach_volumes(undo)
+        volumes.forget_unused(backend, volume_srs)
     except exc.VirtDriverError as error:
         if isinstance(error, exc.MigrationError):
             raise
@@ -168,14 +186,15 @@ def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], 
 
 def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info: Any,
                      network_info: Any, image_meta: Any, resize_instance: bool,
-                     power_on: bool) -> None:
-    """Destination side: copy the source's disks here, grow them to the new flavor, build
-    the VM, boot it."""
+                     power_on: bool, block_devices: BlockDevices = NO_VOLUMES) -> None:
+    """Destination side: copy the source's disks here, grow them to the new flavor, connect
+    the volumes, build the VM (volumes attached, a boot volume as its root), boot it."""
     if not isinstance(disk_info, dict) or not isinstance(disk_info.get("vdis"), dict) \
             or not disk_info.get("url"):
         raise exc.InvalidInput("disk_info", disk_info, "must come from "
                                "migrate_disk_and_power_off")
-    plan = build.plan(backend, instance, image_meta, [], None, network_info)
+    plan = build.plan(backend, instance, image_meta, [], None, network_info,
+                      block_devices=block_devices)
     session = backend.session
     step = make_step_decorator(context, instance, backend.progress, total_offset=4)
     name = field_of(instance, "name")
@@ -190,6 +209,7 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
             plan.vdis.update(_fetch_disks(backend, instance, disk_info, plan.sr_ref, undo))
             if resize_instance:
                 _grow(session, plan.vdis, plan.config)
+            build.connect_volumes(backend, plan, undo)
 
         copy_disks()
         if plan.wants_config_drive:
@@ -244,8 +264,10 @@ def confirm_migration(backend: XenBackend, instance: Any) -> None:
         vm_utils.destroy_vm(backend.session, found[0])
 
 
-def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool) -> None:
-    """Source side: drop a VM of the real name here, rename ``-orig`` back, start it."""
+def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool,
+                            block_devices: BlockDevices = NO_VOLUMES) -> None:
+    """Source side: drop a VM of the real name here, rename ``-orig`` back, attach its
+    volumes again, start it."""
     validate_instance(instance)
     session = backend.session
     name = field_of(instance, "name")
@@ -258,5 +280,7 @@ def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool) 
         vm_utils.destroy_vm(session, current[0])
     session.call("VM.set_name_label", orig[0], name)
     backend.remember_vm(instance, orig[0])
+    if block_devices:
+        volumes.reattach(backend, instance, orig[0], block_devices)
     if power_on and backend.vm_power_state(orig[0]) == "halted":
         vm_utils.start(session, orig[0])

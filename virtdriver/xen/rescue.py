@@ -11,7 +11,7 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import Rollback, make_step_decorator
-from virtdriver.xen import build, disks, spawn, vm_utils
+from virtdriver.xen import build, disks, spawn, vm_utils, volume_utils
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.build import SpawnPlan
 
@@ -21,10 +21,17 @@ LOG = logging.getLogger(__name__)
 def rescue(backend: XenBackend, context: Any, instance: Any, network_info: Any,
            image_meta: Any, rescue_password: str | None) -> None:
     """Shut the instance down, bootlock it, boot ``<name>-rescue`` from ``image_meta`` with
-    the instance's disks attached (root at 1, swap 2, ephemerals 4+)."""
+    the instance's disks attached (root at 1, swap 2, ephemerals 4+). Volumes stay
+    attached to the instance's VM; an instance whose root disk is a volume cannot be
+    rescued (UnsupportedOperation, before any change)."""
     plan = build.plan(backend, instance, image_meta, [], rescue_password, network_info,
                       rescue=True)
     vm_ref = backend.vm_ref_of(instance)
+    if any(rec["userdevice"] == vm_utils.DEVICE_ROOT
+           for rec in volume_utils.volume_vbds(backend.session, vm_ref).values()):
+        raise backend.unsupported("rescue of an instance booted from a volume",
+                                  "its root disk is a volume; the rescue VM takes only the "
+                                  "instance's own disks")
     rescue_name = field_of(instance, "name") + vm_utils.RESCUE_SUFFIX
     if vm_utils.find_vm(backend.session, rescue_name, plan.uuid) is not None:
         raise exc.InstanceInvalidState(plan.uuid, "rescue", "already rescued")

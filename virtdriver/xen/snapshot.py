@@ -11,7 +11,7 @@ from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.progress import make_step_decorator
-from virtdriver.xen import disks, vm_utils
+from virtdriver.xen import disks, vm_utils, volume_utils
 from virtdriver.xen.backend import XenBackend
 
 LOG = logging.getLogger(__name__)
@@ -25,6 +25,12 @@ IMAGE_UPLOADING = "image_uploading"
 
 def _root_vdi(backend: XenBackend, vm_ref: str) -> str:
     found = disks.instance_vdis(backend.session, vm_ref).get(vm_utils.DEVICE_ROOT)
+    if found is None and any(
+            rec["userdevice"] == vm_utils.DEVICE_ROOT
+            for rec in volume_utils.volume_vbds(backend.session, vm_ref).values()):
+        raise backend.unsupported("snapshot of an instance booted from a volume",
+                                  "its root disk is a volume: the volume service snapshots "
+                                  "it")
     if found is None:
         raise exc.BackendError("the VM has no root disk", "NO_ROOT_DISK")
     return found[1]

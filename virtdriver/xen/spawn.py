@@ -9,11 +9,14 @@ from typing import Any
 
 from oslo_log import log as logging
 
+from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import Rollback, make_step_decorator
-from virtdriver.xen import build, disks, migrate, vm_utils
+from virtdriver.common.volumes import BlockDevices
+from virtdriver.xen import build, disks, migrate, vm_utils, volumes
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.build import SpawnPlan
+from virtdriver.xen.session import is_handle_invalid
 
 LOG = logging.getLogger(__name__)
 #: Nova's task state while a resize is reverted.
@@ -22,18 +25,17 @@ RESIZE_REVERTING = "resize_reverting"
 
 def spawn(backend: XenBackend, context: Any, instance: Any, image_meta: Any,
           injected_files: Any, admin_password: str | None, network_info: Any,
-          block_device_info: Any) -> None:
-    """Validate, then create disks (cached image clone, ephemeral, swap), the VM record
-    (instance data in its xenstore_data), its devices (VBDs, config drive) and VIFs, boot,
-    and configure through the guest agent when the image has one or files or a password
-    were asked for. A failure undoes every finished step and re-raises. Volumes
-    (``block_device_mapping``) are not supported: there is no volume service behind Xen.
+          block_devices: BlockDevices) -> None:
+    """Validate, then create disks (cached image clone, ephemeral, swap) and connect the
+    volumes, create the VM record (instance data in its xenstore_data), its devices (VBDs,
+    volumes, config drive) and VIFs, boot, and configure through the guest agent when the
+    image has one or files or a password were asked for. With a boot volume the root disk
+    is the volume (userdevice 0, bootable): no image is cached or copied. A failure undoes
+    every finished step (volumes detached, their SRs forgotten, never deleted) and
+    re-raises.
     """
-    if field_of(block_device_info or {}, "block_device_mapping"):
-        raise backend.unsupported("spawn with volumes",
-                                  "block_device_mapping is not supported on Xen")
     plan = build.plan(backend, instance, image_meta, injected_files, admin_password,
-                      network_info)
+                      network_info, block_devices=block_devices)
     step = make_step_decorator(context, instance, backend.progress)
     run_steps(backend, context, plan, step, name_label=field_of(instance, "name"))
 
@@ -51,6 +53,7 @@ def run_steps(backend: XenBackend, context: Any, plan: SpawnPlan, step: Callable
     with Rollback(f"spawn of {field_of(plan.instance, 'name')}") as undo:
         check_no_vm(backend, plan, name_label)
         create_disks(backend, context, plan, undo)
+        build.connect_volumes(backend, plan, undo)  # part of the disks step
         vm_ref = create_vm_record(backend, plan, name_label, undo, rescue_of)
         attach_devices(backend, plan, vm_ref, undo, rescue_of)
         setup_network(backend, plan, vm_ref, undo)
@@ -61,9 +64,14 @@ def run_steps(backend: XenBackend, context: Any, plan: SpawnPlan, step: Callable
     return vm_ref
 
 
-def destroy(backend: XenBackend, instance: Any, destroy_disks: bool) -> None:
+def destroy(backend: XenBackend, instance: Any, destroy_disks: bool,
+            block_devices: BlockDevices) -> None:
     """Delete the instance's VM, its rescue VM and the VM a resize kept for a revert (and,
     if asked, their disks). A VM already gone is a no-op; cached images are never deleted.
+
+    Volumes are detached first and never deleted, whatever ``destroy_disks`` says; an SR
+    no VBD uses any more is forgotten (also for the volumes of ``block_devices`` when the
+    VM is gone already).
 
     During a revert (``task_state`` ``resize_reverting``: Nova destroys the resized VM on
     the destination before finish_revert_migration runs on the source) the ``-orig`` VM is
@@ -84,12 +92,14 @@ def destroy(backend: XenBackend, instance: Any, destroy_disks: bool) -> None:
             keep = {vdi for _, vdi in disks.instance_vdis(session, vm_ref).values()}
         vm_utils.destroy_vm(session, rescue[0], keep_vdis=keep)
     if vm_ref is not None:
-        vm_utils.destroy_vm(session, vm_ref, destroy_disks=destroy_disks)
+        _destroy_with_volumes(backend, vm_ref, destroy_disks)
+    elif block_devices:
+        volumes.forget_srs_of(backend, block_devices)
     reverting = field_of(instance, "task_state", None) == RESIZE_REVERTING
     if orig_name in companions and not reverting:  # deleted mid-resize: no revert to come
         orig_ref = companions[orig_name][0]
         copies = migrate.unattached_copies(session, orig_ref) if destroy_disks else []
-        vm_utils.destroy_vm(session, orig_ref, destroy_disks=destroy_disks)
+        _destroy_with_volumes(backend, orig_ref, destroy_disks)
         for copy in copies:
             vm_utils.destroy_vdi(session, copy)
     backend.forget_vm(instance)
@@ -98,3 +108,17 @@ def destroy(backend: XenBackend, instance: Any, destroy_disks: bool) -> None:
     if vm_ref is not None or companions:
         LOG.info("destroyed (disks %s)", "deleted" if destroy_disks else "kept",
                  instance=instance)
+
+
+def _destroy_with_volumes(backend: XenBackend, vm_ref: str, destroy_disks: bool) -> None:
+    """Halt the VM, take its volumes off (VBDs destroyed, SRs forgotten when unused), then
+    delete it with its own disks."""
+    try:
+        vm_utils.hard_shutdown(backend.session, vm_ref)
+        srs = volumes.detach_all(backend, vm_ref)
+    except exc.BackendError as error:
+        if is_handle_invalid(error, "VM"):
+            return  # gone meanwhile
+        raise
+    vm_utils.destroy_vm(backend.session, vm_ref, destroy_disks=destroy_disks)
+    volumes.forget_unused(backend, srs)

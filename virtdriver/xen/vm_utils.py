@@ -42,6 +42,10 @@ DEVICE_EPHEMERAL = 4
 BOOTLOCK_OPERATIONS = ("start", "start_on")
 BOOTLOCK_REASON = "virtdriver: instance is locked against booting"
 
+#: The VBD other_config key that marks a volume (Nova's): its VDI belongs to the volume
+#: service, so nothing here deletes, copies or snapshots it.
+OSVOL = "osvol"
+
 RESCUE_SUFFIX = "-rescue"
 ORIG_SUFFIX = "-orig"
 
@@ -274,7 +278,8 @@ def destroy_vm(session: XenAPISession, vm_ref: str,
     """Power off, delete the VM and then its disks (except ``keep_vdis``).
 
     A VM that is already gone is not an error. Cached images are never attached to an
-    instance VM (instances get clones), so every attached VDI is the instance's own.
+    instance VM (instances get clones), so every attached VDI is the instance's own, except
+    volumes (``osvol`` VBDs), which are never deleted.
     """
     try:
         record = session.call("VM.get_record", vm_ref)
@@ -289,7 +294,8 @@ def destroy_vm(session: XenAPISession, vm_ref: str,
         vbds = session.call("VBD.get_all_records_where",
                             f'field "VM" = {where_literal(vm_ref)}')
         vdis = [vbd["VDI"] for vbd in vbds.values()
-                if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis]
+                if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis
+                and OSVOL not in (vbd.get("other_config") or {})]
         suspend_vdi = record.get("suspend_VDI")
         if suspend_vdi and suspend_vdi != NULL_REF:
             vdis.append(suspend_vdi)

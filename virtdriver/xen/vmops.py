@@ -36,13 +36,14 @@ from virtdriver.xen import (
     rescue,
     snapshot,
     spawn,
+    volumes,
 )
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import XenAPISession
 
 #: What this backend does; the rest stays False: vmdk/qcow2/iso root images (XAPI imports
-#: raw and VHD), evacuate, device tagging, multi-attach volumes, trusted certificates, PCPUs
-#: and accelerators.
+#: raw and VHD), evacuate, device tagging, multi-attach volumes, vmdk and First Class Disk
+#: volumes (VMware's), trusted certificates, PCPUs and accelerators.
 CAPABILITIES = {**DEFAULT_CAPABILITIES, **dict.fromkeys((
     "has_imagecache", "supports_migrate_to_same_host", "supports_attach_interface",
     "supports_image_type_raw",
@@ -50,7 +51,8 @@ CAPABILITIES = {**DEFAULT_CAPABILITIES, **dict.fromkeys((
     "supports_block_migration", "supports_rescue", "supports_pause", "supports_suspend",
     "supports_soft_delete", "supports_set_admin_password", "supports_inject_file",
     "supports_reset_network", "supports_console_output", "supports_bandwidth_counters",
-    "supports_security_rules"), True)}
+    "supports_security_rules", "supports_volume_attach", "supports_boot_from_volume",
+    "supports_swap_volume", "supports_extend_volume", "supports_volume_type_iscsi"), True)}
 
 
 class XenVMOps(VMOps):
@@ -90,19 +92,22 @@ class XenVMOps(VMOps):
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: str | None, network_info: Any = None,
               block_device_info: Any = None) -> None:
-        """Volumes (``block_device_mapping``) are unsupported: no volume service behind Xen.
-        Files and a password go through the guest agent (or the config drive)."""
+        """Volumes (``block_device_mapping``, iSCSI) are attached before boot; with a boot
+        volume the root disk is the volume. Files and a password go through the guest
+        agent (or the config drive)."""
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance):
             spawn.spawn(self._backend, context, instance, image_meta, injected_files,
-                        admin_password, network_info, block_device_info)
+                        admin_password, network_info, devices)
 
     def destroy(self, instance: Any, network_info: Any = None, block_device_info: Any = None,
                 destroy_disks: bool = True) -> None:
         """Also removes the rescue VM and the ``<name>-orig`` VM a resize kept for a revert.
-        """
+        Volumes are detached, never deleted."""
+        devices = self.block_devices(block_device_info)
         validate_instance_identity(instance)  # before the lock, which is named by the uuid
         with instance_lock(instance):
-            spawn.destroy(self._backend, instance, destroy_disks)
+            spawn.destroy(self._backend, instance, destroy_disks, devices)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:
@@ -184,7 +189,7 @@ class XenVMOps(VMOps):
     def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
                                    block_device_info: Any = None) -> Any:
         """``dest`` is a host of this pool, another pool's XAPI URL, or "" (in place): see
-        :mod:`virtdriver.xen.migrate`."""
+        :mod:`virtdriver.xen.migrate`. Volumes are detached from the ``-orig`` VM."""
         with instance_lock(instance):
             return migrate.migrate_disk_and_power_off(self._backend, context, instance, dest,
                                                       flavor)
@@ -192,9 +197,12 @@ class XenVMOps(VMOps):
     def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
                          network_info: Any, image_meta: Any, resize_instance: bool = False,
                          block_device_info: Any = None, power_on: bool = True) -> None:
+        """Volumes of ``block_device_info`` are attached to the new VM."""
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance):
             migrate.finish_migration(self._backend, context, instance, disk_info,
-                                     network_info, image_meta, resize_instance, power_on)
+                                     network_info, image_meta, resize_instance, power_on,
+                                     devices)
 
     def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
         with instance_lock(instance):
@@ -202,8 +210,10 @@ class XenVMOps(VMOps):
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
+        """Volumes of ``block_device_info`` are attached to the original again."""
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance):
-            migrate.finish_revert_migration(self._backend, instance, power_on)
+            migrate.finish_revert_migration(self._backend, instance, power_on, devices)
 
     # -- live migration (live_migrate.py) -------------------------------------------------------
 
@@ -222,7 +232,8 @@ class XenVMOps(VMOps):
                            network_info: Any, disk_info: Any,
                            migrate_data: dict[str, Any] | None = None) -> dict[str, Any]:
         return live_migrate.pre_live_migration(self._backend, instance, network_info,
-                                               migrate_data)
+                                               migrate_data,
+                                               self.block_devices(block_device_info))
 
     def live_migrate(self, context: Any, instance: Any, destination_hostname: str,
                      post_method: Callable[..., Any], recover_method: Callable[..., Any],
@@ -246,7 +257,8 @@ class XenVMOps(VMOps):
 
     def rollback_live_migration_at_destination(self, instance: Any,
                                                block_device_info: Any = None) -> None:
-        live_migrate.rollback_live_migration_at_destination(self._backend, instance)
+        live_migrate.rollback_live_migration_at_destination(
+            self._backend, instance, self.block_devices(block_device_info))
 
     # -- network (network.py) -------------------------------------------------------------------
 
@@ -364,34 +376,52 @@ class XenVMOps(VMOps):
         """Uploads stream straight into VDIs: checks the SR exists."""
         host.check_temp_folder(self._backend, ds_name, ds_ref)
 
-    # -- volumes ----------------------------------------------------------------------------------
-    # Not yet on Xen (iSCSI SRs come with issue 17's Xen part): each refuses by name, and
-    # CAPABILITIES says no volume type is attached.
+    # -- volumes (volumes.py) -----------------------------------------------------------------
+    # Cinder ``iscsi`` volumes, one SR per target (see :mod:`virtdriver.xen.volumes`).
 
     def attach_volume(self, context: Any, connection_info: Any, instance: Any,
                       mountpoint: str | None, disk_bus: str | None = None,
                       device_type: str | None = None, encryption: Any = None) -> None:
-        """Unsupported until the Xen backend attaches iSCSI SRs."""
-        raise self.unsupported("attach_volume", "no volume type is supported on Xen yet")
+        """At ``mountpoint``'s userdevice (``/dev/xvdb`` is 1); plugged only while the VM
+        runs. ``disk_bus`` is XAPI's to choose; only disks, and no host-side encryption."""
+        info = self.connection_info(connection_info)
+        self._check_volume_kind(device_type, encryption)
+        with instance_lock(instance):
+            volumes.attach_volume(self._backend, info, instance, mountpoint)
 
     def detach_volume(self, context: Any, connection_info: Any, instance: Any,
                       mountpoint: str | None, encryption: Any = None) -> None:
-        """Unsupported until the Xen backend attaches iSCSI SRs."""
-        raise self.unsupported("detach_volume", "no volume type is supported on Xen yet")
+        """The guest's refusals are retried ([xenserver] num_vbd_unplug_retries); the SR is
+        forgotten once no VBD uses it."""
+        info = self.connection_info(connection_info)
+        with instance_lock(instance):
+            volumes.detach_volume(self._backend, info, instance, mountpoint)
 
     def swap_volume(self, context: Any, old_connection_info: Any, new_connection_info: Any,
                     instance: Any, mountpoint: str | None, resize_to: int) -> None:
-        """Unsupported until the Xen backend attaches iSCSI SRs."""
-        raise self.unsupported("swap_volume", "no volume type is supported on Xen yet")
+        old = self.connection_info(old_connection_info)
+        new = self.connection_info(new_connection_info)
+        with instance_lock(instance):
+            volumes.swap_volume(self._backend, old, new, instance, mountpoint)
 
     def extend_volume(self, context: Any, connection_info: Any, instance: Any,
                       requested_size: int) -> None:
-        """Unsupported until the Xen backend attaches iSCSI SRs."""
-        raise self.unsupported("extend_volume", "no volume type is supported on Xen yet")
+        """Rescans the volume's SR so XAPI sees the LUN's new size."""
+        info = self.connection_info(connection_info)
+        with instance_lock(instance):
+            volumes.extend_volume(self._backend, info, instance, requested_size)
 
     def get_volume_connector(self, instance: Any) -> dict[str, Any]:
-        """Unsupported until the Xen backend attaches iSCSI SRs."""
-        raise self.unsupported("get_volume_connector", "no volume type is supported on Xen yet")
+        """The pool master's iSCSI initiator (its other_config ``iscsi_iqn``)."""
+        return volumes.get_volume_connector(self._backend)
+
+    def _check_volume_kind(self, device_type: str | None, encryption: Any) -> None:
+        if device_type not in (None, "", "disk"):
+            raise self.unsupported(f"attach_volume as device_type {device_type}",
+                                   "volumes are attached as disks")
+        if encryption:
+            raise self.unsupported("attach_volume of an encrypted volume",
+                                   "XAPI has no host-side volume encryption")
 
 
 __all__ = ["XenVMOps", "CAPABILITIES"]

@@ -12,7 +12,7 @@ from .test_vmops import make_ops
 
 XEN = pathlib.Path(virtdriver.xen.__file__).parent
 CONCERNS = {"spawn", "build", "power", "rescue", "snapshot", "migrate", "live_migrate",
-            "network", "guest", "facts", "host"}
+            "network", "guest", "facts", "host", "volumes"}
 
 
 def xen_imports() -> dict[str, set[str]]:

@@ -154,10 +154,12 @@ def test_capabilities_and_unsupported():
         ops.get_datacenter_ref_and_name(None)
 
 
-def test_spawn_with_volumes_is_unsupported_before_any_call():
+def test_spawn_with_a_volume_of_an_unknown_type_is_unsupported_before_any_call():
     ops = make_ops({})
     image = virtdriver.ImageMeta(id=IMAGE, disk_format="raw")
-    bdi = virtdriver.BlockDeviceInfo(block_device_mapping=[{"connection_info": {}}])
-    with pytest.raises(exc.UnsupportedOperation):
+    bdi = virtdriver.BlockDeviceInfo(block_device_mapping=[{
+        "connection_info": {"driver_volume_type": "rbd", "data": {}},
+        "mount_device": "/dev/xvdb"}])
+    with pytest.raises(exc.UnsupportedOperation, match="rbd"):
         ops.spawn(None, instance(), image, [], None, [], block_device_info=bdi)
     assert ops.session.calls == []
