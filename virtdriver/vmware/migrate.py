@@ -79,6 +79,17 @@ def migrate_disk_and_power_off(backend: VMwareBackend, context: Any, instance: A
     return {"original": str(original), "old_root_gb": old_root_gb}
 
 
+#: Nova's task state while a resize is reverted
+RESIZE_REVERTING = "resize_reverting"
+
+
+def keeps_vm_for_revert(instance: Any) -> bool:
+    """Whether a destroy now must leave the VM alone: during a revert Nova destroys the
+    instance on the destination before finish_revert_migration runs on the source, and a
+    resize moved this one VM (nothing was copied), which the revert brings back."""
+    return field_of(instance, "task_state", None) == RESIZE_REVERTING
+
+
 def _power_off_hard(backend: VMwareBackend, vm: Any) -> None:
     vm_util.power_off(backend.session, vm)
 
