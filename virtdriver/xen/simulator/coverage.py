@@ -50,8 +50,8 @@ NOT_MODELLED = [
     "VM.checkpoint keeps no memory image; VM.revert only copies disk bytes back.",
     "Suspended VMs migrate as Halted with VM.migrate_send (no suspend image transfer).",
     "Sessions: no RBAC/external auth; every login is the local superuser.",
-    "Locking: one registry-wide re-entrant lock rather than per-object locks; delays run "
-    "outside it, so other calls proceed while a task sleeps.",
+    "Locking: writers serialize on one registry lock (not per object); readers take none "
+    "(records are copy on write), and delays run outside the lock.",
 ]
 
 
