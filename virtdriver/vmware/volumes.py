@@ -71,7 +71,10 @@ def _attach(backend: VMwareBackend, info: ConnectionInfo, instance: Any, vm: Any
         lun = iscsi.iscsi_lun(backend, info, props.get("runtime.host"), rescan=True)
         iscsi.attach_rdm(backend, vm, info, lun, slot)
     else:  # vstorageobject
-        slot = slot or volume_util.choose_slot(devices, adapter or info.get("adapter_type"))
+        # Cinder's FCD driver names the disk's adapter; a name vSphere lacks is ignored
+        named = info.get("adapter_type")
+        slot = slot or volume_util.choose_slot(
+            devices, adapter or (named if named in volume_util.DISK_BUSES else None))
         _check_hotplug(instance, slot, props)
         volume_util.attach_fcd(backend, vm, info, slot)
 
@@ -219,10 +222,12 @@ def detach_block_devices(backend: VMwareBackend, instance: Any,
             return
 
 
-def release_leftover_volumes(backend: VMwareBackend, instance: Any) -> None:
+def release_leftover_volumes(backend: VMwareBackend, instance: Any,
+                             read: tuple[Any, list[Any], dict[str, Any]] | None = None) -> None:
     """Before the VM goes: remove every disk it still holds for a volume (one the caller
-    did not name), without any file operation, so nothing of a volume goes with the VM."""
-    vm, devices, props = backend.read_devices(instance)
+    did not name), without any file operation, so nothing of a volume goes with the VM.
+    ``read``: the caller's ``backend.read_devices`` of the VM, still current."""
+    vm, devices, props = read or backend.read_devices(instance)
     keys = volume_util.volume_disk_keys(devices, props)
     if keys:
         LOG.warning("releasing %d volume disk(s) not named in block_device_info", len(keys),
