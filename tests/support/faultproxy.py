@@ -177,6 +177,10 @@ class FaultProxy:
                 except OSError:
                     data = b""
                 if not data:
+                    if self.mode == STALL and sock is pair.server:
+                        # a hung server never hangs up either: keep the client waiting
+                        sockets = [pair.client]
+                        continue
                     pair.close()
                     return
                 if self.mode == STALL:
@@ -190,9 +194,15 @@ class FaultProxy:
         pair.close()
 
 
+#: Threads of an in-process server (the XAPI simulator's listener and request handlers):
+#: the server's, not the client's.
+SERVER_THREADS = ("xapi-sim", "process_request_thread")
+
+
 def client_threads() -> set[str]:
-    """Names of live threads that are not the proxy's (for leak checks)."""
-    return {t.name for t in threading.enumerate() if not t.name.startswith(THREAD_PREFIX)}
+    """Names of live threads that are neither the proxy's nor an in-process server's."""
+    return {t.name for t in threading.enumerate() if not t.name.startswith(THREAD_PREFIX)
+            and not any(marker in t.name for marker in SERVER_THREADS)}
 
 
 def open_fds() -> int:
