@@ -6,7 +6,11 @@ cached first (one spawn and destroy, untimed), so every measured spawn is a warm
 * **in a row**: N spawns one after another;
 * **threads**: N plain threads started together on one barrier;
 * **eventlet**: a child process (``benchmarks/eventlet_spawns.py``) that monkey-patches before
-  importing anything, then runs N spawns in a GreenPool against the same simulator.
+  importing anything, then runs N spawns in a GreenPool against the same simulator;
+* **raw**: the yardstick, in the same run: the floor client (fewest raw pyvmomi / XenAPI
+  calls, push waiting) in a row, then N threads each with a floor client (and so a
+  connection and login) of its own, built before the clock starts. The library's speedup is
+  judged against the raw client's.
 
 Both with the simulators' instant tasks and with every power-on task made to last 0.2 s on
 the server (delay injection), see :func:`run_section`.
@@ -150,6 +154,66 @@ def _slow_tasks(spec: Any, running: Any, seconds: float | None) -> None:
         raw.inject_delay("VM.start", seconds, 100_000)
 
 
+def _raw(spec: Any, running: Any, count: int) -> dict[str, Any]:
+    """The floor client: N warm spawns in a row on one client, then N threads with a client
+    (connection, login) each; speedup of the threads over the row."""
+    clients: list[Any] = []
+    result: dict[str, Any] = {}
+    try:
+        first = spec.floor(running)
+        clients.append(first)
+        image = first.new_image()
+        first.destroy(first.spawn(image, True))  # caches the image (untimed)
+        cache = getattr(first, "cache", None)
+        serial = spawn_many(first, image, count, False)
+        destroy_all(first, serial.pop("instances"), workers=1)
+        result["serial"] = serial
+        for _ in range(count - 1):
+            client = spec.floor(running)
+            if cache is not None:
+                client.cache = cache  # the Xen floor remembers its cached VDI per client
+            clients.append(client)
+        made: list[Any] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(count + 1)
+
+        def one(client: Any) -> None:
+            barrier.wait()
+            try:
+                vm = client.spawn(image, False)
+            except Exception as error:  # noqa: BLE001 - counted, the rest go on
+                with lock:
+                    errors.append(common.unavailable_reason(error))
+                return
+            with lock:
+                made.append((client, vm))
+
+        threads = [threading.Thread(target=one, args=(c,), daemon=True, name=f"raw-{n}")
+                   for n, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        start = time.perf_counter()
+        deadline = time.monotonic() + SPAWN_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        wall = time.perf_counter() - start
+        result["threads"] = {"wall_s": wall, "failures": len(errors),
+                             "first_error": errors[0] if errors else "",
+                             "speedup": common.ratio(serial["wall_s"], wall)}
+        for client, vm in made:
+            with contextlib.suppress(Exception):  # best-effort cleanup
+                client.destroy(vm)
+    except Exception as error:  # noqa: BLE001 - reported, the section goes on
+        result["error"] = common.unavailable_reason(error)
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):  # best effort at teardown
+                client.close()
+    return result
+
+
 def _scenario(spec: Any, running: Any, client: Any, image: Any, count: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for mode, parallel in (("serial", False), ("threads", True)):
@@ -186,9 +250,16 @@ def run_section(spec: Any, count: int, task_seconds: float = SLOW_TASK_SECONDS) 
             _slow_tasks(spec, running, task_seconds)
             try:
                 slow = _scenario(spec, running, client, image, count)
+                slow["raw"] = _raw(spec, running, count)
             finally:
                 _slow_tasks(spec, running, None)
             slow["task_seconds"] = task_seconds
+            raw_speedup = (slow["raw"].get("threads") or {}).get("speedup")
+            for mode in ("threads", "eventlet"):
+                entry = slow.get(mode) or {}
+                if raw_speedup and entry.get("speedup"):
+                    # the library's speedup over the raw client's, in the same run
+                    entry["vs_raw"] = entry["speedup"] / raw_speedup
             result["slow_tasks"] = slow
         finally:
             client.close()
