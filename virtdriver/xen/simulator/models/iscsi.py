@@ -156,8 +156,15 @@ def assert_available(ctx: Context, vdi: str) -> None:
         raise failure("VDIUnavailable", "the LUN is not reachable")
 
 
-def vdis_in_use(ctx: Context, sr: str) -> list[str]:
-    """The SR's VDIs that a VBD has attached now (what ``PBD.unplug`` refuses on)."""
+def vdis_in_use(ctx: Context, sr: str, host: str) -> list[str]:
+    """The SR's VDIs that a VBD of a VM on ``host`` has attached now (what ``PBD.unplug``
+    of that host's PBD refuses on)."""
     db = ctx.db
+
+    def attached_here(vbd: str) -> bool:
+        rec = db.get("VBD", vbd)
+        return bool(rec["currently_attached"]) and db.exists("VM", rec["VM"]) and \
+            db.get("VM", rec["VM"])["resident_on"] == host
+
     return [vdi for vdi in db.get("SR", sr)["VDIs"]
-            if any(db.get("VBD", v)["currently_attached"] for v in db.get("VDI", vdi)["VBDs"])]
+            if any(attached_here(v) for v in db.get("VDI", vdi)["VBDs"])]

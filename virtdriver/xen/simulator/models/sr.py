@@ -137,7 +137,7 @@ def pbd_unplug(ctx: Context, pbd: str) -> None:
         rec = ctx.db.get("PBD", pbd)
         if not rec["currently_attached"]:
             return
-        in_use = iscsi.vdis_in_use(ctx, rec["SR"])
+        in_use = iscsi.vdis_in_use(ctx, rec["SR"], rec["host"])
         if in_use:
             # xapi lists every VDI in use; the declared form carries one and the operation
             raise XapiError("VDI_IN_USE", in_use[0], "PBD.unplug")
