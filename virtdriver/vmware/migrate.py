@@ -33,6 +33,9 @@ SOURCE_HOST_KEY = "virtdriver.resize.source_host"
 #: extraConfig key holding the datastore path of the old root disk a resize kept ("" when
 #: none; "yes" from older releases means original.vmdk beside the root disk)
 ORIGINAL_KEY = "virtdriver.resize.original"
+#: extraConfig key holding the kept disk's capacity in KB (a flavor of root_gb 0 keeps the
+#: image's size, which only the disk itself knows)
+ORIGINAL_SIZE_KEY = "virtdriver.resize.original_kb"
 ORIGINAL_DISK = "original.vmdk"
 
 
@@ -70,7 +73,8 @@ def migrate_disk_and_power_off(backend: VMwareBackend, context: Any, instance: A
     source = props.get("runtime.host")
     step(_apply_flavor)(backend, vm, flavor, root, new_root_gb, notes={
         SOURCE_HOST_KEY: source._moId if source is not None else "",
-        ORIGINAL_KEY: str(original) if grows else ""})
+        ORIGINAL_KEY: str(original) if grows else "",
+        ORIGINAL_SIZE_KEY: str(root.capacityInKB) if grows else ""})
     if host is not None:
         step(_relocate)(backend, vm, host)
     LOG.info("resized to %s vCPU / %s MB / %s GB%s", field_of(flavor, "vcpus"),
@@ -157,8 +161,8 @@ def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
         ds_util.delete_disk(session, backend.vm_datastore(str(original)), original)
     if _note(props, SOURCE_HOST_KEY) or _note(props, ORIGINAL_KEY):
         session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(extraConfig=[
-            vim.option.OptionValue(key=SOURCE_HOST_KEY, value=""),
-            vim.option.OptionValue(key=ORIGINAL_KEY, value="")]))
+            vim.option.OptionValue(key=key, value="")
+            for key in (SOURCE_HOST_KEY, ORIGINAL_KEY, ORIGINAL_SIZE_KEY)]))
 
 
 def finish_revert_migration(backend: VMwareBackend, instance: Any,
@@ -184,13 +188,16 @@ def finish_revert_migration(backend: VMwareBackend, instance: Any,
                           destName=str(root_path), destDatacenter=ds.dc_ref, force=False)
         layout = vm_util.DiskLayout("lsiLogic")
         root_gb = field_of(flavor, "root_gb", 0) or 0
-        capacity = vm_util.gib_to_kb(root_gb) if root_gb else root.capacityInKB
+        kept_kb = _note(props, ORIGINAL_SIZE_KEY)
+        capacity = vm_util.gib_to_kb(root_gb) if root_gb else \
+            int(kept_kb) if kept_kb.isdigit() else root.capacityInKB
         add = vm_util.disk_spec(layout, root_path, capacity, create=False,
                                 slot=(root.controllerKey, root.unitNumber))
         session.call_task(vm, "ReconfigVM_Task", vim.vm.ConfigSpec(deviceChange=[add]))
         vm, devices, props = backend.read_devices(instance)
         root = volume_util.own_root_disk(devices, props)
-    _apply_flavor(backend, vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: ""})
+    _apply_flavor(backend, vm, flavor, root, 0, notes={SOURCE_HOST_KEY: "", ORIGINAL_KEY: "",
+                                                       ORIGINAL_SIZE_KEY: ""})
     source = _note(props, SOURCE_HOST_KEY)
     here = props.get("runtime.host")
     if (source and (here is None or here._moId != source)) or \
