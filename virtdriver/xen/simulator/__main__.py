@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
+from .server import Server
 from .simulator import Simulator
 
 SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -32,6 +34,21 @@ def parse_iscsi_target(text: str) -> dict[str, object]:
     return {"iqn": iqn, "portal": portal, "luns": sizes}
 
 
+def positive(kind: type) -> Any:
+    """An argparse type: a number of ``kind`` above zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be above zero")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, start, print the URL, wait for a signal, stop."""
     parser = argparse.ArgumentParser(prog="python -m virtdriver.xen.simulator",
@@ -48,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key")
     parser.add_argument("--session-idle-timeout", type=float)
     parser.add_argument("--coalesce-delay", type=float, default=0.0)
+    parser.add_argument("--max-connections", type=positive(int), metavar="N",
+                        help="connections served at once; more are refused at once with "
+                             f"HTTP 503 (default {Server.max_connections})")
+    parser.add_argument("--header-timeout", type=positive(float), metavar="SECONDS",
+                        help="time a client has to send a request line and its headers, "
+                             "counted from the connection's start for its first request "
+                             "(slow-loris clients are cut there; default "
+                             f"{Server.header_timeout:g})")
+    parser.add_argument("--idle-timeout", type=positive(float), metavar="SECONDS",
+                        help="time a kept-alive connection may sit idle between requests, "
+                             "or a request body may stall (default "
+                             f"{Server.idle_timeout:g})")
     parser.add_argument("--iscsi-target", action="append", type=parse_iscsi_target,
                         default=[], metavar="PORTAL/IQN/LUN:SIZE[,LUN:SIZE]",
                         help="export an iSCSI target (repeatable); CHAP targets through "
@@ -63,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
                     session_idle_timeout=args.session_idle_timeout,
                     coalesce_delay=args.coalesce_delay,
-                    iscsi_targets=args.iscsi_target).start()
+                    iscsi_targets=args.iscsi_target, max_connections=args.max_connections,
+                    header_timeout=args.header_timeout,
+                    idle_timeout=args.idle_timeout).start()
     print(sim.url, flush=True)
     try:
         while not done.wait(0.5):

@@ -75,11 +75,28 @@ class Server(ThreadingHTTPServer):
     #: seconds a kept-alive connection may sit idle, or a body read may stall
     idle_timeout = 15.0
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App, *,
+                 max_connections: int | None = None, header_timeout: float | None = None,
+                 idle_timeout: float | None = None) -> None:
+        """Listen on ``address``; a limit left None keeps the class default above."""
         self.app = app
+        if max_connections is not None:
+            if max_connections < 1:
+                raise ValueError("max_connections must be at least 1")
+            self.max_connections = max_connections
+        if header_timeout is not None:
+            if header_timeout <= 0:
+                raise ValueError("header_timeout must be positive")
+            self.header_timeout = header_timeout
+        if idle_timeout is not None:
+            if idle_timeout <= 0:
+                raise ValueError("idle_timeout must be positive")
+            self.idle_timeout = idle_timeout
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        #: TCP connections accepted so far (read by tests: keep-alive means one per client)
+        self.accepted = 0
         super().__init__(address, Handler)
 
     def track(self, sock: socket.socket, is_open: bool) -> None:
@@ -106,9 +123,12 @@ class Server(ThreadingHTTPServer):
         deadline), so a client that never finishes it cannot stall the accept loop."""
         if isinstance(self.socket, ssl.SSLSocket):
             raw, address = socket.socket.accept(self.socket)
-            return self.socket.context.wrap_socket(raw, server_side=True,
-                                                   do_handshake_on_connect=False), address
-        return super().get_request()
+            request: socket.socket = self.socket.context.wrap_socket(
+                raw, server_side=True, do_handshake_on_connect=False)
+        else:
+            request, address = super().get_request()
+        self.accepted += 1  # only the serving thread accepts: no lock needed
+        return request, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve on a thread if a slot is free; otherwise refuse at once."""
@@ -364,6 +384,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:  # noqa: N802
         """``PUT /import_raw_vdi?session_id&vdi&format=raw|vhd``."""
+        # xapi closes the connection after an import (import_raw_vdi.ml sets the request's
+        # close); so does every reply here, some of which leave the body unread
+        self.close_connection = True
         if urlsplit(self.path).path.rstrip("/") != "/import_raw_vdi":
             self._reply(404, b"not found\n", "text/plain", close=True)
             return
@@ -422,6 +445,9 @@ class Handler(BaseHTTPRequestHandler):
         if path != "/export_raw_vdi":
             self._reply(404, b"not found\n", "text/plain")
             return
+        # xapi closes the connection after an export (export_raw_vdi.ml sets the request's
+        # close); a VHD stream has no length, its end is the connection's
+        self.close_connection = True
         found = self._vdi_from_query()
         if found is None:
             return
@@ -429,12 +455,12 @@ class Handler(BaseHTTPRequestHandler):
         file = self.server.app.backend.disks.path(uuid)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
         if fmt == "raw":
             self.send_header("Content-Length", str(os.path.getsize(file)))
             self.end_headers()
             chunks = _file_chunks(file)
         else:
-            self.send_header("Connection", "close")  # no length: the end of the body is EOF
             self.end_headers()
             chunks = storage_bytes.vhd_stream(file)
         # the task is finished before the last chunk goes out, so a client that has read the

@@ -30,8 +30,16 @@ class Simulator:
                  task_delays: dict[str, float] | None = None, coalesce_delay: float = 0.0,
                  memory_mb_per_host: int = 65536, disk_gb_per_sr: int = 1024,
                  pool_name: str = "pool0", iscsi_targets: list[dict[str, Any]] | None = None,
-                 iscsi: Targets | None = None) -> None:
+                 iscsi: Targets | None = None, max_connections: int | None = None,
+                 header_timeout: float | None = None,
+                 idle_timeout: float | None = None) -> None:
         self.host = host
+        #: HTTP limits (None: the server's defaults, ``Server.max_connections`` ...):
+        #: connections served at once, seconds to send a request line and headers, seconds a
+        #: kept-alive connection may sit idle
+        self.http_limits: dict[str, Any] = {"max_connections": max_connections,
+                                            "header_timeout": header_timeout,
+                                            "idle_timeout": idle_timeout}
         self.port = port
         self.tls_cert = tls_cert
         self.tls_key = tls_key
@@ -57,7 +65,7 @@ class Simulator:
         """Build the inventory and serve; returns self."""
         self.workdir = tempfile.mkdtemp(prefix="xapi-sim-")
         self._build()
-        self._server = Server((self.host, self.port), self)
+        self._server = Server((self.host, self.port), self, **self.http_limits)
         if self.tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.tls_cert, self.tls_key)
@@ -107,6 +115,12 @@ class Simulator:
         scheme = "https" if self.tls_cert else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since start (a kept-alive client makes one for many
+        calls); 0 when not serving."""
+        return self._server.accepted if self._server is not None else 0
 
     # -- test controls (see controls.py) ----------------------------------------------------
     def inject_fault(self, method: str, error: list[str], count: int = 1) -> None:
