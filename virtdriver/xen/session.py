@@ -500,15 +500,26 @@ class XenAPISession:
         """
         task = self.call(f"Async.{method}", *args)
         try:
-            return self.wait_for_task(task, method, timeout=timeout, progress=progress)
-        finally:
-            try:
-                self.call("task.destroy", task)
-            except exc.VirtDriverError as error:
-                if not is_handle_invalid(error):
-                    LOG.debug("task.destroy after %s failed (%s); retried later", method,
-                              type(error).__name__)
-                    self._orphans.add(task)
+            result = self.wait_for_task(task, method, timeout=timeout, progress=progress)
+        except exc.ConnectionFailed:
+            # The server is unreachable: the caller hears so now, not after one more
+            # call_timeout for task.destroy; the next call that gets through destroys it.
+            self._orphans.add(task)
+            raise
+        except BaseException:
+            self._destroy_task(task, method)
+            raise
+        self._destroy_task(task, method)
+        return result
+
+    def _destroy_task(self, task: str, method: str) -> None:
+        try:
+            self.call("task.destroy", task)
+        except exc.VirtDriverError as error:
+            if not is_handle_invalid(error):
+                LOG.debug("task.destroy after %s failed (%s); retried later", method,
+                          type(error).__name__)
+                self._orphans.add(task)
 
     def wait_for_task(self, task: str, method: str = "task", timeout: float | None = None,
                       progress: ProgressFn | None = None) -> Any:

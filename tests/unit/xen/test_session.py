@@ -481,3 +481,19 @@ def test_a_failed_shared_poll_fails_every_waiter_at_once(server):
         thread.join(5)
     assert len(errors) == 3
     assert server.methods().count("event.from") == 1
+
+
+def test_a_wait_that_lost_the_server_does_not_also_wait_for_task_destroy(server):
+    """The shared poll cannot reach the server: the caller hears it at once; the task is
+    left for the next good call rather than costing one more call timeout now."""
+    server.handlers["Async.VM.start"] = lambda *a: ok("OpaqueRef:task")
+    server.handlers["event.from"] = lambda *a: ConnectionRefusedError("down")
+    server.handlers["task.destroy"] = lambda task: ok("")
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, retry=RetryPolicy(attempts=0))
+    with pytest.raises(exc.ConnectionFailed):
+        session.call_async("VM.start", "v", False, False)
+    assert "task.destroy" not in server.methods()
+    assert session.pending_cleanup == {"OpaqueRef:task"}
+    session.call("VM.get_all")
+    assert server.methods()[-1] == "task.destroy" and session.pending_cleanup == frozenset()
