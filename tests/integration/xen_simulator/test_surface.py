@@ -170,6 +170,18 @@ def test_records_have_exactly_the_surface_fields(xapi: Any) -> None:
         "MESSAGE_METHOD_UNKNOWN"
 
 
+def test_session_record_and_getters(session: Any, xapi: Any) -> None:
+    """Sessions live outside the registry, yet answer as XAPI's session class does."""
+    ref = session._session
+    rec = xapi.session.get_record(ref)
+    assert set(rec) == set(surface.FIELDS["session"])
+    assert xapi.session.get_originator(ref) == "pytest"
+    assert xapi.session.get_auth_user_name(ref) == "root"
+    assert xapi.session.get_by_uuid(rec["uuid"]) == ref
+    assert str(xapi.session.get_last_active(ref)) >= str(rec["validation_time"])
+    assert failure(xapi.session.get_by_uuid, "nope") == ["UUID_INVALID", "session", "nope"]
+
+
 def test_only_rw_fields_have_setters() -> None:
     """A served ``set_<field>`` that is a plain field write is on an RW field, or is a
     message XAPI itself declares (explicit setters such as VM.set_VCPUs_max)."""

@@ -107,6 +107,7 @@ def test_other_operation_in_progress_and_sync_task(sim: Simulator, xapi: Any) ->
 def test_cancel(sim: Simulator, xapi: Any) -> None:
     """task.cancel -> status cancelled, error_info TASK_CANCELLED [task]; VM unchanged."""
     vm = new_vm(xapi, "cancel")
+    sim.inject_delay("VM.start", 5.0)  # long enough that a loaded machine still cancels it
     task = xapi.Async.VM.start(vm, False, False)
     xapi.task.cancel(task)
     snap = wait_task(xapi, task)

@@ -3,12 +3,13 @@ models/session.py)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .db import new_ref, new_uuid
+from .db import new_ref, new_uuid, now
 from .errors import XapiError
 
 
@@ -22,6 +23,10 @@ class Session:
     originator: str
     last_active: float
     subscription: dict[str, Any] = field(default_factory=dict)
+    #: wall-clock login and last use, for the session record (``validation_time``,
+    #: ``last_active``)
+    logged_in: _dt.datetime = field(default_factory=now)
+    last_seen: _dt.datetime = field(default_factory=now)
 
 
 class Sessions:
@@ -55,7 +60,13 @@ class Sessions:
             if ses is None:
                 raise XapiError("SESSION_INVALID", ref)
             ses.last_active = time.monotonic()
+            ses.last_seen = now()
             return ses
+
+    def by_uuid(self, uuid: str) -> Session | None:
+        """The live session with this uuid, if any."""
+        with self.lock:
+            return next((s for s in self.by_ref.values() if s.uuid == uuid), None)
 
     def logout(self, ref: str) -> None:
         """Forget a session."""

@@ -15,6 +15,9 @@ from ..errors import XapiError
 from ..schema import CLASSES, NULL, RELATIONS, canonical_enum
 from ..where import compile_where
 
+#: Classes whose objects are not in the registry (sessions are in the session store):
+#: their own model serves their reads.
+KEPT_ELSEWHERE = frozenset({"session"})
 #: class -> hook run after a client changes a field of one of its objects.
 AFTER_CHANGE: dict[str, Callable[[Context, str], None]] = {}
 
@@ -27,6 +30,8 @@ def generic(message: surface.Message) -> Handler | None:
     edits, implicit create and destroy) exist only for the modelled classes.
     """
     cls, name = message.cls, message.name
+    if cls in KEPT_ELSEWHERE:
+        return None
     fields = surface.FIELDS.get(cls, {})
     reads: dict[str, Handler] = {
         "get_record": lambda ctx, ref: copy_record(ctx.db.get(cls, ref)),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..context import Context, api
+from .. import surface
+from ..context import Context, Handler, api
 from ..errors import XapiError
+from ..schema import NULL
+from ..sessions import Session
 
 
 @api("session.login_with_password")
@@ -40,30 +43,42 @@ def local_logout(ctx: Context) -> None:
     logout(ctx)
 
 
-@api("session.get_this_host")
-def get_this_host(ctx: Context, ref: str) -> str:
-    """The host the session is logged in to (the pool master)."""
-    ctx.backend.sessions.check(ref)
-    return ctx.backend.master()
-
-
-@api("session.get_uuid")
-def get_uuid(ctx: Context, ref: str) -> str:
-    """The session's uuid."""
-    return ctx.backend.sessions.check(ref).uuid
-
-
-@api("session.get_this_user")
-def get_this_user(ctx: Context, ref: str) -> str:
-    """Simulated subject ref (NULL for the local superuser)."""
-    ctx.backend.sessions.check(ref)
-    return "OpaqueRef:NULL"
+def session_record(ctx: Context, ses: Session) -> dict[str, Any]:
+    """The session's record, with every field of XAPI's session class."""
+    return {
+        "uuid": ses.uuid, "this_host": ctx.backend.master(), "this_user": NULL,
+        "last_active": ses.last_seen, "pool": False, "other_config": {},
+        "is_local_superuser": True, "subject": NULL, "validation_time": ses.logged_in,
+        "auth_user_sid": "", "auth_user_name": ses.username, "rbac_permissions": [],
+        "tasks": [], "parent": NULL, "originator": ses.originator,
+        "client_certificate": False,
+    }
 
 
 @api("session.get_record")
 def get_record(ctx: Context, ref: str) -> dict[str, Any]:
-    """A minimal session record."""
-    ses = ctx.backend.sessions.check(ref)
-    return {"uuid": ses.uuid, "this_host": ctx.backend.master(), "this_user": "OpaqueRef:NULL",
-            "is_local_superuser": True, "originator": ses.originator,
-            "auth_user_name": ses.username}
+    """The record of a live session (SESSION_INVALID for one that is not)."""
+    return session_record(ctx, ctx.backend.sessions.check(ref))
+
+
+@api("session.get_by_uuid")
+def get_by_uuid(ctx: Context, uuid: str) -> str:
+    """The ref of a live session by uuid."""
+    ses = ctx.backend.sessions.by_uuid(uuid)
+    if ses is None:
+        raise XapiError("UUID_INVALID", "session", uuid)
+    return ses.ref
+
+
+def _getter(name: str) -> Handler:
+    def get(ctx: Context, ref: str) -> Any:
+        return session_record(ctx, ctx.backend.sessions.check(ref))[name]
+
+    get.__doc__ = f"The session's ``{name}``."
+    return get
+
+
+# Sessions live in the session store, not in the registry: every field getter of the
+# class reads the record above.
+for _name in surface.FIELDS["session"]:
+    api(f"session.get_{_name}")(_getter(_name))
