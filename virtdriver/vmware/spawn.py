@@ -102,7 +102,15 @@ def _volume_backed_config(instance: Any, image_meta: Any, network_info: Any) -> 
 
 
 def _check_absent(backend: VMwareBackend, instance: Any) -> None:
-    if backend.vm_refs.find(backend.session, field_of(instance, "uuid")) is not None:
+    """Refuse an instance that has a VM. A cached reference may be stale: another compute
+    of the vCenter may have destroyed the VM (a shelve offload there, then an unshelve
+    here), so a cached one is read once to be sure."""
+    uuid = field_of(instance, "uuid")
+    ref = backend.vm_refs.find(backend.session, uuid)
+    if ref is not None and not backend.session.retrieve([ref], ["name"], missing_ok=True):
+        backend.vm_refs.forget(uuid)  # stale: look again
+        ref = backend.vm_refs.find(backend.session, uuid)
+    if ref is not None:
         raise exceptions.InstanceExists(field_of(instance, "name"))
 
 

@@ -121,6 +121,8 @@ class VMwareVMOps(VMOps):
                 destroy_disks: bool = True) -> None:
         """Power off, detach volumes (never deleted), unregister, delete the VM's folder; a
         gone VM is a no-op."""
+        if migrate.keeps_vm_for_revert(instance):
+            return  # the revert needs this VM: the resize moved it, it copied nothing
         devices = self.block_devices(block_device_info)
         with instance_lock(instance):
             spawn.destroy(self._backend, instance, destroy_disks, devices)
@@ -330,6 +332,10 @@ class VMwareVMOps(VMOps):
     def get_vnc_console(self, instance: Any) -> ConsoleInfo:
         """Allocates the VM's VNC port on first use."""
         return facts.get_vnc_console(self._backend, instance)
+
+    def get_mks_console(self, instance: Any) -> ConsoleInfo:
+        """An MKS ticket (``AcquireTicket``); the ticket is in ``internal_access_path``."""
+        return facts.get_mks_console(self._backend, instance)
 
     # -- host ------------------------------------------------------------------------------------
 
