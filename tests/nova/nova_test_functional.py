@@ -89,9 +89,10 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
 
         def update_keeping_data(context: Any, image_id: str, metadata: Any, data: Any = None,
                                 **kwargs: Any) -> Any:
-            if data is not None:
-                self.glance._imagedata[image_id] = b"".join(iter(lambda: data.read(65536),
-                                                                 b""))
+            if data is not None:  # Glance stores the bytes and sets the size from them
+                blob = b"".join(iter(lambda: data.read(65536), b""))
+                self.glance._imagedata[image_id] = blob
+                metadata = {**metadata, "size": len(blob)}
             return update(context, image_id, metadata, **kwargs)
 
         self.glance.update = update_keeping_data  # this test's fixture only
