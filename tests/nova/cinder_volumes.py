@@ -4,10 +4,19 @@ VMware: :func:`vmdk_volume` creates what Cinder's VMDK driver creates for a volu
 powered-off *shadow VM* ``volume-<id>`` (``instanceUuid`` = the volume id) holding one
 disk whose ``backing.uuid`` is the volume id, and returns the ``connection_info`` Cinder
 hands Nova. :func:`shadow_disk_path` reads back which file the shadow VM holds.
+
+Xen: :func:`iscsi_volume` exports what Cinder's iSCSI target driver exports for a volume,
+a target ``iqn.2010-10.org.openstack:volume-<id>`` with LUN 1, on the XAPI simulator's
+storage network (its ``/_sim/iscsi`` test control), writes a recognisable first block and
+returns Cinder's iSCSI ``connection_info``. :func:`iscsi_lun_head` reads the LUN back on
+the storage side; :func:`xen_attached_vdis` reads which LUN VDIs an instance's VM holds.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.request
 import uuid as uuid_module
 from typing import Any
 
@@ -89,3 +98,69 @@ def attached_volume_files(content: Any, instance_uuid: str) -> list[str]:
     return [d.backing.fileName for d in ref.config.hardware.device
             if isinstance(d, vim.vm.device.VirtualDisk)
             and f"] {instance_uuid}/" not in d.backing.fileName]
+
+
+# -- Xen: iSCSI targets on the XAPI simulator ------------------------------------------------
+
+ISCSI_PORTAL = "127.0.0.1:3260"
+
+
+def _iscsi_control(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(f"{url}/_sim/iscsi", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def iscsi_volume(url: str, volume_id: str | None = None,
+                 size: int = 4 * 1024 * 1024) -> tuple[str, dict[str, Any]]:
+    """A target with LUN 1 for a new volume on the simulator at ``url``: ``(volume id,
+    connection_info)``, as Cinder's ``initialize_connection`` returns it (no ``serial``)."""
+    volume_id = volume_id or str(uuid_module.uuid4())
+    iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
+    _iscsi_control(url, {"action": "add_target", "iqn": iqn, "portal": ISCSI_PORTAL,
+                         "luns": {"1": size}})
+    _iscsi_control(url, {"action": "write", "iqn": iqn, "lun": 1,
+                         "data": base64.b64encode(head_of(volume_id)).decode()})
+    return volume_id, {"driver_volume_type": "iscsi",
+                       "data": {"target_discovered": False, "target_portal": ISCSI_PORTAL,
+                                "target_iqn": iqn, "target_lun": 1, "volume_id": volume_id,
+                                "encrypted": False}}
+
+
+def head_of(volume_id: str) -> bytes:
+    """The first bytes :func:`iscsi_volume` writes into a volume."""
+    return f"volume {volume_id} ".encode() * 8
+
+
+def iscsi_lun_head(url: str, volume_id: str) -> bytes | None:
+    """The first bytes of a volume's LUN, read on the storage side (None: no such LUN)."""
+    iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
+    targets = _iscsi_control(url, {"action": "list"})
+    if not any(t["iqn"] == iqn and t["luns"] for t in targets):
+        return None
+    data = _iscsi_control(url, {"action": "read", "iqn": iqn, "lun": 1, "offset": 0,
+                                "length": len(head_of(volume_id))})["data"]
+    return base64.b64decode(data)
+
+
+def iscsi_vdi_uuid(url: str, volume_id: str) -> str | None:
+    """The VDI uuid the volume's LUN has in every pool (None: no such LUN)."""
+    iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
+    for target in _iscsi_control(url, {"action": "list"}):
+        if target["iqn"] == iqn and target["luns"]:
+            return target["luns"][0]["vdi_uuid"]
+    return None
+
+
+def xen_attached_vdis(xapi: Any, instance_uuid: str) -> dict[str, str]:
+    """The VDI uuids of the volume VBDs (``osvol``) of the instance's VM, by userdevice."""
+    out: dict[str, str] = {}
+    for vm in xapi.VM.get_all_records().values():
+        if vm["other_config"].get("nova_uuid") != instance_uuid or vm["is_a_template"]:
+            continue
+        for vbd in vm["VBDs"]:
+            record = xapi.VBD.get_record(vbd)
+            if record["other_config"].get("osvol") == "True":
+                out[record["userdevice"]] = xapi.VDI.get_uuid(record["VDI"])
+    return out

@@ -4,9 +4,10 @@
 service whose driver is ours, against a fresh simulator. Nova's ``CinderFixture`` plays
 Cinder's API; the ``connection_info`` it returns for each volume is real: the backend's
 volume made on the simulator as Cinder's driver makes it (VMware: a shadow VM holding a
-VMDK, :mod:`tests.nova.cinder_volumes`). After each step the test reads the simulator with
-a client of its own: which volume files the server's VM holds, and that the volume's own
-storage still holds it.
+VMDK; Xen: an iSCSI target and LUN on the XAPI simulator's storage network,
+:mod:`tests.nova.cinder_volumes`). After each step the test reads the simulator with a
+client of its own: which volumes the server's VM holds, and that the volume's own storage
+still holds it.
 
 One class per backend: a backend supplies :meth:`_ServerVolumes._new_volume`,
 :meth:`~_ServerVolumes._attached` and :meth:`~_ServerVolumes._volume_kept`.
@@ -25,7 +26,7 @@ from nova.tests.functional import integrated_helpers
 from pyVim.task import WaitForTask
 
 from tests.nova import cinder_volumes
-from tests.nova.simulators import IMAGE_BYTES, IMAGE_FORMATS, VcsimServer
+from tests.nova.simulators import IMAGE_BYTES, IMAGE_FORMATS, VcsimServer, XapiServer
 from virtdriver.nova import config
 
 CONF = nova_conf.CONF
@@ -159,9 +160,32 @@ class VMwareServerVolumesTestCase(_ServerVolumes):
         return path is not None and f"volume-{volume_id}" in path
 
 
+class XenServerVolumesTestCase(_ServerVolumes):
+    """iSCSI volumes (a target and LUN each) on the XAPI simulator."""
+
+    server_class = XapiServer
+    driver_class = "XenDriver"
+
+    def _new_volume(self, volume_id: str | None = None) -> str:
+        volume_id, info = cinder_volumes.iscsi_volume(self.server.url, volume_id)
+        del info["data"]["volume_id"]  # the fixture sets it, as Cinder does
+        self.cinder.VOLUME_CONNECTION_INFO[volume_id] = info
+        return volume_id
+
+    def _attached(self, server: dict[str, Any]) -> set[str]:
+        vdis = set(cinder_volumes.xen_attached_vdis(self.server.client.xenapi,
+                                                    server["id"]).values())
+        return {volume_id for volume_id in self.cinder.VOLUME_CONNECTION_INFO
+                if cinder_volumes.iscsi_vdi_uuid(self.server.url, volume_id) in vdis}
+
+    def _volume_kept(self, volume_id: str) -> bool:
+        return cinder_volumes.iscsi_lun_head(self.server.url, volume_id) == \
+            cinder_volumes.head_of(volume_id)
+
+
 def load_tests(loader: Any, standard_tests: Any, pattern: Any) -> Any:
     """Only the backends' classes: the shared base is not a test of its own."""
     suite = unittest.TestSuite()
-    for case in (VMwareServerVolumesTestCase,):
+    for case in (VMwareServerVolumesTestCase, XenServerVolumesTestCase):
         suite.addTests(loader.loadTestsFromTestCase(case))
     return suite
