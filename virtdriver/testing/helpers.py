@@ -16,9 +16,11 @@ import pytest
 from virtdriver.common import exceptions
 from virtdriver.common.base import VMOps
 from virtdriver.common.model import VIF, Flavor, Instance
+from virtdriver.common.volumes import REQUIRED_DATA_KEYS, supported_volume_types
 
 __all__ = ["CAPABILITY_OPERATIONS", "SKIP_PREFIX", "Recorder", "TaskStates", "gate",
-           "make_instance", "make_vif", "nova_like_instance", "supported"]
+           "instance_operations", "make_instance", "make_vif", "nova_like_instance",
+           "supported"]
 
 #: Every skip the suite makes starts with this, so a report can tell them from others.
 SKIP_PREFIX = "capability"
@@ -125,3 +127,80 @@ def nova_like_instance() -> Any:
                                    extra_specs={})
     return types.SimpleNamespace(uuid=str(uuid_module.uuid4()), name="conformance-bad-input",
                                  flavor=flavor, metadata={}, config_drive=False)
+
+
+def instance_operations(ops: VMOps, image: Any, network: str,
+                        instance: Any) -> dict[str, Callable[[], Any]]:
+    """Every operation of the contract that acts on one instance, by name, as a call on
+    ``instance`` with well-formed other arguments (so only the instance can be wrong).
+
+    Not get_volume_connector: it describes the host, and Nova calls it with a stub
+    instance (``{"id": "fake"}`` in its own driver tests).
+    """
+    vif = make_vif(network)
+    flavor = Flavor(vcpus=1, memory_mb=256, root_gb=1)
+    # a well-formed volume of a type the backend attaches (vmdk when it attaches none)
+    kind = min(supported_volume_types(ops.capabilities), default="vmdk")
+    volume = {"driver_volume_type": kind, "serial": str(uuid_module.uuid4()),
+              "data": dict.fromkeys(REQUIRED_DATA_KEYS.get(kind, ()), "x")}
+    return {
+        "spawn": lambda: ops.spawn(None, instance, image, [], None, [vif]),
+        "destroy": lambda: ops.destroy(instance),
+        "reboot": lambda: ops.reboot(instance, reboot_type="HARD"),
+        "power_off": lambda: ops.power_off(instance),
+        "power_on": lambda: ops.power_on(instance),
+        "suspend": lambda: ops.suspend(instance),
+        "resume": lambda: ops.resume(instance),
+        "pause": lambda: ops.pause(instance),
+        "unpause": lambda: ops.unpause(instance),
+        "soft_delete": lambda: ops.soft_delete(instance),
+        "restore": lambda: ops.restore(instance),
+        "set_bootable": lambda: ops.set_bootable(instance, True),
+        "rescue": lambda: ops.rescue(None, instance, [vif], image),
+        "unrescue": lambda: ops.unrescue(instance),
+        "snapshot": lambda: ops.snapshot(None, instance, str(uuid_module.uuid4()),
+                                         TaskStates()),
+        "post_interrupted_snapshot_cleanup":
+            lambda: ops.post_interrupted_snapshot_cleanup(None, instance),
+        "migrate_disk_and_power_off":
+            lambda: ops.migrate_disk_and_power_off(None, instance, "", flavor),
+        "finish_migration": lambda: ops.finish_migration(None, None, instance, {}, [vif],
+                                                         image),
+        "confirm_migration": lambda: ops.confirm_migration(None, instance, [vif]),
+        "finish_revert_migration": lambda: ops.finish_revert_migration(None, instance),
+        "check_can_live_migrate_destination":
+            lambda: ops.check_can_live_migrate_destination(None, instance),
+        "check_can_live_migrate_source":
+            lambda: ops.check_can_live_migrate_source(None, instance, {}),
+        "pre_live_migration":
+            lambda: ops.pre_live_migration(None, instance, None, [vif], None, {}),
+        "live_migrate": lambda: ops.live_migrate(None, instance, "elsewhere", Recorder(),
+                                                 Recorder()),
+        "post_live_migration": lambda: ops.post_live_migration(None, instance),
+        "post_live_migration_at_destination":
+            lambda: ops.post_live_migration_at_destination(None, instance, [vif]),
+        "rollback_live_migration_at_destination":
+            lambda: ops.rollback_live_migration_at_destination(instance),
+        "attach_interface": lambda: ops.attach_interface(instance, image, vif),
+        "detach_interface": lambda: ops.detach_interface(instance, vif),
+        "plug_vifs": lambda: ops.plug_vifs(instance, [vif]),
+        "unplug_vifs": lambda: ops.unplug_vifs(instance, [vif]),
+        "inject_network_info": lambda: ops.inject_network_info(instance, [vif]),
+        "reset_network": lambda: ops.reset_network(instance),
+        "refresh_instance_security_rules":
+            lambda: ops.refresh_instance_security_rules(instance),
+        "unfilter_instance": lambda: ops.unfilter_instance(instance, [vif]),
+        "inject_file": lambda: ops.inject_file(instance, "/etc/motd", b"hi"),
+        "set_admin_password": lambda: ops.set_admin_password(instance, "pw"),
+        "change_instance_metadata":
+            lambda: ops.change_instance_metadata(instance, {"role": ["+", "db"]}),
+        "get_info": lambda: ops.get_info(instance),
+        "get_diagnostics": lambda: ops.get_diagnostics(instance),
+        "get_instance_diagnostics": lambda: ops.get_instance_diagnostics(instance),
+        "get_console_output": lambda: ops.get_console_output(instance),
+        "get_vnc_console": lambda: ops.get_vnc_console(instance),
+        "attach_volume": lambda: ops.attach_volume(None, volume, instance, "/dev/sdb"),
+        "detach_volume": lambda: ops.detach_volume(None, volume, instance, "/dev/sdb"),
+        "swap_volume": lambda: ops.swap_volume(None, volume, volume, instance, "/dev/sdb", 1),
+        "extend_volume": lambda: ops.extend_volume(None, volume, instance, 2 * 1024 ** 3),
+    }

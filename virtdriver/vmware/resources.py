@@ -66,7 +66,8 @@ def _usable_datastore(props: dict[str, Any], regex: str | None) -> bool:
         return False
     if str(props.get("summary.maintenanceMode") or "normal") != "normal":
         return False
-    return not regex or re.match(regex, props.get("summary.name", "")) is not None
+    # the whole name, as spawn's choice of datastore (ds_util.choose_datastore) reads it
+    return not regex or re.fullmatch(regex, props.get("summary.name", "")) is not None
 
 
 def cluster_resources(session: VMwareSession, cluster_ref: Any,

@@ -14,6 +14,7 @@ from pyVmomi import vim
 from virtdriver.common import exceptions
 from virtdriver.common.model import VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback, make_step_decorator
+from virtdriver.common.validation import require_admin_password, require_injected_files
 from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
 from virtdriver.vmware import ds_util, vm_util, volumes
 from virtdriver.vmware import vif as vif_util
@@ -41,6 +42,7 @@ def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
     """
     boot_volume = block_devices.boot_volume
     info = spawn_config(backend, instance, image_meta, network_info, boot_volume is not None)
+    injected_files, admin_password = guest_data(instance, injected_files, admin_password)
     step = make_step_decorator(context, instance, backend.progress)
     # module globals looked up at call time, so a test can wrap one step
     check_absent = step(_check_absent)
@@ -89,6 +91,30 @@ def spawn_config(backend: VMwareBackend, instance: Any, image_meta: Any,
         raise exceptions.InvalidInput("flavor.root_gb", info.root_gb,
                                       f"is smaller than the image ({size} bytes)")
     return info
+
+
+def guest_data(instance: Any, injected_files: Any,
+               admin_password: Any) -> tuple[list[tuple[str, bytes]], str | None]:
+    """The files and password checked, before any server call (InvalidInput).
+
+    vSphere has no guest agent: the config drive is the only way into the guest, so files
+    without one are refused rather than lost. A password without one is dropped with a
+    warning instead: Nova generates a password for every server it creates and its
+    drivers set it where they can (its own contract tests spawn with one and no config
+    drive), so refusing it would refuse every Nova spawn without a config drive.
+    """
+    files = require_injected_files(injected_files)
+    password = require_admin_password("admin_password", admin_password)
+    if field_of(instance, "config_drive"):
+        return files, password
+    if files:
+        raise exceptions.InvalidInput("injected_files", [path for path, _ in files],
+                                      "need a config drive (instance.config_drive): "
+                                      "vSphere has no guest agent to deliver them")
+    if password:
+        LOG.warning("admin password not set: the instance has no config drive and "
+                    "vSphere no guest agent", instance=instance)
+    return files, None
 
 
 def _volume_backed_config(instance: Any, image_meta: Any, network_info: Any) -> VMConfigInfo:

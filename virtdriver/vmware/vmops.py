@@ -8,6 +8,9 @@ one hop, to the module of its concern: :mod:`~virtdriver.vmware.spawn` (spawn, d
 :mod:`~virtdriver.vmware.facts` and :mod:`~virtdriver.vmware.host`. Those functions take a
 :class:`~virtdriver.vmware.backend.VMwareBackend`: the session, inventory, image cache and
 VM lookup they all share. What vSphere cannot do raises UnsupportedOperation here.
+
+Every operation on an instance checks its identity first, before any server call: through
+``instance_lock`` where it locks, else by calling ``validate_instance_identity`` itself.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from typing import Any
 
 from virtdriver.common.base import DEFAULT_CAPABILITIES, VMOps
 from virtdriver.common.locks import instance_lock
-from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
+from virtdriver.common.model import (
+    ConsoleInfo,
+    Diagnostics,
+    InstanceInfo,
+    field_of,
+    validate_instance_identity,
+)
 from virtdriver.vmware import (
     facts,
     host,
@@ -190,6 +199,7 @@ class VMwareVMOps(VMOps):
             snapshot.snapshot(self._backend, context, instance, image_id, update_task_state)
 
     def post_interrupted_snapshot_cleanup(self, context: Any, instance: Any) -> None:
+        validate_instance_identity(instance)
         snapshot.post_interrupted_snapshot_cleanup(self._backend, context, instance)
 
     # -- resize ----------------------------------------------------------------------------------
@@ -221,16 +231,19 @@ class VMwareVMOps(VMOps):
     def check_can_live_migrate_destination(self, context: Any, instance: Any,
                                            block_migration: bool = False,
                                            disk_over_commit: bool = False) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.check_can_live_migrate_destination(self._backend)
 
     def check_can_live_migrate_source(self, context: Any, instance: Any,
                                       dest_check_data: dict[str, Any]) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.check_can_live_migrate_source(self._backend, instance,
                                                           dest_check_data)
 
     def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                            network_info: Any, disk_info: Any,
                            migrate_data: dict[str, Any] | None = None) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.pre_live_migration(migrate_data)
 
     def live_migrate(self, context: Any, instance: Any, destination_hostname: str,
@@ -238,21 +251,25 @@ class VMwareVMOps(VMOps):
                      block_migration: bool = False,
                      migrate_data: dict[str, Any] | None = None) -> None:
         """Relocates between hosts of the cluster; locks the instance, not the callbacks."""
+        validate_instance_identity(instance)  # bad input is no failed migration to recover
         live_migrate.live_migrate(self._backend, context, instance, destination_hostname,
                                   post_method, recover_method, block_migration, migrate_data)
 
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
         """Nothing stays on the source host: vCenter moved the VM."""
+        validate_instance_identity(instance)
 
     def post_live_migration_at_destination(self, context: Any, instance: Any, network_info: Any,
                                            block_migration: bool = False,
                                            block_device_info: Any = None) -> None:
         """Nothing to finish: the VM keeps its devices and networks."""
+        validate_instance_identity(instance)
 
     def rollback_live_migration_at_destination(self, instance: Any,
                                                block_device_info: Any = None) -> None:
         """Nothing to remove: pre_live_migration made nothing."""
+        validate_instance_identity(instance)
 
     # -- network ---------------------------------------------------------------------------------
 
@@ -304,6 +321,7 @@ class VMwareVMOps(VMOps):
     # -- facts -----------------------------------------------------------------------------------
 
     def get_info(self, instance: Any) -> InstanceInfo:
+        validate_instance_identity(instance)
         return facts.get_info(self._backend, instance)
 
     def list_instances(self) -> list[str]:
@@ -315,9 +333,11 @@ class VMwareVMOps(VMOps):
 
     def get_diagnostics(self, instance: Any) -> dict[str, Any]:
         """summary.config, quickStats and runtime, flattened with a ``vmware:`` prefix."""
+        validate_instance_identity(instance)
         return facts.get_diagnostics(self._backend, instance)
 
     def get_instance_diagnostics(self, instance: Any) -> Diagnostics:
+        validate_instance_identity(instance)
         return facts.get_instance_diagnostics(self._backend, instance)
 
     def get_all_bw_counters(self, instances: Iterable[Any]) -> list[dict[str, Any]]:
@@ -331,10 +351,12 @@ class VMwareVMOps(VMOps):
 
     def get_vnc_console(self, instance: Any) -> ConsoleInfo:
         """Allocates the VM's VNC port on first use."""
+        validate_instance_identity(instance)
         return facts.get_vnc_console(self._backend, instance)
 
     def get_mks_console(self, instance: Any) -> ConsoleInfo:
         """An MKS ticket (``AcquireTicket``); the ticket is in ``internal_access_path``."""
+        validate_instance_identity(instance)
         return facts.get_mks_console(self._backend, instance)
 
     # -- host ------------------------------------------------------------------------------------
@@ -384,6 +406,11 @@ class VMwareVMOps(VMOps):
             volumes.extend_volume(self._backend, info, instance, requested_size)
 
     def get_volume_connector(self, instance: Any) -> dict[str, Any]:
+        """The host's connector, with the VM's moref when the instance has a VM. It
+        describes the host, so an instance without a uuid is fine (Nova's own tests pass
+        ``{"id": "fake"}``); a malformed one is refused before it reaches the server."""
+        if field_of(instance, "uuid") is not None:
+            validate_instance_identity(instance)
         return volumes.get_volume_connector(self._backend, instance)
 
 

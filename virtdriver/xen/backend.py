@@ -14,7 +14,7 @@ from typing import Any
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.exceptions import UnsupportedOperation
-from virtdriver.common.model import field_of, validate_instance_identity
+from virtdriver.common.model import field_of
 from virtdriver.common.progress import ProgressReporter
 from virtdriver.common.stats import CallStats
 from virtdriver.xen import disks, vm_utils
@@ -96,8 +96,8 @@ class XenBackend:
         self._vm_refs[self._key(instance, name_label)] = vm_ref
 
     def vm_ref_of(self, instance: Any) -> str:
-        """The VM ref of ``instance``; InstanceNotFound when it has none."""
-        validate_instance_identity(instance)
+        """The VM ref of ``instance``; InstanceNotFound when it has none. (The face checked
+        the instance's identity before calling.)"""
         ref = self.lookup(instance)
         if ref is None:
             raise exc.InstanceNotFound(str(field_of(instance, "uuid")))

@@ -17,6 +17,7 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import VIF, VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback
+from virtdriver.common.validation import require_admin_password, require_injected_files
 from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
 from virtdriver.xen import config_drive, disks, vm_utils, volumes
 from virtdriver.xen import vif as vif_utils
@@ -71,23 +72,6 @@ class SpawnPlan:
         return bool(field_of(self.instance, "config_drive", False)) and not self.rescue
 
 
-def _validate_files(injected_files: Any) -> list[tuple[str, bytes]]:
-    files = []
-    for entry in injected_files or []:
-        try:
-            path, contents = entry
-        except (TypeError, ValueError):
-            raise exc.InvalidInput("injected_files", entry,
-                                   "entries must be (path, contents) pairs") from None
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise exc.InvalidInput("injected_files.path", path, "must be an absolute path")
-        if not isinstance(contents, (bytes, str)):
-            raise exc.InvalidInput("injected_files.contents", type(contents).__name__,
-                                   "must be bytes or str")
-        files.append((path, contents.encode() if isinstance(contents, str) else contents))
-    return files
-
-
 # -- validation (no server call) ------------------------------------------------------
 
 
@@ -112,9 +96,8 @@ def plan(backend: XenBackend, instance: Any, image: Any, injected_files: Any,
         if config.root_gb and image_size > config.root_gb * vm_utils.GiB:
             raise exc.InvalidInput("flavor.root_gb", config.root_gb,
                                    f"is smaller than the image ({image_size} bytes)")
-    if admin_password is not None and not isinstance(admin_password, str):
-        raise exc.InvalidInput("admin_password", "<hidden>", "must be a string")
-    files = _validate_files(injected_files)
+    admin_password = require_admin_password("admin_password", admin_password)
+    files = require_injected_files(injected_files)
     mode = vm_utils.vm_mode(image, instance, backend.xen.default_os_type)
     guest_os = vm_utils.os_type(image, instance, backend.xen.default_os_type)
     needs_agent = bool(admin_password or files)
@@ -131,7 +114,7 @@ def plan(backend: XenBackend, instance: Any, image: Any, injected_files: Any,
     planned = volumes.plan(block_devices, taken)
     return SpawnPlan(instance=instance, image=image, config=config, mode=mode,
                      os_type=guest_os, injected_files=files, volumes=planned,
-                     admin_password=admin_password or None, rescue=rescue)
+                     admin_password=admin_password, rescue=rescue)
 
 
 # -- steps ------------------------------------------------------------------------------

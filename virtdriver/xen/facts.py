@@ -25,7 +25,6 @@ from virtdriver.common.model import (
     MemoryDiagnostics,
     NicDiagnostics,
     field_of,
-    validate_instance_identity,
 )
 from virtdriver.xen import vm_utils
 from virtdriver.xen.backend import XenBackend
@@ -134,7 +133,6 @@ def _vnc_console(session: XenAPISession, vm_ref: str, instance_uuid: str) -> Con
 def get_info(backend: XenBackend, instance: Any) -> InstanceInfo:
     """The VM's power state: one call once the VM ref is cached, and a cold lookup's record
     already carries it."""
-    validate_instance_identity(instance)
     if backend.cached_ref(instance) is None:
         found = vm_utils.find_vm(backend.session, field_of(instance, "name"),
                                  str(field_of(instance, "uuid")))
@@ -212,7 +210,6 @@ def get_console_output(backend: XenBackend, instance: Any) -> bytes:
 
 def get_vnc_console(backend: XenBackend, instance: Any) -> ConsoleInfo:
     """The RFB console of the VM (the rescue VM's while rescued)."""
-    validate_instance_identity(instance)
     uuid = str(field_of(instance, "uuid"))
     rescue = vm_utils.find_vm(backend.session,
                               field_of(instance, "name") + vm_utils.RESCUE_SUFFIX, uuid)

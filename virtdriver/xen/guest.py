@@ -11,6 +11,7 @@ from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of
+from virtdriver.common.validation import require_guest_path, require_name
 from virtdriver.xen import vm_utils
 from virtdriver.xen.agent import GuestAgent
 from virtdriver.xen.backend import XenBackend
@@ -32,8 +33,9 @@ def agent(backend: XenBackend, instance: Any, operation: str = "guest agent") ->
 
 def inject_file(backend: XenBackend, instance: Any, path: str, contents: bytes | str) -> None:
     """Write a file in the guest through the agent."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise exc.InvalidInput("path", path, "must be an absolute path")
+    require_guest_path("path", path)
+    if not isinstance(contents, (bytes, str)):
+        raise exc.InvalidInput("contents", type(contents).__name__, "must be bytes or str")
     agent(backend, instance, "inject_file").inject_file(path, contents)
     LOG.info("file %s injected", path, instance=instance)
 
@@ -53,6 +55,7 @@ def change_instance_metadata(backend: XenBackend, instance: Any,
         raise exc.InvalidInput("diff", diff, "must be a mapping")
     changes: list[tuple[str, str | None]] = []
     for key, change in diff.items():
+        require_name("diff key", key)  # a xenstore path: see require_metadata
         if not isinstance(change, (list, tuple)) or not change or change[0] not in "+-":
             raise exc.InvalidInput(f"diff[{key!r}]", change, "must be ['+', value] or ['-']")
         if change[0] == "+" and len(change) < 2:

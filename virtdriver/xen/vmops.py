@@ -9,7 +9,9 @@ steps in :mod:`~virtdriver.xen.build`), :mod:`~virtdriver.xen.power`,
 and :mod:`~virtdriver.xen.host`. What they share (session, configuration, image store,
 progress, the instance -> VM lookup) is a :class:`~virtdriver.xen.backend.XenBackend`.
 Every server call goes through :class:`~virtdriver.xen.session.XenAPISession`; XAPI faults
-never escape as XenAPI types.
+never escape as XenAPI types. Every operation on an instance checks its identity first,
+before any server call: through ``instance_lock`` where it locks, else by calling
+``validate_instance_identity`` itself.
 """
 
 from __future__ import annotations
@@ -105,7 +107,6 @@ class XenVMOps(VMOps):
         """Also removes the rescue VM and the ``<name>-orig`` VM a resize kept for a revert.
         Volumes are detached, never deleted."""
         devices = self.block_devices(block_device_info)
-        validate_instance_identity(instance)  # before the lock, which is named by the uuid
         with instance_lock(instance):
             spawn.destroy(self._backend, instance, destroy_disks, devices)
 
@@ -220,17 +221,20 @@ class XenVMOps(VMOps):
     def check_can_live_migrate_destination(self, context: Any, instance: Any,
                                            block_migration: bool = False,
                                            disk_over_commit: bool = False) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.check_can_live_migrate_destination(self._backend, instance,
                                                                block_migration)
 
     def check_can_live_migrate_source(self, context: Any, instance: Any,
                                       dest_check_data: dict[str, Any]) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.check_can_live_migrate_source(self._backend, instance,
                                                           dest_check_data)
 
     def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                            network_info: Any, disk_info: Any,
                            migrate_data: dict[str, Any] | None = None) -> dict[str, Any]:
+        validate_instance_identity(instance)
         return live_migrate.pre_live_migration(self._backend, instance, network_info,
                                                migrate_data,
                                                self.block_devices(block_device_info))
@@ -247,16 +251,19 @@ class XenVMOps(VMOps):
 
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
+        validate_instance_identity(instance)
         live_migrate.post_live_migration(self._backend, instance)
 
     def post_live_migration_at_destination(self, context: Any, instance: Any,
                                            network_info: Any, block_migration: bool = False,
                                            block_device_info: Any = None) -> None:
         """Drops ``base_mirror`` from the VDIs' sm_config (XAPI bug CA-98606)."""
+        validate_instance_identity(instance)
         live_migrate.post_live_migration_at_destination(self._backend, instance)
 
     def rollback_live_migration_at_destination(self, instance: Any,
                                                block_device_info: Any = None) -> None:
+        validate_instance_identity(instance)
         live_migrate.rollback_live_migration_at_destination(
             self._backend, instance, self.block_devices(block_device_info))
 
@@ -327,6 +334,7 @@ class XenVMOps(VMOps):
     # -- facts (facts.py) -----------------------------------------------------------------------
 
     def get_info(self, instance: Any) -> InstanceInfo:
+        validate_instance_identity(instance)
         return facts.get_info(self._backend, instance)
 
     def list_instances(self) -> list[str]:
@@ -338,9 +346,11 @@ class XenVMOps(VMOps):
 
     def get_diagnostics(self, instance: Any) -> dict[str, Any]:
         """XAPI's data sources, flat (cpuN, vif_N_rx/tx, memory...)."""
+        validate_instance_identity(instance)
         return facts.get_diagnostics(self._backend, instance)
 
     def get_instance_diagnostics(self, instance: Any) -> Diagnostics:
+        validate_instance_identity(instance)
         return facts.get_instance_diagnostics(self._backend, instance)
 
     def get_all_bw_counters(self, instances: Iterable[Any]) -> list[dict[str, Any]]:
@@ -352,10 +362,12 @@ class XenVMOps(VMOps):
 
     def get_console_output(self, instance: Any) -> bytes:
         """From the dom0 console plugin."""
+        validate_instance_identity(instance)
         return facts.get_console_output(self._backend, instance)
 
     def get_vnc_console(self, instance: Any) -> ConsoleInfo:
         """The rescue VM's console while rescued."""
+        validate_instance_identity(instance)
         return facts.get_vnc_console(self._backend, instance)
 
     # -- host (host.py) -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from virtdriver.common.model import (
     validate_vifs,
 )
 from virtdriver.common.power_state import PowerState
+from virtdriver.common.validation import require_injected_files
 from virtdriver.testing import ConformanceBackend, DiskView, Leftovers, NicView, VMView
 
 GiB = 1024 ** 3
@@ -91,6 +92,9 @@ class ToyVMOps(VMOps):
         validate_instance(instance)
         validate_image(image_meta)
         vifs = validate_vifs(network_info)
+        if require_injected_files(injected_files):
+            raise exceptions.InvalidInput("injected_files", injected_files,
+                                          "need a way into the guest; the toy has none")
         flavor = instance.flavor
         if (field_of(image_meta, "size", 0) or 0) > flavor.root_gb * GiB:
             raise exceptions.InvalidInput("flavor.root_gb", flavor.root_gb,
@@ -223,6 +227,7 @@ class ToyVMOps(VMOps):
         vm.state = PowerState.RUNNING if power_on else vm.state
 
     def confirm_migration(self, migration, instance, network_info):
+        validate_instance_identity(instance)
         self.server.disks.pop(f"{instance.uuid}-orig-0", None)
 
     def finish_revert_migration(self, context, instance, network_info=None,
