@@ -46,10 +46,8 @@ class SpawnPlan:
     networks: dict[str, str] | None = None
     affinity: str | None = None
     original_disks: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    #: the instance's volumes (block_device_info), placed; and once connected,
-    #: userdevice -> (VDI, bootable)
+    #: the instance's volumes (block_device_info), placed
     volumes: list[Planned] = dataclasses.field(default_factory=list)
-    volume_vdis: dict[str, tuple[str, bool]] = dataclasses.field(default_factory=dict)
 
     @property
     def boot_from_volume(self) -> bool:
@@ -171,13 +169,6 @@ def create_root_disk(backend: XenBackend, context: Any, plan: SpawnPlan,
     plan.vdis[vm_utils.DEVICE_ROOT] = root
 
 
-def connect_volumes(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
-    """Each volume's target SR attached on this host and its LUN's VDI found; the rollback
-    forgets SRs no VBD uses."""
-    plan.volume_vdis = volumes.connect_all(backend, plan.volumes, undo, plan.instance,
-                                           plan.affinity)
-
-
 def create_config_drive(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
     """An ISO 9660 config drive VDI (OpenStack metadata layout) on the plan's SR."""
     iso = config_drive.build_iso(config_drive.metadata_files(
@@ -210,8 +201,9 @@ def create_vm_record(backend: XenBackend, plan: SpawnPlan, name_label: str, undo
 def attach_devices(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Rollback,
                    rescue_of: str | None = None) -> None:
     """A VBD per disk: root 0 (bootable), swap 2, config drive 3 (read-only),
-    ephemerals 4+, volumes (``osvol``) at their mount points (a boot volume at 0,
-    bootable); for rescue the original disks at 1, 2 and 4+."""
+    ephemerals 4+, volumes (``osvol``, their target's SR connected first, on the host
+    the VM is pinned to if any) at their mount points (a boot volume at 0, bootable); for
+    rescue the original disks at 1, 2 and 4+."""
     for device, vdi in sorted(plan.vdis.items()):
         read_only = device == vm_utils.DEVICE_CONFIGDRIVE
         backend.session.call("VBD.create", vm_utils.vbd_record(
@@ -222,7 +214,7 @@ def attach_devices(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Roll
             continue
         target = vm_utils.DEVICE_RESCUE if device == vm_utils.DEVICE_ROOT else device
         backend.session.call("VBD.create", vm_utils.vbd_record(vm_ref, vdi, target))
-    volumes.attach_all(backend, vm_ref, plan.volume_vdis, undo)
+    volumes.attach_planned(backend, vm_ref, plan.volumes, undo, plan.instance, plan.affinity)
 
 
 def instance_data(plan: SpawnPlan) -> dict[str, str]:

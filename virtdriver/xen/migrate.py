@@ -209,7 +209,6 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
             plan.vdis.update(_fetch_disks(backend, instance, disk_info, plan.sr_ref, undo))
             if resize_instance:
                 _grow(session, plan.vdis, plan.config)
-            build.connect_volumes(backend, plan, undo)
 
         copy_disks()
         if plan.wants_config_drive:

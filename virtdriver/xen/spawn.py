@@ -26,9 +26,9 @@ RESIZE_REVERTING = "resize_reverting"
 def spawn(backend: XenBackend, context: Any, instance: Any, image_meta: Any,
           injected_files: Any, admin_password: str | None, network_info: Any,
           block_devices: BlockDevices) -> None:
-    """Validate, then create disks (cached image clone, ephemeral, swap) and connect the
-    volumes, create the VM record (instance data in its xenstore_data), its devices (VBDs,
-    volumes, config drive) and VIFs, boot, and configure through the guest agent when the
+    """Validate, then create disks (cached image clone, ephemeral, swap), the VM record
+    (instance data in its xenstore_data), its devices (VBDs, volumes with their targets
+    connected, config drive) and VIFs, boot, and configure through the guest agent when the
     image has one or files or a password were asked for. With a boot volume the root disk
     is the volume (userdevice 0, bootable): no image is cached or copied. A failure undoes
     every finished step (volumes detached, their SRs forgotten, never deleted) and
@@ -53,7 +53,6 @@ def run_steps(backend: XenBackend, context: Any, plan: SpawnPlan, step: Callable
     with Rollback(f"spawn of {field_of(plan.instance, 'name')}") as undo:
         check_no_vm(backend, plan, name_label)
         create_disks(backend, context, plan, undo)
-        build.connect_volumes(backend, plan, undo)  # part of the disks step
         vm_ref = create_vm_record(backend, plan, name_label, undo, rescue_of)
         attach_devices(backend, plan, vm_ref, undo, rescue_of)
         setup_network(backend, plan, vm_ref, undo)

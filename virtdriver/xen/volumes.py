@@ -11,23 +11,30 @@ uses it. Volumes are never deleted, resized, cloned or snapshotted here: their L
 to the volume service, and forgetting an SR only drops XAPI's records.
 
 Every change is undone if a later step fails, so a failed attach leaves the VM as it was.
-The face (``vmops.py``) holds the instance lock and delegates here in one hop.
+The face (``vmops.py``) holds the instance lock and delegates here in one hop. Volumes of
+different instances may share a target's SR, so connecting one and creating its VBD, and
+checking an SR is unused and forgetting it, each run under a lock named by the SR's uuid:
+a detach elsewhere never forgets an SR an attach is about to use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
+from virtdriver.common.locks import named_lock
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import Rollback
 from virtdriver.common.volumes import BlockDevices, ConnectionInfo, connector_ip
 from virtdriver.xen import vm_utils, volume_utils
 from virtdriver.xen.backend import XenBackend
+from virtdriver.xen.session import is_handle_invalid
 from virtdriver.xen.volume_utils import IscsiVolume
 
 LOG = logging.getLogger(__name__)
@@ -43,21 +50,44 @@ def _retries(backend: XenBackend) -> int:
 
 # -- connecting a target -------------------------------------------------------------------
 
+@contextlib.contextmanager
+def sr_lock(sr_uuid: str) -> Iterator[None]:
+    """Serialize what decides whether a target's SR is in use (see the module docstring)."""
+    with named_lock(f"xen-volume-sr-{sr_uuid}"):
+        yield
+
+
 def connect(backend: XenBackend, volume: IscsiVolume, undo: Rollback,
             host_ref: str | None = None, label: str = "") -> tuple[str, str]:
     """The (SR, VDI) of a volume, its target's SR introduced (or found) and attached on
-    ``host_ref`` (default: this session's host). The rollback forgets the SR again if no
-    VBD uses it then."""
+    ``host_ref`` (default: this session's host). The caller holds :func:`sr_lock`; the
+    rollback forgets the SR again if no VBD uses it then."""
     session = backend.session
     host = host_ref or session.host_ref
     sr = volume_utils.find_sr(session, volume.sr_uuid)
     if sr is None:
-        sr = volume_utils.introduce_sr(session, volume, host,
-                                       label or f"volume target {volume.iqn}")
-        undo.push(volume_utils.forget_sr_if_unused, session, sr)
+        try:
+            sr = volume_utils.introduce_sr(session, volume, host,
+                                           label or f"volume target {volume.iqn}")
+        except exc.BackendError as error:
+            if error.code != "SR_UUID_EXISTS":
+                raise
+            sr = volume_utils.find_sr(session, volume.sr_uuid)  # another client's, just now
+            if sr is None:
+                raise
+            volume_utils.plug_pbd(session, sr, host, volume)
+        undo.push(forget_if_unused, backend, volume.sr_uuid)
     elif volume_utils.plug_pbd(session, sr, host, volume):
-        undo.push(volume_utils.forget_sr_if_unused, session, sr)
+        undo.push(forget_if_unused, backend, volume.sr_uuid)
     return sr, volume_utils.find_lun_vdi(session, sr, volume)
+
+
+def forget_if_unused(backend: XenBackend, sr_uuid: str) -> None:
+    """Forget the SR with ``sr_uuid`` if it exists and no VBD uses it (under its lock)."""
+    with sr_lock(sr_uuid):
+        sr = volume_utils.find_sr(backend.session, sr_uuid)
+        if sr is not None:
+            volume_utils.forget_sr_if_unused(backend.session, sr)
 
 
 def _check_free(session: Any, vdi: str, vm_ref: str, volume: IscsiVolume,
@@ -106,10 +136,11 @@ def _attach(backend: XenBackend, instance: Any, vm_ref: str, volume: IscsiVolume
     # the SR must be attached where the VM runs (a halted VM starts where its SRs are)
     host = session.call("VM.get_resident_on", vm_ref) if running else None
     with Rollback(f"attach of volume {volume.volume_id}") as undo:
-        _, vdi = connect(backend, volume, undo, host_ref=host, label=_label(instance))
-        _check_free(session, vdi, vm_ref, volume, instance)
-        vbd = volume_utils.create_vbd(session, vm_ref, vdi, userdevice, bootable)
-        undo.push(session.call, "VBD.destroy", vbd)
+        with sr_lock(volume.sr_uuid):
+            _, vdi = connect(backend, volume, undo, host_ref=host, label=_label(instance))
+            _check_free(session, vdi, vm_ref, volume, instance)
+            vbd = volume_utils.create_vbd(session, vm_ref, vdi, userdevice, bootable)
+            undo.push(session.call, "VBD.destroy", vbd)
         if running:
             session.call_async("VBD.plug", vbd)
 
@@ -166,7 +197,7 @@ def detach_volume(backend: XenBackend, info: ConnectionInfo, instance: Any,
     def do(vm_ref: str) -> None:
         found = find_attached(backend, vm_ref, volume, userdevice)
         remove_vbd(backend, found.vbd, volume.volume_id)
-        volume_utils.forget_sr_if_unused(backend.session, found.sr)
+        forget_if_unused(backend, volume.sr_uuid)
 
     backend.on_vm(instance, do)
     LOG.info("detached volume %s", volume.volume_id, instance=instance)
@@ -194,7 +225,7 @@ def swap_volume(backend: XenBackend, old_info: ConnectionInfo, new_info: Connect
             if was_plugged:
                 session.call_async("VBD.plug", vbd)
             raise
-        volume_utils.forget_sr_if_unused(session, found.sr)
+        forget_if_unused(backend, old.sr_uuid)
 
     backend.on_vm(instance, do)
     LOG.info("swapped volume %s for %s", old.volume_id, new.volume_id, instance=instance)
@@ -287,24 +318,19 @@ def plan(devices: BlockDevices, taken: set[str] | frozenset[str] = frozenset()
     return planned
 
 
-def connect_all(backend: XenBackend, planned: list[Planned], undo: Rollback,
-                instance: Any, host_ref: str | None = None) -> dict[str, tuple[str, bool]]:
-    """Connect every planned volume on ``host_ref`` (default: this session's host):
-    userdevice -> (VDI, bootable)."""
-    out = {}
+def attach_planned(backend: XenBackend, vm_ref: str, planned: list[Planned],
+                   undo: Rollback, instance: Any, host_ref: str | None = None) -> None:
+    """Connect each planned volume (on ``host_ref``, default this session's host) and give
+    the (halted) VM its VBD; VM.start plugs them."""
+    session = backend.session
     for item in planned:
-        _, vdi = connect(backend, item.volume, undo, host_ref=host_ref,
-                         label=_label(instance))
-        out[item.userdevice] = (vdi, item.bootable)
-    return out
-
-
-def attach_all(backend: XenBackend, vm_ref: str, connected: dict[str, tuple[str, bool]],
-               undo: Rollback) -> None:
-    """A volume VBD per connected volume on a (halted) VM; VM.start plugs them."""
-    for userdevice, (vdi, bootable) in sorted(connected.items()):
-        vbd = volume_utils.create_vbd(backend.session, vm_ref, vdi, userdevice, bootable)
-        undo.push(backend.session.call, "VBD.destroy", vbd)
+        with sr_lock(item.volume.sr_uuid):
+            _, vdi = connect(backend, item.volume, undo, host_ref=host_ref,
+                             label=_label(instance))
+            _check_free(session, vdi, vm_ref, item.volume, instance)
+            vbd = volume_utils.create_vbd(session, vm_ref, vdi, item.userdevice,
+                                          item.bootable)
+            undo.push(session.call, "VBD.destroy", vbd)
 
 
 def detach_all(backend: XenBackend, vm_ref: str) -> set[str]:
@@ -320,19 +346,23 @@ def detach_all(backend: XenBackend, vm_ref: str) -> set[str]:
 
 
 def forget_unused(backend: XenBackend, srs: set[str]) -> None:
-    """Forget each of these SRs that no VBD uses any more."""
+    """Forget each of these SRs (refs) that no VBD uses any more."""
     for sr in sorted(srs):
-        volume_utils.forget_sr_if_unused(backend.session, sr)
+        try:
+            sr_uuid = backend.session.call("SR.get_uuid", sr)
+        except exc.BackendError as error:
+            if is_handle_invalid(error, "SR"):
+                continue  # forgotten already
+            raise
+        forget_if_unused(backend, sr_uuid)
 
 
 def forget_srs_of(backend: XenBackend, devices: BlockDevices) -> None:
     """Forget the SRs of these volumes where no VBD uses them (a VM that is gone, a
     destination that will not get the VM)."""
-    for mapping in devices.volumes:
-        volume = volume_utils.parse_iscsi(mapping.connection_info)
-        sr = volume_utils.find_sr(backend.session, volume.sr_uuid)
-        if sr is not None:
-            volume_utils.forget_sr_if_unused(backend.session, sr)
+    for sr_uuid in sorted({volume_utils.parse_iscsi(m.connection_info).sr_uuid
+                           for m in devices.volumes}):
+        forget_if_unused(backend, sr_uuid)
 
 
 def reattach(backend: XenBackend, instance: Any, vm_ref: str, devices: BlockDevices) -> None:
@@ -345,11 +375,12 @@ def reattach(backend: XenBackend, instance: Any, vm_ref: str, devices: BlockDevi
     attached = {rec["VDI"] for rec in volume_utils.volume_vbds(session, vm_ref).values()}
     with Rollback(f"reattaching the volumes of {field_of(instance, 'name')}") as undo:
         for item in plan(devices, own):
-            _, vdi = connect(backend, item.volume, undo, label=_label(instance))
-            if vdi not in attached:
-                vbd = volume_utils.create_vbd(session, vm_ref, vdi, item.userdevice,
-                                              item.bootable)
-                undo.push(session.call, "VBD.destroy", vbd)
+            with sr_lock(item.volume.sr_uuid):
+                _, vdi = connect(backend, item.volume, undo, label=_label(instance))
+                if vdi not in attached:
+                    vbd = volume_utils.create_vbd(session, vm_ref, vdi, item.userdevice,
+                                                  item.bootable)
+                    undo.push(session.call, "VBD.destroy", vbd)
 
 
 # -- live migration --------------------------------------------------------------------------
@@ -360,8 +391,9 @@ def connect_on_destination(backend: XenBackend, instance: Any,
     scanned (all or none); returns their SR uuids for the source's VDI map."""
     with Rollback(f"connecting the volumes of {field_of(instance, 'name')}") as undo:
         for mapping in devices.volumes:
-            connect(backend, volume_utils.parse_iscsi(mapping.connection_info), undo,
-                    label=_label(instance))
+            volume = volume_utils.parse_iscsi(mapping.connection_info)
+            with sr_lock(volume.sr_uuid):
+                connect(backend, volume, undo, label=_label(instance))
     return sorted({volume_utils.parse_iscsi(m.connection_info).sr_uuid
                    for m in devices.volumes})
 

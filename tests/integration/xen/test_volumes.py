@@ -213,3 +213,29 @@ def test_connector_names_the_pool_masters_initiator(vops, xapi):
     assert connector["ip"] == "127.0.0.1"
     assert vops.capabilities["supports_volume_type_iscsi"]
     assert not vops.capabilities["supports_multiattach"]
+
+
+def test_concurrent_attach_and_detach_on_one_target(vops, image, sim, xapi):
+    """Instances attaching and detaching LUNs of one target at once share its one SR: no
+    second SR.introduce of the same uuid, no SR forgotten while another attach needs it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    volumes = new_target(sim, luns=4)
+    instances = [make_instance(), make_instance()]
+    for instance in instances:
+        vops.spawn(None, instance, image, [], None, [make_vif(1)])
+    pairs = [(instances[i % 2], volume, f"/dev/xvd{'bc'[i // 2]}")
+             for i, volume in enumerate(volumes)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: vops.attach_volume(None, p[1].connection_info(), p[0],
+                                                       p[2]), pairs))
+        srs = {sr_of(xapi, volume) for volume in volumes}
+        assert len(srs) == 1 and None not in srs
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda p: vops.detach_volume(None, p[1].connection_info(), p[0],
+                                                       p[2]), pairs))
+        assert srs.pop() not in xapi.SR.get_all()
+    finally:
+        for instance in instances:
+            vops.destroy(instance)
