@@ -518,6 +518,10 @@ class TaskWaiter:
                 if collector is None or generation != session.generation:
                     # First round, or logged in again: the old collector went with the
                     # old session; a new filter's first report is the current state.
+                    if collector is not None:
+                        with self._lock:
+                            self.lent -= 1
+                        collector = None
                     collector, generation = self._borrow()
                     task_filter, version = None, ""
                 if task_filter is None:
