@@ -103,7 +103,9 @@ class VirtDriver(driver.ComputeDriver):
         with translated():
             self._read_resources()
         if self._events is None:
-            self._events = EventPump(self._event_channel, self.emit_event,
+            # the channel also feeds the backend's power states: get_info asks no server
+            self._events = EventPump(lambda: self.ops.power_cache.feed(self._event_channel()),
+                                     self.emit_event,
                                      name=f"virtdriver-{self.backend_name}-events")
             self._events.start()
 
@@ -197,7 +199,7 @@ class VirtDriver(driver.ComputeDriver):
 
     def get_info(self, instance: Any, use_cache: bool = True) -> Any:
         with translated(instance):
-            return convert.instance_info(self.ops.get_info(instance))
+            return convert.instance_info(self.ops.get_info(instance, use_cache=use_cache))
 
     def get_diagnostics(self, instance: Any) -> dict[str, Any]:
         with translated(instance):

@@ -44,6 +44,7 @@ class VMwareBackend:
         self._networks: dict[str, vif_util.NetworkRef] | None = None
         self._image_cache: ImageCache | None = None
         self._datastore_refs: dict[str, Any] | None = None
+        self._host_names: dict[str, str | None] | None = None
         self.vm_refs = vm_util.VMRefCache()
 
     @property
@@ -143,6 +144,11 @@ class VMwareBackend:
         """The cluster's host called ``name``, or None (also for an empty name)."""
         if not name:
             return None
-        names = self.session.retrieve(self.inventory.hosts, ["name"])
+        # names are read once and kept; a name not among them is looked up again (a host
+        # added or renamed since)
+        if self._host_names is None or name not in self._host_names.values():
+            names = self.session.retrieve(self.inventory.hosts, ["name"])
+            self._host_names = {h._moId: names.get(h._moId, {}).get("name")
+                                for h in self.inventory.hosts}
         return next((h for h in self.inventory.hosts
-                     if names.get(h._moId, {}).get("name") == name), None)
+                     if self._host_names.get(h._moId) == name), None)

@@ -52,7 +52,8 @@ class ImageCache:
         self.image_store = image_store
         self.cache_folder = cache_folder
         self.temp_folder = temp_folder
-        # cache paths this process made, so spawns that waited on the lock need not look
+        # cache paths this process made or saw, so later spawns (and those that waited on
+        # the lock) need not look
         self._made: set[str] = set()
         self._lock = threading.Lock()
 
@@ -84,6 +85,21 @@ class ImageCache:
             self._upload(context, image, ds, adapter, is_iso)
             self._remember(target)
         return target
+
+    def known(self, path: DatastorePath) -> bool:
+        """Whether this process made, or has seen, ``path`` in the cache (no server call)."""
+        return self._made_here(path)
+
+    def seen(self, path: DatastorePath) -> None:
+        """Note that ``path`` is in the cache, so later spawns need not look."""
+        self._remember(path)
+
+    def unsee(self, path: DatastorePath) -> bool:
+        """Forget ``path`` (it went away behind our back); whether it was known."""
+        with self._lock:
+            known = str(path) in self._made
+            self._made.discard(str(path))
+        return known
 
     def _made_here(self, path: DatastorePath) -> bool:
         with self._lock:

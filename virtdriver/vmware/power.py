@@ -23,13 +23,24 @@ LOG = logging.getLogger(__name__)
 
 def power_off(backend: VMwareBackend, instance: Any, timeout: int = 0,
               retry_interval: int = 0) -> None:
-    """Guest shutdown first when ``timeout`` > 0 (waited on by push), then hard off."""
+    """Guest shutdown first when ``timeout`` > 0 (waited on by push), then hard off.
+
+    A hard off reads no state first: PowerOffVM_Task of a VM that is already off fails with
+    InvalidPowerState, which is success here (one call less than asking first).
+    """
+    if timeout <= 0:
+        backend.vm_refs.call(backend.session, instance, lambda vm: _hard_off(backend, vm))
+        return
     vm, state = backend.power_state(instance)
     if state == "poweredOff":
         return
     if timeout > 0 and state == "poweredOn" and _clean_shutdown(
             backend, instance, vm, timeout, retry_interval):
         return
+    _hard_off(backend, vm)
+
+
+def _hard_off(backend: VMwareBackend, vm: Any) -> None:
     with ignoring("InvalidPowerState"):
         backend.session.call_task(vm, "PowerOffVM_Task")
 

@@ -30,6 +30,9 @@ from virtdriver.vmware.session import ignoring
 
 LOG = logging.getLogger(__name__)
 
+#: Fault codes of a file (a cached parent disk) that is not there.
+MISSING_FILE_CODES = ("FileNotFound", "NotFound")
+
 
 def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
           injected_files: Any, admin_password: str | None, network_info: Any = None,
@@ -60,7 +63,17 @@ def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
         find_networks(backend, info.vifs)
         ds = choose_datastore(backend, info)
         cached = cache_image(backend, context, info, ds) if cache_image else None
-        vm = create_vm(backend, info, ds, cached, undo)
+        try:
+            vm = create_vm(backend, info, ds, cached, undo)
+        except exceptions.BackendError as error:
+            # a cached image this process remembered (so did not look for) went away: another
+            # compute sharing the datastore aged it out. Cache it again, once.
+            if cached is None or error.code not in MISSING_FILE_CODES or \
+                    not backend.image_cache.unsee(cached):
+                raise
+            LOG.info("cached image %s is gone; caching it again", cached, instance=instance)
+            cached = _cache_image(backend, context, info, ds)
+            vm = _create_vm(backend, info, ds, cached, undo)
         attach_disks(backend, info, ds, cached, vm, injected_files, admin_password)
         if attach_volumes:
             attach_volumes(backend, instance, block_devices, undo)
@@ -128,16 +141,17 @@ def _volume_backed_config(instance: Any, image_meta: Any, network_info: Any) -> 
 
 
 def _check_absent(backend: VMwareBackend, instance: Any) -> None:
-    """Refuse an instance that has a VM. A cached reference may be stale: another compute
-    of the vCenter may have destroyed the VM (a shelve offload there, then an unshelve
-    here), so a cached one is read once to be sure."""
+    """Refuse an instance whose VM this process knows (the VM is named after the instance
+    uuid, so CreateVM's DuplicateName refuses any other, see :func:`_create_vm`). A cached
+    reference may be stale: another compute of the vCenter may have destroyed the VM (a
+    shelve offload there, then an unshelve here), so a cached one is read once to be sure."""
     uuid = field_of(instance, "uuid")
-    ref = backend.vm_refs.find(backend.session, uuid)
-    if ref is not None and not backend.session.retrieve([ref], ["name"], missing_ok=True):
-        backend.vm_refs.forget(uuid)  # stale: look again
-        ref = backend.vm_refs.find(backend.session, uuid)
-    if ref is not None:
+    ref = backend.vm_refs.cached(uuid)
+    if ref is None:
+        return
+    if backend.session.retrieve([ref], ["name"], missing_ok=True):
         raise exceptions.InstanceExists(field_of(instance, "name"))
+    backend.vm_refs.forget(uuid)
 
 
 def _networks_for(backend: VMwareBackend, vifs: Any) -> None:
@@ -157,9 +171,13 @@ def _cache_image(backend: VMwareBackend, context: Any, info: VMConfigInfo,
     image_id = field_of(info.image, "id")
     cache = backend.image_cache
     if linked_clone(backend, info) and info.root_gb:
-        # the sized copy exists only if the image is cached: one look is enough
+        # the sized copy exists only if the image is cached: one look is enough, and none
+        # once this process has seen it (spawn caches it again if it went away since)
         sized = cache.disk_path(ds, image_id, info.root_gb)
+        if cache.known(sized):
+            return sized
         if cache.http.exists(ds.dc_name, ds.name, sized.rel_path):
+            cache.seen(sized)
             return sized
     cached = cache.ensure(context, info.image, ds, vm_util.adapter_type(info.image))
     if linked_clone(backend, info) and info.root_gb:
@@ -204,7 +222,12 @@ def _create_vm(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
                                          info.swap_mb * 1024, create=True, io=io))
     spec = vm_util.create_spec(info, ds, backend.networks_for(info.vifs), devices)
     inv = backend.inventory
-    vm = backend.session.call_task(inv.vm_folder, "CreateVM_Task", spec, inv.pool)
+    try:
+        vm = backend.session.call_task(inv.vm_folder, "CreateVM_Task", spec, inv.pool)
+    except exceptions.BackendError as error:
+        if error.code == "DuplicateName":  # a VM named after this uuid exists: not ours
+            raise exceptions.InstanceExists(field_of(info.instance, "name")) from error
+        raise
     undo.push(_remove_vm, backend, vm, ds, folder, info.instance)
     backend.vm_refs.remember(uuid, vm)
     return vm
@@ -298,7 +321,8 @@ def destroy(backend: VMwareBackend, instance: Any, destroy_disks: bool = True,
     caller holds the instance's lock.
     """
     try:
-        vm, props = backend.read(instance, ["runtime.powerState", "config.files.vmPathName"])
+        # one read: the power state, the VM's folder and the devices volumes may hold
+        vm, devices, props = backend.read_devices(instance)
     except exceptions.InstanceNotFound:
         LOG.info("no VM to destroy", instance=instance)
         return
@@ -307,7 +331,9 @@ def destroy(backend: VMwareBackend, instance: Any, destroy_disks: bool = True,
             backend.session.call_task(vm, "PowerOffVM_Task")
         props["runtime.powerState"] = "poweredOff"
     volumes.detach_block_devices(backend, instance, block_devices.volumes)
-    volumes.release_leftover_volumes(backend, instance)
+    # the devices read above are still current unless named volumes were just detached
+    volumes.release_leftover_volumes(
+        backend, instance, None if block_devices.volumes else (vm, devices, props))
     _destroy_vm(backend, vm, props, destroy_disks)
     backend.vm_refs.forget(field_of(instance, "uuid"))
     LOG.info("destroyed%s", "" if destroy_disks else " (disks kept)", instance=instance)

@@ -223,6 +223,11 @@ class VMRefCache:
             self.remember(uuid, ref)
         return ref
 
+    def cached(self, uuid: str) -> Any | None:
+        """The cached reference of ``uuid``, or None; never a server call."""
+        with self._lock:
+            return self._refs.get(uuid)
+
     def remember(self, uuid: str, ref: Any) -> None:
         """Cache a reference (spawn knows it without a lookup)."""
         with self._lock:

@@ -27,6 +27,8 @@ from virtdriver.common.model import (
     field_of,
     validate_instance_identity,
 )
+from virtdriver.common.power_cache import GONE, UNKNOWN
+from virtdriver.common.power_state import PowerState
 from virtdriver.vmware import (
     facts,
     host,
@@ -122,7 +124,7 @@ class VMwareVMOps(VMOps):
               admin_password: str | None, network_info: Any = None,
               block_device_info: Any = None) -> None:
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
             spawn.spawn(self._backend, context, instance, image_meta, injected_files,
                         admin_password, network_info, devices)
 
@@ -133,30 +135,31 @@ class VMwareVMOps(VMOps):
         if migrate.keeps_vm_for_revert(instance):
             return  # the revert needs this VM: the resize moved it, it copied nothing
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, GONE):
             spawn.destroy(self._backend, instance, destroy_disks, devices)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:
         """SOFT: RebootGuest when VMware Tools run, else reset; HARD: reset."""
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
             power.reboot(self._backend, instance, reboot_type)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         """Guest shutdown first when ``timeout`` > 0 (waited on by push), then hard off."""
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, PowerState.SHUTDOWN):
             power.power_off(self._backend, instance, timeout, retry_interval)
 
     def power_on(self, instance: Any) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
             power.power_on(self._backend, instance)
 
     def suspend(self, instance: Any) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), \
+                self.power_cache.changing(instance, PowerState.SUSPENDED):
             power.suspend(self._backend, instance)
 
     def resume(self, instance: Any) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
             power.resume(self._backend, instance)
 
     def pause(self, instance: Any) -> None:
@@ -183,11 +186,11 @@ class VMwareVMOps(VMOps):
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
                rescue_password: str | None = None) -> None:
         """Boot from a copy of ``image_meta`` with the instance's disk attached second."""
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
             rescue.rescue(self._backend, context, instance, image_meta)
 
     def unrescue(self, instance: Any, power_on: bool = True) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
             rescue.unrescue(self._backend, instance, power_on)
 
     # -- snapshot --------------------------------------------------------------------------------
@@ -207,14 +210,14 @@ class VMwareVMOps(VMOps):
     def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
                                    block_device_info: Any = None) -> Any:
         """Keeps a grown root disk's old self as ``original.vmdk`` for a revert."""
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
             return migrate.migrate_disk_and_power_off(self._backend, context, instance, dest,
                                                       flavor)
 
     def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
                          network_info: Any, image_meta: Any, resize_instance: bool = False,
                          block_device_info: Any = None, power_on: bool = True) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
             migrate.finish_migration(self._backend, instance, power_on)
 
     def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
@@ -223,7 +226,7 @@ class VMwareVMOps(VMOps):
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
-        with instance_lock(instance):
+        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
             migrate.finish_revert_migration(self._backend, instance, power_on)
 
     # -- live migration --------------------------------------------------------------------------
@@ -320,9 +323,10 @@ class VMwareVMOps(VMOps):
 
     # -- facts -----------------------------------------------------------------------------------
 
-    def get_info(self, instance: Any) -> InstanceInfo:
+    def get_info(self, instance: Any, use_cache: bool = True) -> InstanceInfo:
         validate_instance_identity(instance)
-        return facts.get_info(self._backend, instance)
+        read = lambda: facts.get_info(self._backend, instance)  # noqa: E731
+        return self.power_cache.answer(instance, read) if use_cache else read()
 
     def list_instances(self) -> list[str]:
         """Names come from the VMs' annotations (VMs are named after the uuid)."""

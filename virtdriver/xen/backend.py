@@ -18,6 +18,7 @@ from virtdriver.common.model import field_of
 from virtdriver.common.progress import ProgressReporter
 from virtdriver.common.stats import CallStats
 from virtdriver.xen import disks, vm_utils
+from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.session import XenAPISession, is_handle_invalid
 
 BACKEND_NAME = "xen"
@@ -42,6 +43,14 @@ class XenBackend:
         self.stats = session.stats
         self._vm_refs: dict[str, str] = {}
         self._sr_ref: str | None = None
+        # looked up once, then kept: network refs by name, cached image VDIs by (SR, image);
+        # a ref that went stale is looked up again by the step that used it
+        self._networks: dict[str, str] = {}
+        self._image_vdis: dict[tuple[str, str], tuple[str, int]] = {}
+        self._hosts: dict[str, dict[str, Any]] | None = None
+        #: facts about this pool read once for live migration (uuids of this host, SR and
+        #: management network; of networks by ref): uuids never change
+        self.uuids: dict[str, str] = {}
 
     def close(self) -> None:
         """Log every XAPI session out."""
@@ -63,6 +72,47 @@ class XenBackend:
     def forget_sr(self) -> None:
         """Choose the SR again next time (the cached one went away)."""
         self._sr_ref = None
+
+    # -- networks and cached images -------------------------------------------------------
+
+    def networks_for(self, vifs: list[Any]) -> dict[str, str]:
+        """Network refs by name for every VIF's network (InvalidInput for a missing one);
+        one call for names not seen before, none otherwise."""
+        missing = [vif for vif in vifs if vif.network not in self._networks]
+        if missing:
+            self._networks.update(vif_utils.find_networks(self.session, missing))
+        return {vif.network: self._networks[vif.network] for vif in vifs}
+
+    def forget_networks(self) -> None:
+        """Look the networks up again next time (a cached ref went stale)."""
+        self._networks.clear()
+
+    def cached_image(self, context: Any, sr_ref: str, image: Any) -> tuple[str, int]:
+        """The cached base VDI of ``image`` on ``sr_ref`` and its size: found or imported
+        once, then kept (no call)."""
+        key = (sr_ref, str(field_of(image, "id")))
+        if key not in self._image_vdis:
+            self._image_vdis[key] = disks.cached_image(
+                self.session, self.image_store, context, sr_ref, image,
+                self.conf.image_cache_subdirectory_name)
+        return self._image_vdis[key]
+
+    def forget_image(self, sr_ref: str, image_id: str) -> None:
+        """Look the cached image up again next time (its VDI went away)."""
+        self._image_vdis.pop((sr_ref, image_id), None)
+
+    def pool_hosts(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Every host of the pool with its record, read once (again when ``refresh``: a
+        host the caller looks for is not among them)."""
+        if self._hosts is None or refresh:
+            self._hosts = dict(self.session.call("host.get_all_records"))
+        return self._hosts
+
+    def uuid_of(self, xapi_class: str, ref: str) -> str:
+        """The uuid of ``ref`` (``<class>.get_uuid`` once, then kept)."""
+        if ref not in self.uuids:
+            self.uuids[ref] = str(self.session.call(f"{xapi_class}.get_uuid", ref))
+        return self.uuids[ref]
 
     # -- finding an instance's VM ---------------------------------------------------------
 

@@ -123,7 +123,7 @@ def check_no_vm(backend: XenBackend, plan: SpawnPlan, name_label: str) -> None:
     (else InstanceExists), and every VIF's network exists (else InvalidInput)."""
     if vm_utils.find_vm(backend.session, name_label) is not None:
         raise exc.InstanceExists(name_label)
-    plan.networks = vif_utils.find_networks(backend.session, plan.vifs)
+    plan.networks = backend.networks_for(plan.vifs)
 
 
 def create_disks(backend: XenBackend, context: Any, plan: SpawnPlan, undo: Rollback) -> None:
@@ -153,18 +153,21 @@ def create_disks(backend: XenBackend, context: Any, plan: SpawnPlan, undo: Rollb
 def create_root_disk(backend: XenBackend, context: Any, plan: SpawnPlan,
                      undo: Rollback) -> None:
     """The root disk: a copy-on-write clone of the cached image, grown to root_gb."""
-    try:
-        base, base_size = disks.cached_image(backend.session, backend.image_store, context,
-                                             plan.sr_ref, plan.image,
-                                             backend.conf.image_cache_subdirectory_name)
-    except exc.BackendError as error:
-        if is_handle_invalid(error, "SR"):
-            backend.forget_sr()  # the SR went away: choose again next time
-        raise
     root_size = plan.config.root_gb * vm_utils.GiB if not plan.rescue else None
-    root = disks.clone_for_instance(backend.session, base, plan.instance,
-                                    "rescue" if plan.rescue else "root", root_size,
-                                    base_size)
+    for again in (False, True):
+        try:
+            base, base_size = backend.cached_image(context, plan.sr_ref, plan.image)
+            root = disks.clone_for_instance(backend.session, base, plan.instance,
+                                            "rescue" if plan.rescue else "root", root_size,
+                                            base_size)
+            break
+        except exc.BackendError as error:
+            if is_handle_invalid(error, "SR"):
+                backend.forget_sr()  # the SR went away: choose again next time
+            if again or not is_handle_invalid(error, "VDI"):
+                raise
+            # the cached image kept since an earlier spawn was removed: find or import it
+            backend.forget_image(plan.sr_ref, str(field_of(plan.image, "id")))
     undo.push(vm_utils.destroy_vdi, backend.session, root)
     plan.vdis[vm_utils.DEVICE_ROOT] = root
 
@@ -230,10 +233,19 @@ def instance_data(plan: SpawnPlan) -> dict[str, str]:
 def setup_network(backend: XenBackend, plan: SpawnPlan, vm_ref: str, undo: Rollback) -> None:
     """A VIF per network_info entry, with its MAC, network and address locking."""
     if plan.networks is None:
-        plan.networks = vif_utils.find_networks(backend.session, plan.vifs)
+        plan.networks = backend.networks_for(plan.vifs)
     for device, vif in enumerate(plan.vifs):
-        vif_utils.create_vif(backend.session, vm_ref, plan.networks[vif.network], vif,
-                             device, running=False)
+        try:
+            vif_utils.create_vif(backend.session, vm_ref, plan.networks[vif.network], vif,
+                                 device, running=False)
+        except exc.BackendError as error:
+            if not is_handle_invalid(error, "network"):
+                raise
+            # the network kept since an earlier spawn is gone: look it up again, once
+            backend.forget_networks()
+            plan.networks = backend.networks_for(plan.vifs)
+            vif_utils.create_vif(backend.session, vm_ref, plan.networks[vif.network], vif,
+                                 device, running=False)
 
 
 def boot_instance(backend: XenBackend, vm_ref: str, undo: Rollback) -> None:

@@ -251,22 +251,26 @@ def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str, timeout
                       sleep: Callable[[float], None] = time.sleep) -> None:
     """Wait until no base copy in the VDI's VHD chain is left to coalesce.
 
-    An SR scan runs the storage manager's garbage collector. XAPI sends no event when it
-    finishes, so this is the one wait that polls (scan, one bulk read), with backoff and
-    bounded by ``timeout``.
+    One bulk read first: a chain with nothing to coalesce (the usual case) needs no scan.
+    Otherwise an SR scan runs the storage manager's garbage collector; XAPI sends no event
+    when it finishes, so this is the one wait that polls (scan, one bulk read), with
+    backoff and bounded by ``timeout``.
     """
     deadline = time.monotonic() + timeout
     delay = 0.05
     expr = f'field "SR" = {vm_utils.where_literal(sr_ref)}'
+    scanned = False
     while True:
-        session.call_async("SR.scan", sr_ref)
         if not pending_coalesce(session.call("VDI.get_all_records_where", expr), vdi_ref):
             return
         if time.monotonic() >= deadline:
             raise exc.BackendError(f"VHD coalesce did not finish in {timeout:g}s",
                                    "COALESCE_TIMEOUT")
-        sleep(delay)
-        delay = min(1.0, delay * 2)
+        if scanned:
+            sleep(delay)
+            delay = min(1.0, delay * 2)
+        session.call_async("SR.scan", sr_ref)
+        scanned = True
 
 
 def destroy_snapshots_of_chain(session: XenAPISession, vdi_ref: str) -> list[str]:

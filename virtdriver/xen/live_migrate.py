@@ -53,9 +53,9 @@ def check_can_live_migrate_destination(backend: XenBackend, instance: Any,
     network = next(iter(pifs.values()))["network"]
     return {"block_migration": bool(block_migration),
             "destination_url": session.url,
-            "destination_host_uuid": session.call("host.get_uuid", host),
-            "destination_sr_uuid": session.call("SR.get_uuid", backend.sr_ref()),
-            "destination_network_uuid": session.call("network.get_uuid", network)}
+            "destination_host_uuid": backend.uuid_of("host", host),
+            "destination_sr_uuid": backend.uuid_of("SR", backend.sr_ref()),
+            "destination_network_uuid": backend.uuid_of("network", network)}
 
 
 def _checked(data: Any, what: str) -> dict[str, Any]:
@@ -66,8 +66,11 @@ def _checked(data: Any, what: str) -> dict[str, Any]:
 
 def _in_this_pool(backend: XenBackend, data: dict[str, Any]) -> bool:
     """Whether the destination host is one of this pool's (a pool_migrate)."""
-    hosts = backend.session.call("host.get_all_records")
-    return any(h.get("uuid") == data["destination_host_uuid"] for h in hosts.values())
+    for refresh in (False, True):  # the hosts read once; again if the uuid is not among them
+        hosts = backend.pool_hosts(refresh)
+        if any(h.get("uuid") == data["destination_host_uuid"] for h in hosts.values()):
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -133,10 +136,10 @@ def pre_live_migration(backend: XenBackend, instance: Any, network_info: Any,
     """On the destination: the network uuid of every VIF, by MAC, for migrate_send; and
     each volume connected here (``volume_sr_uuids``)."""
     vifs = validate_vifs(network_info)
-    networks = vif_utils.find_networks(backend.session, vifs)
+    networks = backend.networks_for(vifs)
     data = dict(migrate_data or {})
-    data["vif_networks"] = {vif.address.lower(): backend.session.call(
-        "network.get_uuid", networks[vif.network]) for vif in vifs}
+    data["vif_networks"] = {vif.address.lower(): backend.uuid_of("network", networks[vif.network])
+                            for vif in vifs}
     if block_devices:
         data["volume_sr_uuids"] = volumes.connect_on_destination(backend, instance,
                                                                  block_devices)
@@ -161,7 +164,7 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
                 session.call_async("VM.migrate_send", vm_ref, token, True, vdi_map, vif_map,
                                    {})
         else:
-            host = _pool_host(backend, vm_ref, destination_hostname,
+            host = _pool_host(backend, source_host, destination_hostname,
                               data["destination_host_uuid"])
             plugged = volumes.connect_host(backend, vm_ref, host)
             try:
@@ -185,17 +188,23 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
                 migrate_data)
 
 
-def _pool_host(backend: XenBackend, vm_ref: str, hostname: str, fallback_uuid: str) -> str:
+def _pool_host(backend: XenBackend, resident_on: str, hostname: str,
+               fallback_uuid: str) -> str:
     """The pool's host named ``hostname`` (as Nova looked it up), else the checked one; the
-    host the VM already runs on is a MigrationError, never a silent no-op."""
+    host the VM already runs on (``resident_on``) is a MigrationError, never a silent no-op.
+    The pool's hosts are read once (again when neither is among them)."""
     host = None
-    if hostname:
-        refs = backend.session.call("host.get_by_name_label", hostname)
-        if len(refs) == 1:
-            host = refs[0]
+    for refresh in (False, True):
+        hosts = backend.pool_hosts(refresh)
+        named = [ref for ref, rec in hosts.items() if hostname and rec.get("name_label")
+                 == hostname]
+        by_uuid = [ref for ref, rec in hosts.items() if rec.get("uuid") == fallback_uuid]
+        host = named[0] if len(named) == 1 else (by_uuid[0] if by_uuid else None)
+        if host is not None:
+            break
     if host is None:
-        host = backend.session.call("host.get_by_uuid", fallback_uuid)
-    if host == backend.session.call("VM.get_resident_on", vm_ref):
+        raise exc.MigrationError(f"no host {hostname or fallback_uuid} in this pool")
+    if host == resident_on:
         raise exc.MigrationError(f"the instance already runs on {hostname or fallback_uuid}")
     return host
 

@@ -260,7 +260,7 @@ def confirm_migration(backend: XenBackend, instance: Any) -> None:
     found = vm_utils.find_vm(backend.session, field_of(instance, "name") + vm_utils.ORIG_SUFFIX,
                              str(field_of(instance, "uuid")))
     if found is not None:
-        vm_utils.destroy_vm(backend.session, found[0])
+        vm_utils.destroy_vm(backend.session, found[0], record=found[1])
 
 
 def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool,

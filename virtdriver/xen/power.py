@@ -59,10 +59,12 @@ def power_off(backend: XenBackend, instance: Any, timeout: int) -> None:
     """Halt the VM: a clean shutdown within ``timeout`` seconds first if > 0, then hard."""
 
     def do(vm_ref: str) -> None:
-        if backend.vm_power_state(vm_ref) == "halted":
-            return
-        if timeout > 0 and vm_utils.clean_shutdown(backend.session, vm_ref, float(timeout)):
-            return
+        # a hard stop asks nothing first: hard_shutdown of a halted VM is a no-op
+        if timeout > 0:
+            if backend.vm_power_state(vm_ref) == "halted":
+                return
+            if vm_utils.clean_shutdown(backend.session, vm_ref, float(timeout)):
+                return
         vm_utils.hard_shutdown(backend.session, vm_ref)
 
     backend.on_vm(instance, do)
@@ -72,10 +74,15 @@ def power_on(backend: XenBackend, instance: Any) -> None:
     """Start a halted VM, resume a suspended one, unpause a paused one."""
 
     def do(vm_ref: str) -> None:
-        state = backend.vm_power_state(vm_ref)
-        if state == "halted":
+        # start first, ask later: a VM that is not halted refuses with its actual state
+        try:
             vm_utils.start(backend.session, vm_ref)
-        elif state == "suspended":
+            return
+        except exc.BackendError as error:
+            if error.code != "VM_BAD_POWER_STATE" or not error.params:
+                raise
+            state = str(error.params[-1]).lower()
+        if state == "suspended":
             backend.session.call_async("VM.resume", vm_ref, False, False)
         elif state == "paused":
             backend.session.call("VM.unpause", vm_ref)

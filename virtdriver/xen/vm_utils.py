@@ -274,32 +274,39 @@ def set_bootlock(session: XenAPISession, vm_ref: str, locked: bool) -> None:
 
 def destroy_vm(session: XenAPISession, vm_ref: str,
                keep_vdis: set[str] | frozenset[str] = frozenset(),
-               destroy_disks: bool = True) -> None:
+               destroy_disks: bool = True, record: dict[str, Any] | None = None) -> None:
     """Power off, delete the VM and then its disks (except ``keep_vdis``).
 
     A VM that is already gone is not an error. Cached images are never attached to an
     instance VM (instances get clones), so every attached VDI is the instance's own, except
-    volumes (``osvol`` VBDs), which are never deleted.
+    volumes (``osvol`` VBDs), which are never deleted. ``record``: the VM's record, when the
+    caller has just read it (no second read).
     """
+    if record is None:
+        try:
+            record = session.call("VM.get_record", vm_ref)
+        except exc.BackendError as error:
+            if is_handle_invalid(error, "VM"):
+                return
+            raise
+    vdis = []
     try:
-        record = session.call("VM.get_record", vm_ref)
+        if record["power_state"].lower() != "halted":
+            hard_shutdown(session, vm_ref)
+        if destroy_disks:
+            vbds = session.call("VBD.get_all_records_where",
+                                f'field "VM" = {where_literal(vm_ref)}')
+            vdis = [vbd["VDI"] for vbd in vbds.values()
+                    if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis
+                    and OSVOL not in (vbd.get("other_config") or {})]
+            suspend_vdi = record.get("suspend_VDI")
+            if suspend_vdi and suspend_vdi != NULL_REF:
+                vdis.append(suspend_vdi)
+        session.call("VM.destroy", vm_ref)
     except exc.BackendError as error:
         if is_handle_invalid(error, "VM"):
-            return
+            return  # gone meanwhile (the caller's record was older)
         raise
-    if record["power_state"].lower() != "halted":
-        hard_shutdown(session, vm_ref)
-    vdis = []
-    if destroy_disks:
-        vbds = session.call("VBD.get_all_records_where",
-                            f'field "VM" = {where_literal(vm_ref)}')
-        vdis = [vbd["VDI"] for vbd in vbds.values()
-                if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis
-                and OSVOL not in (vbd.get("other_config") or {})]
-        suspend_vdi = record.get("suspend_VDI")
-        if suspend_vdi and suspend_vdi != NULL_REF:
-            vdis.append(suspend_vdi)
-    session.call("VM.destroy", vm_ref)
     for vdi in vdis:
         try:
             session.call("VDI.destroy", vdi)

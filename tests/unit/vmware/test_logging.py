@@ -46,6 +46,10 @@ class FakeBackend:
             raise exceptions.InstanceNotFound(instance["uuid"], "no VM")
         return "vm-1", self.props
 
+    def read_devices(self, instance: Any) -> tuple[Any, list[Any], dict[str, Any]]:
+        vm, props = self.read(instance, [])
+        return vm, [], props
+
 
 @pytest.fixture
 def log_text() -> Iterator[io.StringIO]:
