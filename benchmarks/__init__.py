@@ -1,1 +1,1 @@
-"""virtdriver benchmarks: issue 8's measurements, run by ``benchmarks/run.py`` (``make bench``)."""
+"""virtdriver benchmarks: issues 8 and 15 measured by ``benchmarks/run.py`` (``make bench``)."""

@@ -1,9 +1,15 @@
-"""The floor on VMware: each operation as the fewest raw pyvmomi calls, waiting by push.
+"""The floor on VMware: each operation as the fewest raw pyvmomi calls, waiting by push, with
+the library's checks and end state.
 
 A task is read once when its call returns and, if it is still running, awaited by push on
 a property collector of our own (see :class:`PushWaiter`). Properties are never read by
 attribute access. The client keeps the references it made (as the library keeps its
-VM-reference cache), so no lookup is spent.
+VM-reference cache), so no lookup is spent that the library does not spend too; it makes
+the checks the library makes (a datastore chosen by free space at every spawn, the image
+cache looked at before the first upload, the VM read before a live migration and when a
+resize is finished) and leaves the same end state (an image published into the cache whole
+from a temp folder, the VM unregistered and its folder deleted, a resize's revert notes set
+and then cleared at confirm).
 """
 
 from __future__ import annotations
@@ -113,15 +119,31 @@ class FloorVmware(CountedClient):
         """A fresh image id: the next spawn with it finds nothing cached."""
         return str(uuid_module.uuid4())
 
+    def _choose_datastore(self) -> None:
+        """The library's datastore choice: every datastore's free space, read once a spawn."""
+        raw_vmware.retrieve(self.content, self.inv.datastores,
+                            ["summary.name", "summary.freeSpace", "summary.capacity",
+                             "summary.accessible"])
+
     def spawn(self, image_id: str, cold: bool) -> RawVM:
-        """Upload the image if ``cold`` (flat, descriptor, sized copy), create and power on."""
+        """Choose the datastore; if ``cold``, look for the cached image, upload it into a
+        temp folder, move that into the cache, make the sized copy; create, power on."""
         descriptor_path, flat_path, sized_path = raw_vmware.cache_paths(CACHE, image_id)
         ds = f"[{self.inv.ds_name}] "
+        self._choose_datastore()
         if cold:
+            if self.conn.head_file(self.inv, sized_path):
+                raise RuntimeError(f"image {image_id} is cached already")
             data = raw_vmware.image_bytes()
-            self.conn.put_file(self.inv, flat_path, data)
-            self.conn.put_file(self.inv, descriptor_path,
+            temp = f"{CACHE}-tmp/{uuid_module.uuid4()}"
+            self.conn.put_file(self.inv, f"{temp}/{image_id}-flat.vmdk", data)
+            self.conn.put_file(self.inv, f"{temp}/{image_id}.vmdk",
                                raw_vmware.descriptor(f"{image_id}-flat.vmdk", len(data)))
+            fm = self.content.fileManager
+            fm.MakeDirectory(f"{ds}{CACHE}", self.inv.dc, True)
+            self._task(fm, "MoveDatastoreFile_Task", sourceName=f"{ds}{temp}",
+                       sourceDatacenter=self.inv.dc, destinationName=f"{ds}{CACHE}/{image_id}",
+                       destinationDatacenter=self.inv.dc, force=False)
             vdm = self.content.virtualDiskManager
             self._task(vdm, "CopyVirtualDisk_Task", sourceName=ds + descriptor_path,
                        sourceDatacenter=self.inv.dc, destName=ds + sized_path,
@@ -129,6 +151,7 @@ class FloorVmware(CountedClient):
             self._task(vdm, "ExtendVirtualDisk_Task", name=ds + sized_path,
                        datacenter=self.inv.dc, newCapacityKb=raw_vmware.ROOT_GB * raw_vmware.GIB_KB,
                        eagerZero=False)
+        del flat_path  # the flat extent travels inside the temp folder
         uuid = str(uuid_module.uuid4())
         spec = raw_vmware.create_spec(self.inv, uuid, sized_path)
         ref = self._task(self.inv.vm_folder, "CreateVM_Task", spec, self.inv.pool)
@@ -136,9 +159,13 @@ class FloorVmware(CountedClient):
         return RawVM(ref=ref, uuid=uuid)
 
     def destroy(self, vm: RawVM) -> None:
-        """Power off and destroy (Destroy_Task deletes the VM's files)."""
-        self._task(vm.ref, "PowerOffVM_Task")
-        self._task(vm.ref, "Destroy_Task")
+        """Power off (an already off VM is fine), unregister, delete the VM's folder: the
+        library's end state (Destroy_Task would leave files a VM does not own)."""
+        with contextlib.suppress(vim.fault.InvalidPowerState):
+            self._task(vm.ref, "PowerOffVM_Task")
+        vm.ref.UnregisterVM()
+        self._task(self.content.fileManager, "DeleteDatastoreFile_Task",
+                   f"[{self.inv.ds_name}] {vm.uuid}", self.inv.dc)
 
     def reboot(self, vm: RawVM) -> None:
         """Hard reboot: one reset task."""
@@ -175,14 +202,23 @@ class FloorVmware(CountedClient):
         return data
 
     def resize(self, vm: RawVM, memory_mb: int = 512, vcpus: int = 2) -> None:
-        """Power off, reconfigure CPU and memory, power on."""
+        """Read what a revert needs, power off, reconfigure with the revert notes, read
+        where the VM is (finish), power on; confirm clears the notes."""
+        found = raw_vmware.retrieve(self.content, [vm.ref], ["config.hardware.device",
+                                                             "runtime.host"])[vm.ref]
+        note = "virtdriver.resize.source_host"
         self._task(vm.ref, "PowerOffVM_Task")
-        self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(numCPUs=vcpus,
-                                                                memoryMB=memory_mb))
+        self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(
+            numCPUs=vcpus, memoryMB=memory_mb, extraConfig=[vim.option.OptionValue(
+                key=note, value=found["runtime.host"]._moId)]))
+        raw_vmware.retrieve(self.content, [vm.ref], ["runtime.host"])
         self._task(vm.ref, "PowerOnVM_Task")
+        self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(
+            extraConfig=[vim.option.OptionValue(key=note, value="")]))
 
     def live_migrate(self, vm: RawVM) -> None:
-        """One RelocateVM_Task to the next host of the cluster."""
+        """Read the VM (the source's check), one RelocateVM_Task to the next host."""
+        raw_vmware.retrieve(self.content, [vm.ref], ["datastore"])
         vm.host_index = (vm.host_index + 1) % len(self.inv.hosts)
         self._task(vm.ref, "RelocateVM_Task",
                    vim.vm.RelocateSpec(host=self.inv.hosts[vm.host_index], pool=self.inv.pool))

@@ -1,9 +1,13 @@
-"""The floor on Xen: each operation as the fewest raw XenAPI calls, waiting by push.
+"""The floor on Xen: each operation as the fewest raw XenAPI calls, with the library's checks
+and end state.
 
-Long operations run as ``Async.*`` and are awaited with ``event.from`` on the task (from
-token "", so a task that already ended answers at once), then ``task.destroy``. The client
+A plain call wherever XAPI has one (``VM.start``, not ``Async.VM.start`` + ``event.from`` +
+``task.destroy``): one round trip is the least a client can spend. The floor makes the same
+checks the library makes (no VM of the instance's name before a spawn, none of its resize or
+rescue companions left at destroy) and leaves the same end state (root disks tagged with
+their instance, a resize keeping ``-orig`` until confirm, disks deleted with their VM). It
 keeps the references it made (cached image VDI, VM, root VDI), as the library keeps its
-own caches, so no lookup is spent.
+caches, so no lookup is spent that the library does not spend too.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class FloorXen(CountedClient):
         self.sink.close()
 
     def wait(self, task: str, destroy: bool = True) -> Any:
-        """Wait for ``task`` by push, destroy it, return its result or raise its error."""
+        """Wait for an ``Async.*`` task by push, destroy it, return its result or raise its
+        error (the operations make plain calls; the task-wait section measures this)."""
         token = ""
         try:
             for _ in range(10_000):  # bounded: each round blocks up to EVENT_TIMEOUT
@@ -54,56 +59,65 @@ class FloorXen(CountedClient):
             if destroy:
                 self.api.task.destroy(task)
 
-    @staticmethod
-    def _ref(result: str) -> str:
-        # A task's result is an XML-RPC <value> fragment holding the new object's ref.
-        return result.replace("<value>", "").replace("</value>", "").strip()
-
     # -- operations ------------------------------------------------------------------------------
 
     def new_image(self) -> str:
         """A fresh image id: the next spawn with it finds nothing cached."""
         return str(uuid_module.uuid4())
 
+    def _absent(self, name: str) -> None:
+        """The library's check before it makes anything: no VM has the name yet."""
+        if self.api.VM.get_all_records_where(f'field "name__label" = "{name}"'):
+            raise RuntimeError(f"a VM called {name} exists")
+
     def spawn(self, image_id: str, cold: bool) -> XenVM:
-        """Import the image if ``cold``; clone, grow, create VM, VBD, VIF; start."""
+        """Check the name; import the image if ``cold`` (after looking for it, as the first
+        spawn of an image must); clone, tag and grow the root disk; VM, VBD, VIF; start."""
         api, raw = self.api, self.raw
+        name = f"floor-{uuid_module.uuid4().hex[:8]}"
+        self._absent(name)
         if cold or image_id not in self.cache:
+            label = f"floor-cache/{image_id}"
+            api.VDI.get_all_records_where(f'field "name__label" = "{label}"')
             data = raw_xen.image_bytes()
-            base = api.VDI.create(raw_xen.vdi_record(raw.sr, f"floor-cache/{image_id}",
-                                                     len(data), {"image-id": image_id}))
+            base = api.VDI.create(raw_xen.vdi_record(raw.sr, label, len(data),
+                                                     {"image-id": image_id}))
             raw.put_vdi(base, data)
             self.cache[image_id] = base
-        name = f"floor-{uuid_module.uuid4().hex[:8]}"
-        root = self._ref(self.wait(api.Async.VDI.clone(self.cache[image_id], {})))
-        self.wait(api.Async.VDI.resize(root, str(raw_xen.ROOT_BYTES)))
+        root = api.VDI.clone(self.cache[image_id], {})
+        api.VDI.set_name_label(root, f"{name} root")
+        api.VDI.set_other_config(root, {"nova_disk_type": "root", "nova_instance_uuid": name})
+        api.VDI.resize(root, str(raw_xen.ROOT_BYTES))
         vm = api.VM.create(raw_xen.vm_record(name))
         api.VBD.create(raw_xen.vbd_record(vm, root))
         api.VIF.create(raw_xen.vif_record(vm, raw.network))
-        self.wait(api.Async.VM.start(vm, False, False))
+        api.VM.start(vm, False, False)
         return XenVM(ref=vm, name=name, vdi=root)
 
     def destroy(self, vm: XenVM) -> None:
-        """Hard shutdown, destroy the root VDI and the VM (VM.destroy takes VBDs and VIFs)."""
-        self.wait(self.api.Async.VM.hard_shutdown(vm.ref))
-        self.api.VDI.destroy(vm.vdi)
+        """Look for the instance's rescue and resize companions (the library's check), hard
+        shutdown, destroy the VM and its root VDI."""
+        self.api.VM.get_all_records_where(f'field "name__label" = "{vm.name}-rescue" or '
+                                          f'field "name__label" = "{vm.name}-orig"')
+        self.api.VM.hard_shutdown(vm.ref)
         self.api.VM.destroy(vm.ref)
+        self.api.VDI.destroy(vm.vdi)
 
     def reboot(self, vm: XenVM) -> None:
-        """One hard reboot task."""
-        self.wait(self.api.Async.VM.hard_reboot(vm.ref))
+        """One hard reboot."""
+        self.api.VM.hard_reboot(vm.ref)
 
     def power_off(self, vm: XenVM) -> None:
-        """One hard shutdown task."""
-        self.wait(self.api.Async.VM.hard_shutdown(vm.ref))
+        """One hard shutdown."""
+        self.api.VM.hard_shutdown(vm.ref)
 
     def power_on(self, vm: XenVM) -> None:
-        """One start task."""
-        self.wait(self.api.Async.VM.start(vm.ref, False, False))
+        """One start."""
+        self.api.VM.start(vm.ref, False, False)
 
     def snapshot(self, vm: XenVM) -> bytes:
         """Snapshot the root VDI, export its bytes, destroy the snapshot."""
-        snap = self._ref(self.wait(self.api.Async.VDI.snapshot(vm.vdi, {})))
+        snap = self.api.VDI.snapshot(vm.vdi, {})
         try:
             data = self.raw.get_vdi(snap)
         finally:
@@ -112,23 +126,26 @@ class FloorXen(CountedClient):
         return data
 
     def resize(self, vm: XenVM) -> None:
-        """Hard shutdown, new memory limits and VCPUs, start."""
+        """The library's resize, call for call at the least: clean shutdown, keep the VM as
+        ``-orig`` for a revert, copy its root disk, build the resized VM around the copy
+        (after the name check) and start it; confirm destroys ``-orig`` and its disk."""
+        api, raw = self.api, self.raw
         vm.large = not vm.large
-        memory = str((512 if vm.large else 256) * raw_xen.MIB)
-        vcpus = "2" if vm.large else "1"
-        self.wait(self.api.Async.VM.hard_shutdown(vm.ref))
-        self.api.VM.set_memory_limits(vm.ref, "0", memory, memory, memory)
-        # VCPUs_at_startup may never exceed VCPUs_max: grow the maximum first, shrink it last.
-        if vm.large:
-            self.api.VM.set_VCPUs_max(vm.ref, vcpus)
-            self.api.VM.set_VCPUs_at_startup(vm.ref, vcpus)
-        else:
-            self.api.VM.set_VCPUs_at_startup(vm.ref, vcpus)
-            self.api.VM.set_VCPUs_max(vm.ref, vcpus)
-        self.wait(self.api.Async.VM.start(vm.ref, False, False))
+        memory_mb, vcpus = (512, 2) if vm.large else (256, 1)
+        api.VM.clean_shutdown(vm.ref)
+        api.VM.set_name_label(vm.ref, f"{vm.name}-orig")
+        root = api.VDI.copy(vm.vdi, raw.sr)
+        api.VDI.set_other_config(root, {"nova_disk_type": "root", "nova_instance_uuid": vm.name})
+        self._absent(vm.name)
+        new = api.VM.create(raw_xen.vm_record(vm.name, memory_mb, vcpus))
+        api.VBD.create(raw_xen.vbd_record(new, root))
+        api.VIF.create(raw_xen.vif_record(new, raw.network))
+        api.VM.start(new, False, False)
+        api.VM.destroy(vm.ref)  # confirm: -orig and its disk go
+        api.VDI.destroy(vm.vdi)
+        vm.ref, vm.vdi = new, root
 
     def live_migrate(self, vm: XenVM) -> None:
-        """One pool_migrate task to the next host of the pool."""
+        """One pool_migrate to the next host of the pool."""
         vm.host_index = (vm.host_index + 1) % len(self.raw.hosts)
-        self.wait(self.api.Async.VM.pool_migrate(vm.ref, self.raw.hosts[vm.host_index],
-                                                 {"live": "true"}))
+        self.api.VM.pool_migrate(vm.ref, self.raw.hosts[vm.host_index], {"live": "true"})

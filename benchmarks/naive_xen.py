@@ -1,11 +1,14 @@
-"""The naive Xen client: synchronous XenAPI calls, and polling as Nova's xenapi driver did.
+"""The naive Xen client: the way XenAPI samples and scripts do the job, polling.
 
-It finds its VM by name label before every operation, makes every call synchronously
-(``VM.start`` rather than ``Async.VM.start``), checks the power state before acting, and
-waits for a state by polling ``VM.get_power_state`` every 0.5 s, as Nova's
-``_wait_for_instance_to_start`` did. Spawn follows the order of Nova's steps (xapi.md §2.1):
-pre-checks, cached-image lookup, clone and tagging, VM record, VBD, VIF, start paused,
-unpause, wait for Running, record the domid.
+It finds its VM by name label before every operation, checks the power state before
+acting, and runs what lasts (start, reboot, migration) as the XenAPI samples do: an
+``Async.*`` call whose ``task.get_status`` is polled every 0.5 s, then ``task.get_result``
+and ``task.destroy``; after a start it also waits for Running by polling
+``VM.get_power_state``, as Nova's ``_wait_for_instance_to_start`` did. The operations
+section makes those verbs last on the simulator (delay injection), so the poll shows.
+Spawn follows the order of Nova's steps (xapi.md §2.1): pre-checks, cached-image lookup,
+clone and tagging, VM record, VBD, VIF, start paused, unpause, wait for Running, record the
+domid. Quick verbs (create, destroy, hard shutdown) are plain calls.
 """
 
 from __future__ import annotations
@@ -43,6 +46,20 @@ class NaiveXen(CountedClient):
         if not refs:
             raise LookupError(f"VM {vm.name} not found")
         return refs[0]
+
+    def _task(self, method: str, *args: Any) -> Any:
+        """``Async.<method>``, its status polled every 0.5 s, then its result; destroyed."""
+        group, verb = method.split(".")
+        task = getattr(getattr(self.api.Async, group), verb)(*args)
+        try:
+            deadline = time.monotonic() + RUNNING_TIMEOUT
+            while self.api.task.get_status(task) == "pending":
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{method} did not finish")
+                time.sleep(POLL_INTERVAL)
+            return self.api.task.get_result(task)
+        finally:
+            self.api.task.destroy(task)
 
     def _wait_for_state(self, ref: str, state: str) -> None:
         """Poll the power state every 0.5 s until it is ``state`` (bounded by a timeout)."""
@@ -85,7 +102,7 @@ class NaiveXen(CountedClient):
         api.VBD.create(raw_xen.vbd_record(vm, root))
         api.VM.get_domid(vm)
         api.VIF.create(raw_xen.vif_record(vm, raw.network))
-        api.VM.start_on(vm, host, True, False)
+        self._task("VM.start_on", vm, host, True, False)
         api.VM.unpause(vm)
         self._wait_for_state(vm, "Running")
         domid = api.VM.get_domid(vm)
@@ -110,7 +127,7 @@ class NaiveXen(CountedClient):
     def reboot(self, vm: XenVM) -> None:
         """Find, hard reboot, wait for Running."""
         ref = self._find(vm)
-        self.api.VM.hard_reboot(ref)
+        self._task("VM.hard_reboot", ref)
         self._wait_for_state(ref, "Running")
 
     def power_off(self, vm: XenVM) -> None:
@@ -123,7 +140,7 @@ class NaiveXen(CountedClient):
         """Find, start on this host if halted, wait for Running."""
         ref = self._find(vm)
         if self.api.VM.get_power_state(ref) == "Halted":
-            self.api.VM.start_on(ref, self.raw.hosts[0], False, False)
+            self._task("VM.start_on", ref, self.raw.hosts[0], False, False)
         self._wait_for_state(ref, "Running")
 
     def snapshot(self, vm: XenVM) -> bytes:
@@ -164,7 +181,7 @@ class NaiveXen(CountedClient):
         else:
             api.VM.set_VCPUs_at_startup(ref, vcpus)
             api.VM.set_VCPUs_max(ref, vcpus)
-        api.VM.start(ref, False, False)
+        self._task("VM.start", ref, False, False)
         self._wait_for_state(ref, "Running")
 
     def live_migrate(self, vm: XenVM) -> None:
@@ -173,4 +190,4 @@ class NaiveXen(CountedClient):
         ref = self._find(vm)
         vm.host_index = (vm.host_index + 1) % len(self.raw.hosts)
         host = api.host.get_by_name_label(self.raw.host_names[vm.host_index])[0]
-        api.VM.pool_migrate(ref, host, {"live": "true"})
+        self._task("VM.pool_migrate", ref, host, {"live": "true"})

@@ -48,6 +48,7 @@ class RawInventory:
     host_names: list[str]
     ds_name: str
     network_name: str
+    datastores: list[Any] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,7 +93,8 @@ class RawConnection:
                             pool=props["resourcePool"], hosts=hosts,
                             host_names=[names[h]["name"] for h in hosts],
                             ds_name=sorted(v["name"] for v in ds_names.values())[0],
-                            network_name=plain[0] if plain else "VM Network")
+                            network_name=plain[0] if plain else "VM Network",
+                            datastores=list(props["datastore"]))
 
     def put_file(self, inv: RawInventory, path: str, data: bytes) -> None:
         """One datastore HTTP PUT with the session cookie (counted as ``HTTP PUT``)."""
@@ -111,6 +113,22 @@ class RawConnection:
         finally:
             conn.close()
             self.counter.record("HTTP PUT", time.monotonic() - started)
+
+    def head_file(self, inv: RawInventory, path: str) -> bool:
+        """Whether a datastore file exists: one HTTP HEAD (counted as ``HTTP HEAD``)."""
+        started = time.monotonic()
+        conn = http.client.HTTPSConnection(self.sim.host, self.sim.port,
+                                           context=self.sim.ssl_context(), timeout=120)
+        try:
+            query = urlencode({"dcPath": inv.dc_name, "dsName": inv.ds_name})
+            conn.request("HEAD", f"/folder/{quote(path)}?{query}",
+                         headers={"Cookie": self.stub.cookie})
+            response = conn.getresponse()
+            response.read()
+            return response.status == 200
+        finally:
+            conn.close()
+            self.counter.record("HTTP HEAD", time.monotonic() - started)
 
     def get_file(self, inv: RawInventory, path: str) -> bytes:
         """One datastore HTTP GET with the session cookie (counted as ``HTTP GET``)."""

@@ -79,9 +79,9 @@ def task_wait_table(backend: str, result: dict[str, Any]) -> Table:
 
 
 def scale_table(backend: str, result: dict[str, Any]) -> Table:
-    """list_instances and get_info of every instance: calls, time, memory, by inventory size."""
+    """Listing and Nova's power-state sync: calls, time, memory, by inventory size."""
     table = Table(title=f"{backend}: scale")
-    for column in ("VMs", "operation", "calls", "calls/page", "wall s", "peak added MiB",
+    for column in ("VMs", "operation", "calls", "channel polls", "wall s", "peak added MiB",
                    "notes"):
         table.add_column(column, justify="left" if column in ("operation", "notes") else "right")
     for size, entry in sorted((result.get("sizes") or {}).items(), key=lambda kv: int(kv[0])):
@@ -89,11 +89,9 @@ def scale_table(backend: str, result: dict[str, Any]) -> Table:
             if "error" in row:
                 table.add_row(f"{int(size):,}", op, "-", "-", "-", "-", row["error"][:90])
                 continue
-            per_page = row.get("calls_per_page")
             table.add_row(f"{int(size):,}", op, _n(row.get("calls")),
-                          "-" if per_page is None else f"{per_page:.2f}",
-                          f"{row['wall_s']:.3f}", f"{row['peak_added_mib']:.1f}",
-                          row.get("note", "")[:90])
+                          _n(row.get("channel_calls")), f"{row['wall_s']:.3f}",
+                          f"{row['peak_added_mib']:.1f}", row.get("note", "")[:90])
     return table
 
 
@@ -108,8 +106,15 @@ def concurrency_table(backend: str, result: dict[str, Any]) -> Table:
     if result.get("slow_tasks"):
         slow = result["slow_tasks"]
         scenarios.append((f"power-on {slow.get('task_seconds')} s", slow))
+        raw = slow.get("raw") or {}
+        if raw:
+            scenarios.append((f"raw client, power-on {slow.get('task_seconds')} s",
+                              {"serial": raw.get("serial") or {"error": raw.get("error")},
+                               "threads": raw.get("threads") or {"error": raw.get("error")}}))
     for label, scenario in scenarios:
         for mode in ("serial", "threads", "eventlet"):
+            if label.startswith("raw") and mode == "eventlet":
+                continue
             entry = scenario.get(mode) or {}
             if "wall_s" not in entry:
                 table.add_row(label, mode, "-", "-", "-",
@@ -121,8 +126,8 @@ def concurrency_table(backend: str, result: dict[str, Any]) -> Table:
 
 
 def targets_table(judged: list[dict[str, Any]]) -> Table:
-    """Each target of issue 8: met, not met, or not measured, with the figure."""
-    table = Table(title="Targets of issue 8 (judged from this run)")
+    """Each target of issue 15: met, not met, or not measured, with the figure."""
+    table = Table(title="Targets of issue 15 (judged from this run)")
     for column in ("target", "limit", "met", "figure"):
         table.add_column(column)
     for entry in judged:

@@ -1,10 +1,10 @@
-"""``make bench``: every measurement of issue 8 on both backends, in one run.
+"""``make bench``: every measurement of issues 8 and 15 on both backends, in one run.
 
     .venv/bin/python benchmarks/run.py            # the full run (about 10 minutes at most)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run: a few seconds per section
     .venv/bin/python benchmarks/run.py --only operations,task_wait --backend vmware
 
-Prints one table per section and the targets of issue 8 with whether each is met (judged
+Prints one table per section and the targets of issue 15 with whether each is met (judged
 from this run's figures), and writes everything as JSON to ``benchmarks/results/latest.json``
 (or ``--output``). A section or backend that cannot run is reported with its reason; the
 run always completes.

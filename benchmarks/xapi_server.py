@@ -7,6 +7,9 @@ stdin line is a JSON command answered by one JSON line:
 
 * ``{"delay": ["VM.start", 1.0, 1]}``: ``Simulator.inject_delay(method, seconds, count)``;
 * ``{"clear": true}``: ``Simulator.clear_faults()``;
+* ``{"adopt": true}``: every VM that is no template and no control domain gets
+  ``other_config:nova_uuid`` (its own uuid), so it counts as an instance of the library's
+  (the scale benchmark's inventory; set in this process, no call per VM);
 * ``{"ping": true}``: answers ``{"ok": true}``.
 
 End of stdin (the parent closed it or died) stops the simulator and exits, so no server
@@ -24,6 +27,15 @@ from typing import Any
 def _answer(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload) + "\n")
     sys.stdout.flush()
+
+
+def _adopt(sim: Any) -> None:
+    db = sim.backend.db
+    for ref, record in db.all("VM").items():
+        if record.get("is_a_template") or record.get("is_control_domain"):
+            continue
+        db.update("VM", ref, other_config={**(record.get("other_config") or {}),
+                                           "nova_uuid": record["uuid"]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                     sim.inject_delay(method, float(seconds), int(count))
                 if command.get("clear"):
                     sim.clear_faults()
+                if command.get("adopt"):
+                    _adopt(sim)
                 _answer({"ok": True})
             except Exception as error:  # reported to the parent, never fatal
                 _answer({"ok": False, "error": f"{type(error).__name__}: {error}"})

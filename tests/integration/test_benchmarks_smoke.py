@@ -25,7 +25,7 @@ def _run(tmp_path: Path, *args: str) -> dict:
          "--output", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Targets of issue 8" in proc.stdout
+    assert "Targets of issue 15" in proc.stdout
     return json.loads(output.read_text())
 
 
@@ -55,6 +55,25 @@ def test_quick_operations_on_xen_write_expected_json(tmp_path: Path) -> None:
     assert set(row) >= {"library_s", "floor_s", "naive_s", "library_over_floor",
                         "naive_over_library"}
     names = [t["target"] for t in result["targets"]]
-    assert "xen: warm spawn calls" in names
+    assert "xen: every operation, library calls vs fair floor" in names
+    assert "xen: every operation, library wall time vs fair floor" in names
     for entry in result["targets"]:
         assert entry["met"] in (True, False, None)
+
+
+def test_quick_scale_on_xen_measures_the_sync_with_and_without_the_channel(
+        tmp_path: Path) -> None:
+    """100 VMs made the backend's own: listing, and Nova's power-state sync of every one with
+    the event channel feeding get_info and without it."""
+    result = _run(tmp_path, "--only", "scale", "--backend", "xen")
+    size = result["sections"]["scale"]["xen"]["sizes"]["100"]
+    assert size["vms_found"] == 100
+    listing = size["library"]["list_instances"]
+    assert listing["returned"] == 100 and listing["calls"] > 0
+    for label in ("power-state sync, channel live", "power-state sync, no channel"):
+        row = size["library"][label]
+        assert "error" not in row, row
+        assert row["measured_instances"] == 100
+        assert row["calls"] == sum(row["calls_by_method"].values())
+    names = [t["target"] for t in result["targets"]]
+    assert "xen: 10,000-VM listing" in names
