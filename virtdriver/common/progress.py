@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
-import logging
 import ssl
 import threading
 import time
@@ -38,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from oslo_log import log as logging
 from pyVmomi import SoapStubAdapter, vim, vmodl
 from pyVmomi.VmomiSupport import GetRequestContext
 

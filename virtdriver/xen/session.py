@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
-import logging
 import queue
 import ssl
 import threading
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import XenAPI
+from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.stats import CallStats
