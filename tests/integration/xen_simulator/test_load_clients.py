@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import xmlrpc.client
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -188,3 +189,40 @@ def test_http_limits_from_the_command_line() -> None:
         proc.terminate()
         assert proc.wait(10) == 0
         proc.stdout.close()
+
+
+def test_history_costs_no_memory(sim: Simulator, xapi: Any) -> None:
+    """Changes are tracked per object, as xapi's database does, not as a history: 30,000
+    field changes leave memory where it was, and event.from from an old token still
+    reports each changed object once, with its latest record (a history would hold ~3 MB)."""
+    vm = xapi.VM.create({"name_label": "churn"})
+    token = xapi.event_from(["vm"], "", 0.0)["token"]
+    db = sim.backend.db
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(30_000):
+            db.set("VM", vm, "name_description", str(n % 7))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, grown
+    events = xapi.event_from(["vm"], token, 0.0)["events"]
+    assert [(ev["ref"], ev["operation"]) for ev in events] == [(vm, "mod")]
+    assert events[0]["snapshot"]["name_description"] == str(29_999 % 7)
+
+
+def test_deletions_since_a_token(sim: Simulator, xapi: Any) -> None:
+    """From a token: an object deleted since is a ``del``; one made and deleted since is not
+    reported; one made since is an ``add`` whose id is its creation's generation."""
+    old = xapi.VM.create({"name_label": "old"})
+    token = xapi.event_from(["vm"], "", 0.0)["token"]
+    xapi.VM.destroy(old)
+    xapi.VM.destroy(xapi.VM.create({"name_label": "brief"}))
+    new = xapi.VM.create({"name_label": "new"})
+    xapi.VM.set_name_description(new, "changed after its creation")
+    events = xapi.event_from(["vm"], token, 0.0)["events"]
+    assert [(ev["ref"], ev["operation"]) for ev in events] == [(old, "del"), (new, "add")]
+    assert "snapshot" not in events[0]
+    assert events[1]["snapshot"]["name_description"] == "changed after its creation"
+    assert int(events[0]["id"]) < int(events[1]["id"]) < int(xapi.event.get_current_id())

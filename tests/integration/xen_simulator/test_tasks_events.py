@@ -28,7 +28,8 @@ def wait_task(xapi: Any, task: str, timeout: float = 10.0) -> dict[str, Any]:
         res = xapi.event_from([f"task/{task}"], token, 5.0)
         token = res["token"]
         for ev in res["events"]:
-            if ev["ref"] == task and ev["snapshot"]["status"] != "pending":
+            # "cancelling" is not an end: task.cancel sets it before the task's body stops
+            if ev["ref"] == task and ev["snapshot"]["status"] not in ("pending", "cancelling"):
                 return ev["snapshot"]
     raise AssertionError("task did not finish")
 

@@ -1,6 +1,9 @@
 """The object registry: records by class and ref, relations, generations for events.
 
-One re-entrant lock guards everything; ``changed`` (a Condition on it) wakes event.from.
+Writers take one re-entrant lock; readers take none (records are copy on write); ``changed``
+wakes event.from.  Changes are tracked as xapi's database tracks them: a creation and a
+last-change generation per live object and a short queue of deletions per class, so memory
+and the cost of event.from follow the objects, not the history.
 """
 
 from __future__ import annotations
@@ -10,11 +13,26 @@ import datetime as _dt
 import secrets
 import threading
 import uuid as _uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import surface
 from .errors import XapiError
 from .schema import NULL, RELATIONS, defaults
+
+#: Deletions remembered per class, as xapi's database keeps them (``db_cache_types.ml``,
+#: ``Table.remove``: once the queue reaches 512 it is cut back to the latest 256).  A token
+#: older than the deletions kept misses their ``del`` events, as on a real pool.
+DELETIONS_MAX, DELETIONS_KEPT = 512, 256
+
+
+class Change(NamedTuple):
+    """One object's change after a generation: its latest change, or its deletion."""
+
+    gen: int  #: generation of the change (of the deletion when ``deleted``)
+    cls: str
+    ref: str
+    created: int  #: generation the object was created at
+    deleted: bool
 
 
 def now() -> _dt.datetime:
@@ -54,34 +72,54 @@ class Registry:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in surface.CLASSES}
         self.by_uuid: dict[str, dict[str, str]] = {c: {} for c in surface.CLASSES}
         self.generation = 0
-        self.log: list[tuple[int, str, str]] = []  # (generation, class, ref), ascending
-        self.created: dict[tuple[str, str], int] = {}
-        self.deleted: dict[tuple[str, str], int] = {}
+        # per class: ref -> generation of creation / of the last change, for live objects
+        self.created: dict[str, dict[str, int]] = {c: {} for c in surface.CLASSES}
+        self.modified: dict[str, dict[str, int]] = {c: {} for c in surface.CLASSES}
+        # per class: (deleted, created, ref) of the latest deletions, ascending
+        self.deletions: dict[str, list[tuple[int, int, str]]] = {c: [] for c in surface.CLASSES}
+        # per class: generation of its latest change (a waiter skips unchanged classes)
+        self.class_changed: dict[str, int] = {c: 0 for c in surface.CLASSES}
 
     # -- change tracking -------------------------------------------------------------
     def touch(self, cls: str, ref: str) -> int:
         """Record a change of (cls, ref); returns the new generation."""
         with self.lock:
             gen = self.generation + 1
-            # the entry goes in before the generation moves: a reader that has seen a
-            # generation finds every change up to it in the log
-            self.log.append((gen, cls, ref))
+            # the change is on record before the generation moves: a reader that has seen a
+            # generation finds every change up to it
+            if ref in self.tables[cls]:
+                self.modified[cls][ref] = gen
+            self.class_changed[cls] = gen
             self.generation = gen
         with self.changed:
             self.changed.notify_all()
         return gen
 
-    def changes_since(self, gen: int, upto: int | None = None) -> list[tuple[str, str]]:
-        """Distinct (class, ref) changed after generation ``gen`` (up to ``upto``), oldest
-        first."""
-        log = self.log
-        pos = bisect.bisect_right(log, (gen, "\uffff", "\uffff"))
-        end = len(log) if upto is None else bisect.bisect_right(log, (upto, "\uffff", "\uffff"))
-        seen: dict[tuple[str, str], None] = {}
-        for _, cls, ref in log[pos:end]:
-            seen.pop((cls, ref), None)
-            seen[(cls, ref)] = None
-        return list(seen)
+    def changes_since(self, gen: int, upto: int, cls: str,
+                      refs: set[str] | None = None) -> list[Change]:
+        """The changes of ``cls`` (only of ``refs`` when given) after generation ``gen`` up to
+        ``upto``, oldest first: each live object's latest change and each deletion.
+
+        An object changed again after ``upto`` is left out: a later call (from ``upto``)
+        reports it, so nothing is skipped and nothing is reported twice.  No lock: the
+        tables read are copied first (a copy of a dict is atomic under the interpreter lock)
+        and a deletion queue is only appended to or replaced.
+        """
+        if self.class_changed[cls] <= gen:
+            return []
+        created = self.created[cls]
+        modified = dict(self.modified[cls]) if refs is None else \
+            {ref: self.modified[cls].get(ref, 0) for ref in refs}
+        out = [Change(mod, cls, ref, created.get(ref, 0), False)
+               for ref, mod in modified.items() if gen < mod <= upto]
+        queue = self.deletions[cls]
+        for deleted, made, ref in queue[bisect.bisect_right(queue, gen, key=lambda d: d[0]):]:
+            if deleted > upto:
+                break
+            if refs is None or ref in refs:
+                out.append(Change(deleted, cls, ref, made, True))
+        out.sort()
+        return out
 
     # -- access (no lock: records are never changed in place) -----------------------------
     def get(self, cls: str, ref: str) -> dict[str, Any]:
@@ -123,7 +161,7 @@ class Registry:
             if not rec["uuid"]:
                 rec["uuid"] = new_uuid()
             ref = ref or new_ref()
-            self.created[(cls, ref)] = self.generation + 1  # the generation touch makes
+            self.created[cls][ref] = self.generation + 1  # the generation touch makes
             self.tables[cls][ref] = rec
             self.by_uuid[cls][rec["uuid"]] = ref
             self.touch(cls, ref)
@@ -141,7 +179,14 @@ class Registry:
                     self._unlink(pcls, pfield, rec[cfield], ref)
             del self.tables[cls][ref]
             self.by_uuid[cls].pop(rec["uuid"], None)
-            self.deleted[(cls, ref)] = self.touch(cls, ref)
+            self.modified[cls].pop(ref, None)
+            deletion = (self.generation + 1, self.created[cls].pop(ref, 0), ref)  # touch's
+            queue = self.deletions[cls]
+            if len(queue) + 1 < DELETIONS_MAX:
+                queue.append(deletion)
+            else:  # a new list: a reader may be walking the old one
+                self.deletions[cls] = [*queue[len(queue) - DELETIONS_KEPT:], deletion]
+            self.touch(cls, ref)
 
     def set(self, cls: str, ref: str, field: str, value: Any) -> None:
         """Set one field, keeping reverse-reference sets in step."""

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ..context import Context, api
-from ..db import Registry, copy_record, now
+from ..db import Change, Registry, copy_record, now
 from ..errors import XapiError
 from ..schema import CLASSES, canonical_class
 from ..wire import fmt_datetime
@@ -58,52 +58,50 @@ def parse_classes(classes: Any) -> Filter:
     return whole, objects, everything
 
 
-def _matches(flt: Filter, cls: str, ref: str) -> bool:
-    whole, objects, everything = flt
-    return everything or cls in whole or (cls, ref) in objects
-
-
-def _event(db: Registry, cls: str, ref: str, operation: str,
-           rec: dict[str, Any] | None, stamp: str) -> dict[str, Any]:
-    ev: dict[str, Any] = {"id": str(db.generation), "timestamp": stamp, "class": cls.lower(),
-                          "operation": operation, "ref": ref}
+def _event(change: Change, operation: str, rec: dict[str, Any] | None,
+           stamp: str) -> dict[str, Any]:
+    # the id is the generation of what is reported, as xapi's: of the creation for an add,
+    # of the last change for a mod, of the deletion for a del
+    ident = change.created if operation == "add" else change.gen
+    ev: dict[str, Any] = {"id": str(ident), "timestamp": stamp, "class": change.cls.lower(),
+                          "operation": operation, "ref": change.ref}
     if rec is not None:
         ev["snapshot"] = copy_record(rec)
     return ev
 
 
-def snapshot(db: Registry, flt: Filter) -> list[dict[str, Any]]:
-    """An ``add`` for every current object the filter selects (the answer to token "")."""
-    whole, objects, everything = flt
-    stamp = fmt_datetime(now())
-    out = []
-    for cls in CLASSES if everything else sorted(whole):
-        out += [_event(db, cls, ref, "add", rec, stamp) for ref, rec in db.all(cls).items()]
-    for cls, ref in sorted(objects):
-        rec = db.tables[cls].get(ref)
-        if rec is not None and not (everything or cls in whole):
-            out.append(_event(db, cls, ref, "add", rec, stamp))
-    return out
-
-
 def collect(db: Registry, flt: Filter, gen: int, upto: int,
             token: int | None = None) -> list[dict[str, Any]]:
     """Coalesced events for the changes after ``gen`` up to ``upto`` that match the filter,
-    each with the object's record as it is now (never older than ``upto``); an object made
-    after the client's ``token`` (default ``gen``) is an ``add``."""
+    oldest first, each with the object's record as it is now; an object made after the
+    client's ``token`` (default ``gen``) is an ``add``, one made and deleted since is not
+    reported.
+
+    As xapi's ``from`` does it (``xapi_event.ml``, ``collect_events``): the current objects
+    are looked at, not a history, so token "" (``gen`` 0) answers with an ``add`` for every
+    current object, at a cost that follows the objects and not the changes since start."""
     token = gen if token is None else token
+    whole, objects, everything = flt
+    classes = CLASSES if everything else whole
+    changes = [change for cls in classes for change in db.changes_since(gen, upto, cls)]
+    picked: dict[str, set[str]] = {}
+    for cls, ref in objects:
+        if cls not in classes:
+            picked.setdefault(cls, set()).add(ref)
+    for cls, refs in picked.items():
+        changes += db.changes_since(gen, upto, cls, refs)
+    changes.sort()
     out: list[dict[str, Any]] = []
     stamp = fmt_datetime(now())
-    for cls, ref in db.changes_since(gen, upto):
-        if not _matches(flt, cls, ref):
-            continue
-        born_after = db.created.get((cls, ref), 0) > token
-        rec = db.tables[cls].get(ref)
-        if rec is None:
+    for change in changes:
+        born_after = change.created > token
+        if change.deleted:
             if not born_after:
-                out.append(_event(db, cls, ref, "del", None, stamp))
+                out.append(_event(change, "del", None, stamp))
             continue
-        out.append(_event(db, cls, ref, "add" if born_after else "mod", rec, stamp))
+        rec = db.tables[change.cls].get(change.ref)
+        if rec is not None:  # else deleted after upto: the next call reports it
+            out.append(_event(change, "add" if born_after else "mod", rec, stamp))
     return out
 
 
@@ -111,19 +109,10 @@ def wait_events(ctx: Context, flt: Filter, gen: int,
                 timeout: float) -> tuple[list[dict[str, Any]], int]:
     """Block until events after ``gen`` exist or ``timeout`` passes. Returns the events and
     the generation they cover; no lock is held while reading (records are copy on write),
-    and a change after that generation is left for the next call, never skipped.
-
-    Token "" (``gen`` 0) is answered with a snapshot of the current objects, not with the
-    history of every change since the simulator started."""
+    and a change after that generation is left for the next call, never skipped."""
     db = ctx.db
     deadline = time.monotonic() + max(0.0, timeout)
     token = gen
-    if gen == 0:
-        covered = db.generation
-        events = snapshot(db, flt)
-        if events:
-            return events, covered
-        gen = covered
     while True:
         upto = db.generation
         events = collect(db, flt, gen, upto, token) if upto > gen else []
