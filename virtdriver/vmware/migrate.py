@@ -22,7 +22,8 @@ from pyVmomi import vim
 from virtdriver.common import exceptions
 from virtdriver.common.model import ExtraSpecs, field_of, validate_flavor
 from virtdriver.common.progress import make_step_decorator
-from virtdriver.vmware import ds_util, vm_util, volume_util
+from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
+from virtdriver.vmware import ds_util, vm_util, volume_util, volumes
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import DatastorePath
 
@@ -122,8 +123,10 @@ def _apply_flavor(backend: VMwareBackend, vm: Any, flavor: Any, root: Any, root_
     backend.session.call_task(vm, "ReconfigVM_Task", spec)
 
 
-def finish_migration(backend: VMwareBackend, instance: Any, power_on: bool = True) -> None:
-    """Bring the VM into this cluster (if another cluster's compute resized it) and up."""
+def finish_migration(backend: VMwareBackend, instance: Any, power_on: bool = True,
+                     block_devices: BlockDevices = NO_VOLUMES) -> None:
+    """Bring the VM into this cluster (if another cluster's compute resized it), with every
+    volume of ``block_devices`` attached, and up."""
     vm, props = backend.read(instance, ["runtime.host", "datastore"])
     if not _in_this_cluster(backend, props):
         host, datastore = vm_util.placement(backend.session, backend.inventory,
@@ -131,6 +134,7 @@ def finish_migration(backend: VMwareBackend, instance: Any, power_on: bool = Tru
                                             props.get("datastore") or [])
         vm_util.relocate(backend.session, vm, host, backend.inventory.pool, datastore)
         LOG.info("moved into cluster %s", backend.inventory.cluster_name, instance=instance)
+    volumes.ensure_attached(backend, instance, block_devices)
     if power_on:
         vm_util.power_on(backend.session, vm)
 
@@ -166,9 +170,11 @@ def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
 
 
 def finish_revert_migration(backend: VMwareBackend, instance: Any,
-                            power_on: bool = True) -> None:
+                            power_on: bool = True,
+                            block_devices: BlockDevices = NO_VOLUMES) -> None:
     """Restore the old flavor (``instance.flavor``), the kept disk as root, and the VM's
-    place in this cluster (its old host), from wherever the resize took it."""
+    place in this cluster (its old host), from wherever the resize took it, with every
+    volume of ``block_devices`` attached."""
     session = backend.session
     vm, devices, props = backend.read_devices(instance)
     root = volume_util.own_root_disk(devices, props)  # None: volume-backed
@@ -207,6 +213,7 @@ def finish_revert_migration(backend: VMwareBackend, instance: Any,
             host, _ = vm_util.placement(session, backend.inventory,
                                         backend.conf.vmware.datastore_regex)
         vm_util.relocate(session, vm, host, backend.inventory.pool, home)
+    volumes.ensure_attached(backend, instance, block_devices)
     if power_on:
         vm_util.power_on(session, vm)
     LOG.info("resize reverted", instance=instance)

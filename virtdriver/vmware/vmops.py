@@ -217,8 +217,9 @@ class VMwareVMOps(VMOps):
     def finish_migration(self, context: Any, migration: Any, instance: Any, disk_info: Any,
                          network_info: Any, image_meta: Any, resize_instance: bool = False,
                          block_device_info: Any = None, power_on: bool = True) -> None:
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
-            migrate.finish_migration(self._backend, instance, power_on)
+            migrate.finish_migration(self._backend, instance, power_on, devices)
 
     def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
         with instance_lock(instance):
@@ -226,8 +227,9 @@ class VMwareVMOps(VMOps):
 
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
+        devices = self.block_devices(block_device_info)
         with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
-            migrate.finish_revert_migration(self._backend, instance, power_on)
+            migrate.finish_revert_migration(self._backend, instance, power_on, devices)
 
     # -- live migration --------------------------------------------------------------------------
 

@@ -210,6 +210,23 @@ def attach_block_devices(backend: VMwareBackend, instance: Any,
     return attached
 
 
+def ensure_attached(backend: VMwareBackend, instance: Any, devices: BlockDevices) -> None:
+    """Attach each volume of ``devices`` the VM does not hold (after a resize or migration
+    the VM normally still holds them all, and nothing is done)."""
+    missing = []
+    vm, vm_devices, props = backend.read_devices(instance)
+    for mapping in devices.volumes:
+        if volume_util.find_attached(backend, mapping.connection_info, vm_devices,
+                                     props) is None:
+            missing.append(mapping)
+    if missing:
+        LOG.info("reattaching %d volume(s)", len(missing), instance=instance)
+        boot = devices.boot_volume if devices.boot_volume in missing else None
+        attach_block_devices(backend, instance, BlockDevices(
+            devices.root_device_name,
+            tuple(m for m in missing if m is not boot) + ((boot,) if boot else ())))
+
+
 def detach_block_devices(backend: VMwareBackend, instance: Any,
                          mappings: list[VolumeMapping] | tuple[VolumeMapping, ...]) -> None:
     """Detach each volume that is attached; one already gone is skipped (logged)."""
@@ -244,4 +261,5 @@ def volume_disk_keys(devices: list[Any], props: dict[str, Any]) -> set[int]:
 
 __all__ = ["attach_volume", "detach_volume", "swap_volume", "extend_volume",
            "get_volume_connector", "attach_block_devices", "detach_block_devices",
+           "ensure_attached",
            "release_leftover_volumes", "volume_disk_keys"]

@@ -122,8 +122,13 @@ def test_resize_and_revert_leave_the_volume_as_it_was(ops: Any, inst: Any, inspe
                                            "original.vmdk"))
     ops.finish_migration(None, None, inst, disk_info, [], None, True)
     assert volume_paths(inspector, inst) == [path]
+    # a volume the VM lost on the way is attached again where the instance lands
+    bdi = {"block_device_mapping": [{"connection_info": info, "mount_device": "/dev/sdb"}]}
+    ops.detach_volume(None, info, inst, "/dev/sdb")
     inst.flavor = Flavor(vcpus=1, memory_mb=256, root_gb=0)  # as Nova sets it for a revert
-    ops.finish_revert_migration(None, inst, [])
+    ops.finish_revert_migration(None, inst, [], bdi)
+    assert volume_paths(inspector, inst) == [path]
+    ops.finish_revert_migration(None, inst, [], bdi)  # nothing missing: nothing to do
     assert volume_paths(inspector, inst) == [path]
     assert inspector.vm(inst.uuid)["runtime.powerState"] == "poweredOn"
     assert cinder.read(path) == DATA
@@ -140,7 +145,7 @@ def test_volume_backed_instance_resizes_without_touching_its_volume(
     capacity = cinder.disk(shadow).capacityInKB
     disk_info = ops.migrate_disk_and_power_off(None, instance, "", Flavor(
         vcpus=2, memory_mb=512, root_gb=0))  # a smaller root_gb: the root is the volume
-    ops.finish_migration(None, None, instance, disk_info, [], None, True)
+    ops.finish_migration(None, None, instance, disk_info, [], None, True, bdi)
     disk, = devices(inspector.vm(instance.uuid), vim.vm.device.VirtualDisk)
     assert disk.backing.fileName == path and disk.capacityInKB == capacity
     with pytest.raises(exceptions.UnsupportedOperation, match="volume-backed"):
