@@ -562,7 +562,8 @@ def _gib(mb: int) -> int:
 
 def _volumes_or_none(block_device_info: Any) -> Any:
     """Nova always sends a block_device_info; the backends want None when it holds nothing
-    they must act on (no volumes), and refuse volumes explicitly."""
+    they must act on (no volumes), and check the volumes themselves (a type they do not
+    attach is UnsupportedOperation naming it)."""
     if not block_device_info:
         return None
     if field_of(block_device_info, "block_device_mapping"):
