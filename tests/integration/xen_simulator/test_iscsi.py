@@ -222,6 +222,20 @@ def test_attached_lun_blocks_unplug_and_an_offline_target_fails(sim: Simulator, 
     xapi.VM.destroy(vm)
 
 
+def test_vdi_introduce_needs_a_plugged_pbd_and_a_unique_location(xapi: Any,
+                                                                 attached: tuple[str, str]
+                                                                 ) -> None:
+    sr, pbd = attached
+    lun = luns(xapi, sr)["0"]
+    args = ["", "x", "", sr, "user", False, False, {}, lun["location"]]
+    assert failure(xapi.VDI.introduce, str(_uuid.uuid4()), *args[1:]) == \
+        ["LOCATION_NOT_UNIQUE", sr, lun["location"]]
+    other, other_pbd = introduce(xapi, CHAP_IQN)
+    assert failure(xapi.VDI.introduce, "", "x", "", other, "user", False, False, {},
+                   "somewhere") == ["SR_HAS_NO_PBDS", other]
+    xapi.SR.forget(other)
+
+
 def test_injected_backend_failure(sim: Simulator, xapi: Any) -> None:
     sr, pbd = introduce(xapi)
     sim.inject_fault("PBD.plug", ["SR_BACKEND_FAILURE_68", "", "injected", ""])
@@ -282,9 +296,15 @@ def test_cli_flag() -> None:
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        with urllib.request.urlopen(f"{url}/_sim/iscsi", timeout=10) as resp:
+        with urllib.request.urlopen(f"{url}/_sim/iscsi", timeout=30) as resp:
             listed = json.loads(resp.read())
         assert listed[0]["iqn"] == "iqn.x:cli" and listed[0]["luns"][0]["size"] == MIB
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:  # a loaded CI machine may take a while to join the server's threads
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -112,9 +112,18 @@ def vdi_introduce(ctx: Context, uuid: str, name_label: str, name_description: st
                   virtual_size: str = "0", physical_utilisation: str = "0",
                   metadata_of_pool: str = NULL, is_a_snapshot: bool = False,
                   snapshot_time: Any = None, snapshot_of: str = NULL) -> str:
-    """Re-create a record for bytes the SR already holds (by uuid/location)."""
+    """Re-create a record for bytes the SR already holds (by uuid/location): the SR must
+    be attached on the master (SR_HAS_NO_PBDS, ``sm.ml``), and a location is unique in an
+    SR (LOCATION_NOT_UNIQUE)."""
     with ctx.db.lock:
-        ctx.db.get("SR", sr)
+        srec = ctx.db.get("SR", sr)
+        master = ctx.backend.master()
+        if not any(ctx.db.get("PBD", p)["host"] == master
+                   and ctx.db.get("PBD", p)["currently_attached"] for p in srec["PBDs"]):
+            raise XapiError("SR_HAS_NO_PBDS", sr)
+        if location and any(ctx.db.get("VDI", v)["location"] == location
+                            for v in srec["VDIs"]):
+            raise XapiError("LOCATION_NOT_UNIQUE", sr, location)
         file_uuid = uuid or location
         path = ctx.backend.disks.path(file_uuid)
         size = os.path.getsize(path) if os.path.exists(path) else int(virtual_size or 0)
