@@ -132,6 +132,23 @@ class ConformanceBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} injects no failure at {step!r}")
         yield ""  # pragma: no cover - makes this a generator for contextmanager
 
+    def make_volume(self) -> dict[str, Any]:
+        """A new volume, made as the volume service makes it, with the provider's own
+        client: its ``connection_info`` (Cinder's shape, of a type the backend attaches).
+        Asked only when the backend attaches volumes; not implemented: those tests skip."""
+        raise NotImplementedError(f"{type(self).__name__} makes no volume")
+
+    def volume_attached(self, connection_info: dict[str, Any], instance: Any) -> bool:
+        """Whether the instance's VM holds the volume, as the server says."""
+        raise NotImplementedError(f"{type(self).__name__} reads no volume")
+
+    def volume_exists(self, connection_info: dict[str, Any]) -> bool:
+        """Whether the volume's own storage still holds it (never deleted by the backend)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no volume")
+
+    def delete_volume(self, connection_info: dict[str, Any]) -> None:
+        """Delete a volume :meth:`make_volume` made (the volume service's job)."""
+
     def live_migration_destination(self, instance: Any) -> str:
         """A host the instance can be live-migrated to (asked only when supported)."""
         raise NotImplementedError(f"{type(self).__name__} names no live-migration destination")

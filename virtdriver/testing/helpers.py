@@ -47,6 +47,8 @@ CAPABILITY_OPERATIONS: dict[str, tuple[str, ...]] = {
     "supports_bandwidth_counters": ("get_all_bw_counters",),
     "supports_security_rules": ("refresh_instance_security_rules", "unfilter_instance"),
     "has_imagecache": ("manage_image_cache",),
+    "supports_volume_attach": ("attach_volume", "detach_volume"),
+    "supports_swap_volume": ("swap_volume",),
 }
 
 _macs = iter(range(1, 1 << 16))

@@ -31,6 +31,7 @@ from virtdriver.testing.helpers import (
     nova_like_instance,
     supported,
 )
+from virtdriver.testing.volume_suite import VolumePromises
 
 __all__ = ["ConformanceSuite"]
 
@@ -38,7 +39,7 @@ GiB = 1024 ** 3
 MiB = 1024 ** 2
 
 
-class ConformanceSuite:
+class ConformanceSuite(VolumePromises):
     """The VMOps contract as tests; subclass it once per backend (``class TestMine(...)``).
 
     The subclass needs nothing but a ``conformance_backend`` fixture in scope. Tests of an

@@ -16,6 +16,7 @@ from pyVmomi import vim, vmodl
 import virtdriver
 from tests.integration.vmware.conftest import vcsim, vcsim_binary, vcsim_flags
 from tests.integration.vmware.helpers import Inspector, datastore_files, devices, make_conf
+from tests.integration.vmware.volume_helpers import Cinder
 from virtdriver.common.power_state import PowerState
 from virtdriver.testing import ConformanceBackend, DiskView, Leftovers, NicView, VMView
 
@@ -47,6 +48,7 @@ class VMwareConformanceBackend(ConformanceBackend):
         self._store = store
         self._image = image
         self.inspector = Inspector(sim)
+        self.cinder = Cinder(self.inspector)  # the volume service, for volume promises
         # a server without the launcher's fault endpoint cannot fail a step on demand
         self.failure_steps = tuple(FAILURE_STEPS) if sim.can_inject else ()
 
@@ -110,6 +112,37 @@ class VMwareConformanceBackend(ConformanceBackend):
             yield INJECTED_FAULT
         finally:
             self.sim.clear_faults()
+
+    def make_volume(self) -> dict[str, Any]:
+        """A vmdk volume: a shadow VM made as Cinder's VMDK driver makes it."""
+        _, info, _ = self.cinder.create_volume()
+        return info
+
+    def _shadow_disk(self, connection_info: dict[str, Any]) -> Any:
+        found = self.inspector.objects(vim.VirtualMachine, ["config.hardware.device"]).get(
+            connection_info["data"]["volume"])
+        if found is None:
+            return None
+        return next((d for d in found[1]["config.hardware.device"]
+                     if isinstance(d, vim.vm.device.VirtualDisk)), None)
+
+    def volume_attached(self, connection_info: dict[str, Any], instance: Any) -> bool:
+        disk = self._shadow_disk(connection_info)
+        vm = self.inspector.vms().get(instance.uuid)
+        return disk is not None and vm is not None and disk.backing.fileName in {
+            d.backing.fileName for d in devices(vm, vim.vm.device.VirtualDisk)}
+
+    def volume_exists(self, connection_info: dict[str, Any]) -> bool:
+        disk = self._shadow_disk(connection_info)
+        return disk is not None and \
+            self.cinder.flat(disk.backing.fileName).replace("[", "").replace("] ", "/") in \
+            self.inspector.files()
+
+    def delete_volume(self, connection_info: dict[str, Any]) -> None:
+        ref = self.inspector.objects(vim.VirtualMachine, ["name"]).get(
+            connection_info["data"]["volume"])
+        if ref is not None:
+            self.cinder.delete(ref[0])
 
     def live_migration_destination(self, instance: Any) -> str:
         here = self.read_vm(instance).host  # type: ignore[union-attr]
