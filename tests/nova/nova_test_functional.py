@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import unittest
 import urllib.parse
 from typing import Any
@@ -65,8 +66,7 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
         # Stop the drivers' event threads before the services stop (cleanups run LIFO): a
         # compute's graceful shutdown runs in a thread of its own and ends by shutting the
         # process's thread pools, which must happen while Nova's fixture still stubs that.
-        for host, compute in self.computes.items():
-            self.addCleanup(compute.manager.driver.cleanup_host, host)
+        self.addCleanup(self._cleanup_hosts)
         disk_format, properties = IMAGE_FORMATS[self.sites.backend]
         self.image_id = GlanceFixture.image4["id"]
         image = self.glance.images[self.image_id]
@@ -81,6 +81,16 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
         self.large = self._create_flavor(name="vd.large", memory_mb=512, vcpu=2, disk=2,
                                          ephemeral=0)
         self.flavors = {self.small: (1, 256, 0), self.large: (2, 512, 2)}
+
+    def _cleanup_hosts(self) -> None:
+        """Both drivers' cleanup_host at once: each waits for its event thread's server
+        call to return, so side by side they take one wait, not two."""
+        threads = [threading.Thread(target=compute.manager.driver.cleanup_host, args=(host,))
+                   for host, compute in self.computes.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
 
     def _keep_uploaded_bytes(self) -> None:
         """GlanceFixture.update drops the data it is given; Glance keeps it, and unshelve
@@ -154,6 +164,14 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
     def test_lifecycle(self) -> None:
         """Boot, stop, start, reboot, snapshot, delete."""
         server = self._boot()
+        # each compute lists only its own cluster's or pool's instances (a second
+        # nova-compute on one vCenter would otherwise refuse to start: foreign instances)
+        drivers = [self.computes[host].manager.driver for host in HOSTS]
+        self.assertIn(server["id"], drivers[0].list_instance_uuids())
+        self.assertNotIn(server["id"], drivers[1].list_instance_uuids())
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        self.assertEqual(([name], []), tuple(
+            [n for n in driver.list_instances() if n == name] for driver in drivers))
         server = self._stop_server(server)
         self._the_vm(server, HOSTS[0], self.small, "shutdown")
         server = self._start_server(server)

@@ -12,11 +12,11 @@
 #    a file inside Nova's package (nova/virt/virtdriver/), which an editable install
 #    cannot place; the wheel is exactly what `pip install virtdriver[nova]` installs.
 # 2. vcsim, the launcher built by python -m virtdriver.vmware.simulator build.
-# 3. The suites: the loader, Nova's driver contract on each backend, the functional
-#    test through Nova's whole stack on each backend, Cinder volumes through Nova's
-#    stack (nova_test_volumes); each once under eventlet
+# 3. The suites: the loader and the driver signatures, Nova's driver contract on each
+#    backend, the functional tests through Nova's whole stack (two computes per backend),
+#    Cinder volumes through Nova's stack (nova_test_volumes); each once under eventlet
 #    monkey-patching (Nova's default) and once with OS_NOVA_DISABLE_EVENTLET_PATCHING=True
-#    (native threads).
+#    (native threads), the two modes in parallel lanes.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -97,24 +97,32 @@ if [ $# -gt 0 ]; then
     exit
 fi
 
-status=0
-run "loader (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
-    tests.nova.nova_test_loader || status=1
-run "loader (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
-    tests.nova.nova_test_loader || status=1
+lane() {  # lane <label> <OS_NOVA_DISABLE_EVENTLET_PATCHING value>: every suite in one mode
+    local label=$1 value=$2 status=0
+    run "loader, signatures, conversions ($label)" OS_NOVA_DISABLE_EVENTLET_PATCHING="$value" -- \
+        tests.nova.nova_test_loader tests.nova.nova_test_signatures tests.nova.nova_test_convert \
+        || status=1
+    run "contract ($label)" OS_NOVA_DISABLE_EVENTLET_PATCHING="$value" -- \
+        tests.nova.nova_test_contract || status=1
+    run "functional ($label)" OS_NOVA_DISABLE_EVENTLET_PATCHING="$value" -- \
+        tests.nova.nova_test_functional || status=1
+    run "volumes ($label)" OS_NOVA_DISABLE_EVENTLET_PATCHING="$value" -- \
+        tests.nova.nova_test_volumes || status=1
+    return "$status"
+}
+
 export VIRTDRIVER_NOVA_ALLOWED_LOG="$build/allowed.txt"
-run "contract (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
-    tests.nova.nova_test_contract || status=1
-run "contract (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
-    tests.nova.nova_test_contract || status=1
-run "functional (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
-    tests.nova.nova_test_functional || status=1
-run "functional (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
-    tests.nova.nova_test_functional || status=1
-run "volumes (eventlet)" OS_NOVA_DISABLE_EVENTLET_PATCHING=False -- \
-    tests.nova.nova_test_volumes || status=1
-run "volumes (threads)" OS_NOVA_DISABLE_EVENTLET_PATCHING=True -- \
-    tests.nova.nova_test_volumes || status=1
+# The two concurrency modes run side by side, each with simulators of its own (random
+# ports): the suites mostly wait on the simulators, so two lanes take little more than one.
+# Each lane's report is printed whole once both are done.
+status=0
+lane eventlet False >"$build/lane-eventlet.out" 2>&1 &
+eventlet_pid=$!
+lane threads True >"$build/lane-threads.out" 2>&1 &
+threads_pid=$!
+wait "$eventlet_pid" || status=1
+wait "$threads_pid" || status=1
+cat "$build/lane-eventlet.out" "$build/lane-threads.out"
 echo "== allow-listed NotImplementedError seen (driver, test, method):"
 sort -u "$VIRTDRIVER_NOVA_ALLOWED_LOG" 2>/dev/null | sed 's/^/   /'
 exit $status
