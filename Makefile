@@ -59,10 +59,10 @@ check-genconfig: venv
 	rm -f $$tmp
 
 unit: venv
-	$(PYTEST) -q tests/unit
+	$(PYTEST) -q -rs tests/unit
 
 integration: venv vcsim
-	$(PYTEST) -q tests/integration
+	$(PYTEST) -q -rs tests/integration
 
 # Nova's own driver tests in their own venv (.venv-nova): see tests/nova/run.sh.
 test-nova: system-deps
