@@ -66,6 +66,12 @@ def _attach(backend: VMwareBackend, info: ConnectionInfo, instance: Any, vm: Any
         _check_hotplug(instance, slot, props)
         volume_util.attach_vmdk(backend, vm, info, backing, slot)
     elif kind == "iscsi":
+        if info.get("auth_method"):
+            # the host's adapter would need the CHAP secret set on it: not done here, and a
+            # target requiring CHAP would refuse the login
+            raise exceptions.UnsupportedOperation(
+                f"iscsi volumes with {info.get('auth_method')} authentication", "vmware",
+                "CHAP is not configured on the host's iSCSI adapter")
         slot = slot or volume_util.choose_slot(devices, adapter)
         _check_hotplug(instance, slot, props)
         lun = iscsi.iscsi_lun(backend, info, props.get("runtime.host"), rescan=True)

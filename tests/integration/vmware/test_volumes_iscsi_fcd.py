@@ -105,6 +105,16 @@ def test_stand_in_iscsi_unknown_target_fails_and_leaves_the_vm(ops: Any, inst: A
     assert f"volume-{info['serial']}" not in extra_config(inspector.vm(inst.uuid))
 
 
+def test_iscsi_with_chap_is_unsupported(ops: Any, inst: Any, inspector: Any) -> None:
+    info = iscsi_info("192.0.2.12:3260", "iqn.2010-10.org.openstack:chap")
+    info["data"].update(auth_method="CHAP", auth_username="u", auth_password="secret-1")
+    before = inspector.vm(inst.uuid)["config.hardware"].device
+    with pytest.raises(exceptions.UnsupportedOperation, match="CHAP") as caught:
+        ops.attach_volume(None, info, inst, "/dev/sdb")
+    assert "secret-1" not in str(caught.value)
+    assert len(inspector.vm(inst.uuid)["config.hardware"].device) == len(before)
+
+
 def test_stand_in_iscsi_first_lun_when_cinder_names_none(ops: Any, inst: Any, inspector: Any,
                                                          array: Array) -> None:
     iqn = "iqn.2010-10.org.openstack:volume-b"
