@@ -6,7 +6,7 @@ import argparse
 import os
 import signal
 import sys
-import threading
+import time
 from typing import Any
 
 from .server import Server
@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # The handler only records the signal: setting a threading.Event from a handler can
+    # deadlock when the signal lands while the main thread holds that Event's own lock.
+    signals: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: signals.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: signals.append(signum))
     sim = Simulator(host=args.host, port=args.port, username=args.username,
                     password=args.password, hosts=args.hosts, vms=args.vms,
                     tls_cert=args.tls_cert, tls_key=args.tls_key,
@@ -97,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     idle_timeout=args.idle_timeout).start()
     print(sim.url, flush=True)
     try:
-        while not done.wait(0.5):
-            pass
+        while not signals:
+            time.sleep(0.2)
     finally:
         sim.stop()
     return 0
