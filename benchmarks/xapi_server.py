@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from virtdriver.xen.simulator import Simulator
 
+    # Generous HTTP limits: the scale section reads 10,000 VM records (tens of MB) while
+    # tracemalloc slows the client's parsing down several times; the server's defaults
+    # (limits for hostile clients) would cut such a reply off mid-way.
     sim = Simulator("127.0.0.1", port=0, username=args.username, password=args.password,
-                    hosts=args.hosts, vms=args.vms)
+                    hosts=args.hosts, vms=args.vms, header_timeout=600.0, idle_timeout=600.0)
     sim.start()
     try:
         _answer({"url": sim.url})
