@@ -1,4 +1,4 @@
-"""Images on datastores: the per-datastore image cache and the config drive.
+"""Images on datastores: the per-datastore image cache, and the config drive's file name.
 
 Cache layout: ``[ds] <cache folder>/<image id>/<image id>.vmdk`` (descriptor) and
 ``<image id>-flat.vmdk`` (the image's bytes). An image is uploaded once per datastore: by
@@ -10,12 +10,9 @@ named lock and upload it once. Linked clones hang off a sized copy of the cached
 
 from __future__ import annotations
 
-import io
-import json
 import tempfile
 import threading
 import uuid as uuid_module
-from collections.abc import Iterable
 from typing import Any
 
 from virtdriver.common import exceptions
@@ -183,96 +180,6 @@ class ImageCache:
     def cached_images(self, ds: Datastore) -> list[str]:
         """Image ids cached on ``ds``."""
         return ds_util.list_folder(self.session, ds, ds.path(self.cache_folder))
-
-
-# -- config drive --------------------------------------------------------------------------------
-
-def config_drive_files(instance: Any, injected_files: Iterable[Any], admin_password: str | None,
-                       vifs: Iterable[Any]) -> dict[str, bytes]:
-    """The OpenStack metadata layout: path -> contents."""
-    files: dict[str, bytes] = {}
-    file_entries = []
-    for n, entry in enumerate(injected_files or []):
-        path, contents = entry
-        if isinstance(contents, str):
-            contents = contents.encode()
-        content_path = f"/content/{n:04d}"
-        files[f"openstack{content_path}"] = contents
-        file_entries.append({"path": path, "content_path": content_path})
-    meta = {"uuid": field_of(instance, "uuid"), "name": field_of(instance, "name"),
-            "hostname": field_of(instance, "hostname") or field_of(instance, "name"),
-            "launch_index": 0, "availability_zone": None,
-            "meta": dict(field_of(instance, "metadata") or {}), "files": file_entries,
-            "project_id": field_of(instance, "project_id") or ""}
-    if admin_password:
-        meta["admin_pass"] = admin_password
-    key = field_of(instance, "key_data")
-    if key:
-        meta["public_keys"] = {"default": key}
-    links, networks = [], []
-    for vif in vifs:
-        links.append({"id": f"tap{vif.id[:11]}", "type": "phy", "ethernet_mac_address": vif.address,
-                      "vif_id": vif.id, "mtu": vif.mtu})
-        for ip in vif.fixed_ips:
-            networks.append({"id": f"network{len(networks)}", "type": "ipv4",
-                             "link": f"tap{vif.id[:11]}", "ip_address": ip,
-                             "network_id": vif.network_id or vif.network})
-    network_data = {"links": links, "networks": networks, "services": []}
-    for version in ("latest", "2015-10-15"):
-        files[f"openstack/{version}/meta_data.json"] = json.dumps(meta).encode()
-        files[f"openstack/{version}/network_data.json"] = json.dumps(network_data).encode()
-        files[f"openstack/{version}/user_data"] = b""
-    return files
-
-
-def build_config_drive(files: dict[str, bytes]) -> bytes:
-    """An ISO 9660 image (Joliet and Rock Ridge names) labelled ``config-2``."""
-    import pycdlib
-
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="config-2")
-    names = _IsoNames()
-    for path in sorted(files):
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth])
-            if folder not in names.known:
-                iso.add_directory(names.of(folder, is_dir=True), rr_name=parts[depth - 1],
-                                  joliet_path="/" + folder)
-        data = files[path]
-        iso.add_fp(io.BytesIO(data), len(data), names.of(path, is_dir=False),
-                   rr_name=parts[-1], joliet_path="/" + path)
-    out = io.BytesIO()
-    iso.write_fp(out)
-    iso.close()
-    return out.getvalue()
-
-
-class _IsoNames:
-    """Short ISO 9660 names ([A-Z0-9_], 8.3) for long paths, unique among siblings.
-
-    Readers use the Rock Ridge and Joliet names; these only have to be valid and unique.
-    """
-
-    def __init__(self) -> None:
-        self.known: dict[str, str] = {}
-
-    def of(self, path: str, is_dir: bool) -> str:
-        if path in self.known:
-            return self.known[path]
-        parent, _, leaf = path.rpartition("/")
-        prefix = self.known[parent] if parent else ""
-        stem = "".join(c if c.isalnum() else "_" for c in leaf.upper())[:8] or "X"
-        taken = set(self.known.values())
-        n = 0
-        while True:
-            name = stem if n == 0 else f"{stem[:6]}{n:02d}"
-            full = f"{prefix}/{name}" + ("" if is_dir else ".;1")
-            if full not in taken:
-                break
-            n += 1
-        self.known[path] = full
-        return full
 
 
 def check_image(image: Any) -> None:

@@ -12,6 +12,7 @@ from oslo_log import log as logging
 from pyVmomi import vim
 
 from virtdriver.common import exceptions
+from virtdriver.common.config_drive import build_config_drive
 from virtdriver.common.model import VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback, make_step_decorator
 from virtdriver.common.validation import require_admin_password, require_injected_files
@@ -20,12 +21,7 @@ from virtdriver.vmware import ds_util, vm_util, volumes
 from virtdriver.vmware import vif as vif_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import Datastore, DatastorePath
-from virtdriver.vmware.images import (
-    CONFIG_DRIVE_NAME,
-    build_config_drive,
-    check_image,
-    config_drive_files,
-)
+from virtdriver.vmware.images import CONFIG_DRIVE_NAME, check_image
 from virtdriver.vmware.session import ignoring
 
 LOG = logging.getLogger(__name__)
@@ -292,8 +288,7 @@ def _config_drive(backend: VMwareBackend, info: VMConfigInfo, ds: Datastore,
                   injected_files: Any, admin_password: str | None) -> Any:
     """Upload the config-drive ISO into the VM's folder; return its CD-ROM spec."""
     uuid = field_of(info.instance, "uuid")
-    data = build_config_drive(config_drive_files(info.instance, injected_files,
-                                                 admin_password, info.vifs))
+    data = build_config_drive(info.instance, injected_files, admin_password, info.vifs)
     iso = ds.path(uuid).join(CONFIG_DRIVE_NAME)
     backend.image_cache.http.put(ds.dc_name, ds.name, iso.rel_path, [data], len(data))
     # second IDE channel: the first one may hold IDE disks

@@ -15,11 +15,12 @@ from typing import Any
 from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
+from virtdriver.common.config_drive import build_config_drive
 from virtdriver.common.model import VIF, VMConfigInfo, field_of, image_property
 from virtdriver.common.progress import Rollback
 from virtdriver.common.validation import require_admin_password, require_injected_files
 from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
-from virtdriver.xen import config_drive, disks, vm_utils, volumes
+from virtdriver.xen import disks, vm_utils, volumes
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.agent import GuestAgent
 from virtdriver.xen.backend import XenBackend
@@ -174,8 +175,11 @@ def create_root_disk(backend: XenBackend, context: Any, plan: SpawnPlan,
 
 def create_config_drive(backend: XenBackend, plan: SpawnPlan, undo: Rollback) -> None:
     """An ISO 9660 config drive VDI (OpenStack metadata layout) on the plan's SR."""
-    iso = config_drive.build_iso(config_drive.metadata_files(
-        plan.instance, plan.injected_files, plan.vifs, plan.admin_password))
+    # the EC2 metadata also carries the agent's networking blobs, as the xenstore does
+    iso = build_config_drive(plan.instance, plan.injected_files, plan.admin_password,
+                             plan.vifs,
+                             ec2_extra={"network": [vm_utils.network_blob(v)
+                                                    for v in plan.vifs]})
     drive = disks.create_vdi(backend.session, plan.sr_ref,
                              f"{field_of(plan.instance, 'name')} config drive", len(iso),
                              "configdrive", {"nova_instance_uuid": plan.uuid})

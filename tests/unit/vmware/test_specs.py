@@ -1,13 +1,10 @@
-"""Spec builders, datastore choice, config drive and the VM-reference cache, without a server."""
+"""Spec builders, datastore choice and the VM-reference cache, without a server."""
 
 from __future__ import annotations
 
-import io
-import json
 import uuid
 from typing import Any
 
-import pycdlib
 import pytest
 from pyVmomi import vim
 
@@ -15,7 +12,7 @@ from virtdriver.common import exceptions
 from virtdriver.common.model import VIF, Flavor, ImageMeta, Instance, VMConfigInfo
 from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware import vif as vif_util
-from virtdriver.vmware.images import build_config_drive, config_drive_files, flat_descriptor
+from virtdriver.vmware.images import flat_descriptor
 
 
 def _instance(**flavor: Any) -> Instance:
@@ -126,29 +123,6 @@ def test_cache_folder_name_uses_the_prefix() -> None:
     assert ds_util.cache_folder_name(Conf) == "az1_base"
     Conf.vmware.cache_prefix = None
     assert ds_util.cache_folder_name(Conf) == "_base"
-
-
-def test_config_drive_layout() -> None:
-    inst = _instance()
-    inst.metadata = {"role": "web"}
-    vif = VIF(id=str(uuid.uuid4()), address="fa:16:3e:00:00:05", network="n",
-              fixed_ips=["192.0.2.5"])
-    files = config_drive_files(inst, [("/etc/hosts", b"127.0.0.1 x")], "pw", [vif])
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(build_config_drive(files)))
-    assert iso.pvd.volume_identifier.rstrip() == b"config-2"
-
-    def read(path: str) -> bytes:
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, joliet_path=path)
-        return out.getvalue()
-    meta = json.loads(read("/openstack/latest/meta_data.json"))
-    assert meta["uuid"] == inst.uuid and meta["name"] == "web-1" and meta["hostname"] == "web-1"
-    assert meta["admin_pass"] == "pw" and meta["meta"] == {"role": "web"}
-    assert read("/openstack/content/0000") == b"127.0.0.1 x"
-    net = json.loads(read("/openstack/latest/network_data.json"))
-    assert net["networks"][0]["ip_address"] == "192.0.2.5"
-    iso.close()
 
 
 def test_flat_descriptor_counts_sectors() -> None:

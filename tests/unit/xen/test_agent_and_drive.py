@@ -1,14 +1,10 @@
-"""The guest agent protocol over a fake session, and config-drive images."""
+"""The guest agent protocol over a fake session (config drives: tests/unit/common)."""
 
-import io
 import json
 
-import pycdlib
 import pytest
 
-import virtdriver
 from virtdriver.common import exceptions as exc
-from virtdriver.xen import config_drive
 from virtdriver.xen.agent import GuestAgent, SimpleDH
 
 from .fakes import FakeSession, failure
@@ -85,24 +81,3 @@ def test_halted_vm_is_agent_error():
     agent = GuestAgent(session, "vm", UUID, 1, 1)
     with pytest.raises(exc.AgentError):
         agent.version(1)
-
-
-def test_config_drive_layout():
-    inst = virtdriver.Instance(uuid=UUID, name="inst", key_data="ssh-rsa AAA",
-                               flavor=virtdriver.Flavor(vcpus=1, memory_mb=64, root_gb=0))
-    vif = virtdriver.VIF(id=UUID, address="fa:16:3e:00:00:01", network="net")
-    files = config_drive.metadata_files(inst, [("/etc/motd", b"hi")], [vif])
-    iso = pycdlib.PyCdlib()
-    iso.open_fp(io.BytesIO(config_drive.build_iso(files)))
-
-    def read(path):
-        out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path=path)
-        return out.getvalue()
-
-    meta = json.loads(read("/openstack/latest/meta_data.json"))
-    assert meta["uuid"] == UUID and meta["public_keys"] == {"default": "ssh-rsa AAA"}
-    assert meta["files"] == [{"path": "/etc/motd", "content_path": "/content/0000"}]
-    assert read("/openstack/content/0000") == b"hi"
-    network = json.loads(read("/openstack/latest/network_data.json"))
-    assert network["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:01"
