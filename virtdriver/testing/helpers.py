@@ -1,6 +1,6 @@
 """What the conformance tests share: fresh instances and VIFs, capability gates, recorders.
 
-Kept apart from :mod:`virtdriver.testing.suite` so the suite reads as its list of promises.
+Kept apart from the ``*_suite`` modules so each reads as its list of promises.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ from virtdriver.common import exceptions
 from virtdriver.common.base import VMOps
 from virtdriver.common.model import VIF, Flavor, Instance
 from virtdriver.common.volumes import REQUIRED_DATA_KEYS, supported_volume_types
+from virtdriver.testing.backend import ConformanceBackend, VMView
 
-__all__ = ["CAPABILITY_OPERATIONS", "SKIP_PREFIX", "Recorder", "TaskStates", "gate",
+__all__ = ["CAPABILITY_OPERATIONS", "GiB", "MiB", "SKIP_PREFIX", "Recorder", "TaskStates", "gate",
            "instance_operations", "make_instance", "make_vif", "nova_like_instance",
-           "supported"]
+           "supported", "vm_of"]
+
+GiB = 1024 ** 3
+MiB = 1024 ** 2
 
 #: Every skip the suite makes starts with this, so a report can tell them from others.
 SKIP_PREFIX = "capability"
@@ -121,6 +125,13 @@ class Recorder:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append(args)
+
+
+def vm_of(server: ConformanceBackend, instance: Any) -> VMView:
+    """The server's view of the instance's VM, which must exist."""
+    view = server.read_vm(instance)
+    assert view is not None, f"the server holds no VM for {instance.name}"
+    return view
 
 
 def nova_like_instance() -> Any:
