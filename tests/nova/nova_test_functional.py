@@ -27,6 +27,7 @@ from nova import conf as nova_conf
 from nova.tests.fixtures import GlanceFixture, NeutronFixture
 from nova.tests.functional import integrated_helpers
 from nova.virt import node as nova_node
+from oslo_utils import uuidutils
 
 from tests.nova.simulators import IMAGE_BYTES, IMAGE_FORMATS
 from tests.nova.sites import VM, VcsimSites, XapiSites
@@ -312,6 +313,24 @@ class _TwoComputes(integrated_helpers._IntegratedTestBase):
         self.assertEqual(len(vm.disks), diag["num_disks"])
         self.assertEqual(len(vm.disks), len(diag["disk_details"]))
         self.assertEqual(vm.memory_mb, diag["memory_details"]["maximum"])
+
+    def test_image_precache(self) -> None:
+        """An aggregate's images pre-cached (Nova's cache-images API, 2.81): the image is in
+        the cache of the site of the aggregate's compute, before any server boots."""
+        image = dict(self.glance.images[self.image_id], id=str(uuidutils.generate_uuid()),
+                     name="precached")
+        self.glance.create(None, image)
+        self.glance._imagedata[image["id"]] = IMAGE_BYTES
+        aggregate = self._create_aggregate("precache")
+        self.api.api_post(f"/os-aggregates/{aggregate}/action",
+                          {"add_host": {"host": HOSTS[0]}})
+        self.assertEqual([], self.sites.cached_images(self._site(HOSTS[0]), image["id"]))
+        self.api.api_post(f"/os-aggregates/{aggregate}/images",
+                          {"cache": [{"id": image["id"]}]}, check_response_status=[202])
+        self._wait_for_assert(lambda: self.assertNotEqual(
+            [], self.sites.cached_images(self._site(HOSTS[0]), image["id"])))
+        if self.sites.backend == "xen":  # the other pool fetched nothing
+            self.assertEqual([], self.sites.cached_images(self._site(HOSTS[1]), image["id"]))
 
     def test_rebuild(self) -> None:
         """Rebuild onto the same image: still one VM, same site, running."""

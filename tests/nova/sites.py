@@ -143,8 +143,9 @@ class VcsimSites:
         """Every file on every datastore, as ``[ds]folder/file``."""
         out = []
         for _, (_, props) in self._objects(vim.Datastore, ["name", "browser"]).items():
+            # a match pattern is needed: without one, no file is listed
             task = props["browser"].SearchDatastoreSubFolders_Task(
-                f"[{props['name']}]", vim.host.DatastoreBrowser.SearchSpec())
+                f"[{props['name']}]", vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"]))
             WaitForTask(task)
             out.extend(_ds_path(f"{result.folderPath}/{f.path}")
                        for result in task.info.result or [] for f in result.file or [])
@@ -162,6 +163,11 @@ class VcsimSites:
                     if uuid in path and path.endswith(".vmdk")
                     and not path.endswith("-flat.vmdk") and path not in used)
         return left
+
+    def cached_images(self, site: str, image_id: str) -> list[str]:
+        """The image's files in the datastore image cache (``_base/<image id>/``); vcsim's
+        one datastore serves both clusters, so ``site`` does not narrow it."""
+        return [path for path in self._files() if f"_base/{image_id}/" in path]
 
     def clean(self) -> None:
         """Power off and destroy every VM, so the next test starts with none."""
@@ -254,6 +260,12 @@ class XapiSites:
                     and not rec["VBDs"]:
                 left.append(f"VDI {rec['name_label']} ({rec['uuid']}) in {site}")
         return left
+
+    def cached_images(self, site: str, image_id: str) -> list[str]:
+        """The image's cached base VDIs in pool ``site``."""
+        api = self.servers[self.names.index(site)].client.xenapi
+        return [rec["uuid"] for rec in api.VDI.get_all_records().values()
+                if (rec.get("other_config") or {}).get("image-id") == image_id]
 
     def clean(self) -> None:
         """Destroy every guest VM and every instance disk in both pools."""

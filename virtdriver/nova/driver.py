@@ -517,6 +517,12 @@ class VirtDriver(driver.ComputeDriver):
         with translated():
             self.ops.manage_image_cache(context, all_instances)
 
+    def cache_image(self, context: Any, image_id: str) -> bool:
+        """Nova's image pre-caching: the image into the cache a spawn uses (a datastore's
+        cache folder, an SR's base VDI); True if it was fetched, False if already there."""
+        with translated():
+            return bool(self.ops.cache_image(context, image_id))
+
     # -- volumes --------------------------------------------------------------------------------
     # connection_info passes through as Cinder made it; the backend checks it. A volume that
     # is not attached any more is Nova's DiskNotFound, which the compute manager logs and

@@ -11,7 +11,7 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions
 from virtdriver.common.locks import named_lock
 from virtdriver.common.model import field_of
-from virtdriver.vmware import ds_util
+from virtdriver.vmware import ds_util, vm_util
 from virtdriver.vmware.backend import VMwareBackend
 from virtdriver.vmware.ds_util import Datastore
 
@@ -46,6 +46,26 @@ def check_temp_folder(backend: VMwareBackend, ds_name: str, ds_ref: Any) -> None
     """Create the temporary upload folder on the datastore if it is missing."""
     ds = _named_datastore(backend, ds_name, ds_ref)
     ds_util.make_directory(backend.session, ds, ds.path(backend.image_cache.temp_folder))
+
+
+def cache_image(backend: VMwareBackend, context: Any, image_id: str) -> bool:
+    """Put the image into the datastore image cache a spawn would use (the cluster's usable
+    datastore with the most free space); False when it was cached there already."""
+    if backend.image_store is None:
+        raise exceptions.InvalidInput("image_store", None, "is required to cache images")
+    image = backend.image_store.show(context, image_id)
+    candidates = {ref._moId: (ref, props) for ref, props in backend.datastore_props().items()}
+    ref, props = ds_util.choose_datastore(candidates, backend.conf.vmware.datastore_regex,
+                                          int(field_of(image, "size", 0) or 0))
+    ds = backend.datastore(ref, props)
+    cache = backend.image_cache
+    target = cache.iso_path(ds, image_id) if field_of(image, "disk_format") == "iso" \
+        else cache.disk_path(ds, image_id)
+    if cache.http.exists(ds.dc_name, ds.name, target.rel_path):
+        return False
+    cache.ensure(context, image, ds, vm_util.adapter_type(image))
+    LOG.info("image %s cached on datastore %s", image_id, ds.name)
+    return True
 
 
 def manage_image_cache(backend: VMwareBackend, instances: Iterable[Any]) -> None:

@@ -371,6 +371,10 @@ class VMwareVMOps(VMOps):
         """Marks unused images ``ts-<epoch>``; deletes them after the minimum age."""
         host.manage_image_cache(self._backend, instances)
 
+    def cache_image(self, context: Any, image_id: str) -> bool:
+        """The image into the datastore image cache (False: it was already)."""
+        return host.cache_image(self._backend, context, image_id)
+
     def get_datacenter_ref_and_name(self, ds_ref: Any) -> tuple[Any, str]:
         return host.get_datacenter_ref_and_name(self._backend, ds_ref)
 

@@ -21,6 +21,20 @@ from virtdriver.xen.session import is_handle_invalid
 LOG = logging.getLogger(__name__)
 
 
+def cache_image(backend: XenBackend, context: Any, image_id: str) -> bool:
+    """Import the image as the cached base VDI a spawn would clone, on the instance SR;
+    False when it was cached there already."""
+    if backend.image_store is None:
+        raise exc.InvalidInput("image_store", None, "is required to cache images")
+    sr_ref = backend.sr_ref()
+    if disks.find_cached_image(backend.session, sr_ref,
+                               backend.conf.image_cache_subdirectory_name, image_id):
+        return False
+    backend.cached_image(context, sr_ref, backend.image_store.show(context, image_id))
+    LOG.info("image %s cached on the instance SR", image_id)
+    return True
+
+
 def manage_image_cache(backend: XenBackend, instances: Iterable[Any]) -> None:
     """Delete cached base VDIs no given instance uses, once older than
     ``remove_unused_original_minimum_age_seconds`` (if ``remove_unused_base_images``)."""

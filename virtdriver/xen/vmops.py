@@ -379,6 +379,10 @@ class XenVMOps(VMOps):
         """Cached images are base VDIs on the SR."""
         host.manage_image_cache(self._backend, list(instances))
 
+    def cache_image(self, context: Any, image_id: str) -> bool:
+        """The image as a cached base VDI on the instance SR (False: it was already)."""
+        return host.cache_image(self._backend, context, image_id)
+
     def get_datacenter_ref_and_name(self, ds_ref: Any) -> tuple[Any, str]:
         """Unsupported: XAPI has no datacenters."""
         raise self.unsupported("get_datacenter_ref_and_name", "XAPI has no datacenters")

@@ -266,3 +266,21 @@ def test_manage_image_cache_ages_out_unused_images(vcsim: Any, image_store: Any,
     backend.manage_image_cache(None, [])  # older than the minimum age (0 s): deleted
     assert not os.path.exists(cached)
     backend.close()
+
+
+def test_cache_image_fills_the_datastore_cache_once(vcsim: Any, image_store: Any,
+                                                    tmp_path: Any) -> None:
+    """Nova's image pre-caching: the image into the datastore cache a spawn reads."""
+    import virtdriver
+    backend = virtdriver.load_backend("vmware", make_conf(vcsim), image_store=image_store)
+    path = tmp_path / "precached.vmdk"
+    path.write_bytes(b"p" * 4096)
+    image = image_store.import_file(path, disk_format="vmdk", name="precached")
+    cached = os.path.join(vcsim.datastores["LocalDS_0"], "_base", image.id)
+    try:
+        assert not os.path.exists(cached)
+        assert backend.cache_image(None, image.id) is True
+        assert os.path.isdir(cached) and os.listdir(cached)
+        assert backend.cache_image(None, image.id) is False  # already there
+    finally:
+        backend.close()

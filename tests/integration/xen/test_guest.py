@@ -298,3 +298,25 @@ def test_host_operations(ops, image, xapi, store, tmp_path):
     with pytest.raises(exc.UnsupportedOperation):
         ops.get_datacenter_ref_and_name(None)
     assert virtdriver.load_backend("xen", ops.conf).backend_name == "xen"
+
+
+def test_cache_image_imports_the_base_vdi_once_and_spawn_uses_it(ops, xapi, store, tmp_path):
+    """Nova's image pre-caching: the base VDI a spawn clones, made ahead of any spawn."""
+    path = tmp_path / "precached.raw"
+    path.write_bytes(b"pre" * 1000)
+    image = store.import_file(path, disk_format="raw", name="precached")
+
+    def cached():
+        return [ref for ref, rec in xapi.VDI.get_all_records().items()
+                if rec["other_config"].get("image-id") == image.id]
+
+    assert cached() == []
+    assert ops.cache_image(None, image.id) is True
+    (base,) = cached()
+    assert ops.cache_image(None, image.id) is False  # already there: nothing fetched
+    instance = make_instance()
+    ops.spawn(None, instance, image, [], None, [])
+    try:
+        assert cached() == [base]  # the spawn cloned it, fetched nothing again
+    finally:
+        ops.destroy(instance)
