@@ -91,13 +91,6 @@ class ImageCache:
         """Note that ``path`` is in the cache, so later spawns need not look."""
         self._remember(path)
 
-    def unsee(self, path: DatastorePath) -> bool:
-        """Forget ``path`` (it went away behind our back); whether it was known."""
-        with self._lock:
-            known = str(path) in self._made
-            self._made.discard(str(path))
-        return known
-
     def _made_here(self, path: DatastorePath) -> bool:
         with self._lock:
             return str(path) in self._made

@@ -65,8 +65,9 @@ def spawn(backend: VMwareBackend, context: Any, instance: Any, image_meta: Any,
             # a cached image this process remembered (so did not look for) went away: another
             # compute sharing the datastore aged it out. Cache it again, once.
             if cached is None or error.code not in MISSING_FILE_CODES or \
-                    not backend.image_cache.unsee(cached):
+                    not backend.image_cache.known(cached):
                 raise
+            backend.image_cache.forget(ds, field_of(info.image, "id"))
             LOG.info("cached image %s is gone; caching it again", cached, instance=instance)
             cached = _cache_image(backend, context, info, ds)
             vm = _create_vm(backend, info, ds, cached, undo)

@@ -9,6 +9,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/vmware/govmomi/simulator"
@@ -93,12 +94,63 @@ func checkNICs(changes []types.BaseVirtualDeviceConfigSpec) (types.BaseMethodFau
 
 func guardCreateVM(m *simulator.Method) (types.BaseMethodFault, string) {
 	req := m.Body.(*types.CreateVM_Task)
+	// vCenter refuses a second VM of one name in a folder; vcsim 0.24.2 makes it.
+	if f, ok := simulator.Map.Get(m.This).(*simulator.Folder); ok && req.Config.Name != "" {
+		if ref := vmNamed(f, req.Config.Name); ref != nil {
+			return &types.DuplicateName{Name: req.Config.Name, Object: *ref},
+				fmt.Sprintf("The name '%s' already exists.", req.Config.Name)
+		}
+	}
 	if req.Config.Files != nil && req.Config.Files.VmPathName != "" {
 		if f, msg := checkVMPath(req.Config.Files.VmPathName); f != nil {
 			return f, msg
 		}
 	}
+	if f, msg := checkParentDisks(req.Config.DeviceChange); f != nil {
+		return f, msg
+	}
 	return checkNICs(req.Config.DeviceChange)
+}
+
+// vmNamed finds a VM of the folder by name, reading only the name field (a half-made VM
+// that an earlier panic left in the folder must not panic the guard too).
+func vmNamed(folder *simulator.Folder, name string) *types.ManagedObjectReference {
+	for _, child := range folder.ChildEntity {
+		if child.Type != "VirtualMachine" {
+			continue
+		}
+		if vm, ok := simulator.Map.Get(child).(*simulator.VirtualMachine); ok && vm != nil &&
+			vm.Name == name {
+			ref := child
+			return &ref
+		}
+	}
+	return nil
+}
+
+// checkParentDisks refuses a new disk whose parent (a linked clone's base) is missing,
+// as vCenter does (FileNotFound); vcsim 0.24.2 makes the VM with a dangling parent.
+func checkParentDisks(changes []types.BaseVirtualDeviceConfigSpec) (types.BaseMethodFault, string) {
+	for _, c := range changes {
+		spec := c.GetVirtualDeviceConfigSpec()
+		disk, ok := spec.Device.(*types.VirtualDisk)
+		if !ok || spec.Operation != types.VirtualDeviceConfigSpecOperationAdd {
+			continue
+		}
+		b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+		if !ok || b.Parent == nil || b.Parent.FileName == "" {
+			continue
+		}
+		local, fault := datastoreFile(b.Parent.FileName)
+		if fault != nil {
+			return fault, "bad parent disk path " + b.Parent.FileName
+		}
+		if _, err := os.Stat(local); err != nil {
+			return &types.FileNotFound{FileFault: types.FileFault{File: b.Parent.FileName}},
+				"File " + b.Parent.FileName + " was not found"
+		}
+	}
+	return nil, ""
 }
 
 func guardReconfigVM(m *simulator.Method) (types.BaseMethodFault, string) {
