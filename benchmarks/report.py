@@ -91,7 +91,8 @@ def scale_table(backend: str, result: dict[str, Any]) -> Table:
                 continue
             table.add_row(f"{int(size):,}", op, _n(row.get("calls")),
                           _n(row.get("channel_calls")), f"{row['wall_s']:.3f}",
-                          f"{row['peak_added_mib']:.1f}", row.get("note", "")[:90])
+                          "-" if row.get("peak_added_mib") is None
+                          else f"{row['peak_added_mib']:.1f}", row.get("note", "")[:90])
     return table
 
 
