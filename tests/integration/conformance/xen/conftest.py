@@ -11,12 +11,15 @@ import XenAPI
 from oslo_config import cfg
 
 import virtdriver
+from tests.integration.xen.volume_helpers import Volume, new_target, volume_vbds
 from virtdriver.common.power_state import PowerState
 from virtdriver.testing import ConformanceBackend, DiskView, Leftovers, NicView, VMView
 from virtdriver.xen.simulator import Simulator
 
 NULL = "OpaqueRef:NULL"
 MiB = 1024 ** 2
+#: how much of a new volume's LUN volume_exists compares (new_target writes a mark there)
+VOLUME_MARK_BYTES = 4096
 IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB with a recognisable pattern
 
 POWER_STATES = {"Running": PowerState.RUNNING, "Halted": PowerState.SHUTDOWN,
@@ -48,6 +51,9 @@ class XenConformanceBackend(ConformanceBackend):
         self.session = XenAPI.Session(sim.url)
         self.session.xenapi.login_with_password("root", "secret", "2.1", "conformance")
         self.xapi = self.session.xenapi
+        #: the volumes make_volume made, by their id (``serial``), and the bytes each was
+        #: made with, to tell that its LUN still holds them
+        self._volumes: dict[str, tuple[Volume, bytes]] = {}
 
     @property
     def image(self) -> Any:
@@ -119,6 +125,40 @@ class XenConformanceBackend(ConformanceBackend):
             yield "INTERNAL_ERROR"
         finally:
             self.sim.clear_faults()
+
+    def make_volume(self) -> dict[str, Any]:
+        """A Cinder iSCSI volume: a LUN of a new target the simulator exports."""
+        volume, = new_target(self.sim)
+        self._volumes[volume.id] = (volume, volume.read(VOLUME_MARK_BYTES))
+        return volume.connection_info()
+
+    def _volume(self, connection_info: dict[str, Any]) -> tuple[Volume, bytes]:
+        return self._volumes[connection_info["serial"]]
+
+    def volume_attached(self, connection_info: dict[str, Any], instance: Any) -> bool:
+        """A volume VBD of the instance's VM shows the LUN, plugged if the VM runs (the
+        guest has the volume only then)."""
+        volume, _ = self._volume(connection_info)
+        refs = self.xapi.VM.get_by_name_label(instance.name)
+        if not refs:
+            return False
+        running = self.xapi.VM.get_power_state(refs[0]) == "Running"
+        return any(vbd["vdi_uuid"] == volume.vdi_uuid
+                   and (vbd["currently_attached"] or not running)
+                   for vbd in volume_vbds(self.xapi, refs[0]).values())
+
+    def volume_exists(self, connection_info: dict[str, Any]) -> bool:
+        """The target still exports the LUN, with the bytes it was made with."""
+        volume, mark = self._volume(connection_info)
+        exported = any(lun["lun"] == volume.lun
+                       for target in self.sim.controls.iscsi_targets()
+                       if target["iqn"] == volume.iqn for lun in target["luns"])
+        return exported and volume.read(len(mark)) == mark
+
+    def delete_volume(self, connection_info: dict[str, Any]) -> None:
+        """Remove the LUN from its target, as the volume service deletes a volume."""
+        volume, _ = self._volumes.pop(connection_info["serial"])
+        self.sim.controls.remove_iscsi_lun(volume.iqn, volume.lun)
 
     def live_migration_destination(self, instance: Any) -> str:
         here = self.read_vm(instance).host  # type: ignore[union-attr]
