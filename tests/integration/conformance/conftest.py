@@ -10,6 +10,7 @@ import pathlib
 
 import pytest
 
+from tests.support.markers import mark_integration_under
 from virtdriver.testing.plugin import *  # noqa: F403 - the default fixture and the skip report
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -17,6 +18,4 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under this directory as an integration test (real servers)."""
-    for item in items:
-        if HERE in pathlib.Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration_under(HERE, items)

@@ -4,21 +4,46 @@
 from __future__ import annotations
 
 import pathlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.faultproxy import FaultProxy
+from tests.support.markers import mark_integration_under
+from tests.support.xapi import running_simulator
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
+def run_bounded(function: Any, limit: float) -> tuple[Any, BaseException | None, float]:
+    """Run ``function`` in a thread for at most ``limit`` s: (result, error, seconds).
+
+    A call that is still blocked at the limit fails the test instead of hanging it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = function()
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True, name="bounded-call")
+    start = time.monotonic()
+    thread.start()
+    thread.join(limit)
+    took = time.monotonic() - start
+    if thread.is_alive():
+        pytest.fail(f"the call was still blocked after {limit:.0f} s")
+    return outcome.get("result"), outcome.get("error"), took
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under this directory as an integration test."""
-    for item in items:
-        if HERE in pathlib.Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration_under(HERE, items)
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +62,8 @@ def vcsim() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def xapi_sim() -> Iterator[Any]:
     """The XAPI simulator (plain HTTP on loopback) for this module."""
-    from virtdriver.xen.simulator import Simulator
-
-    sim = Simulator(host="127.0.0.1", port=0, username="root", password="secret").start()
-    try:
+    with running_simulator() as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 @pytest.fixture

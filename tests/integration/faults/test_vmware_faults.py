@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from pyVmomi import vim
 
 from tests.support.faultproxy import FaultProxy, client_threads, open_fds
@@ -19,6 +18,8 @@ from virtdriver.common import exceptions
 from virtdriver.vmware import ds_util
 from virtdriver.vmware.events import PowerStateChannel
 from virtdriver.vmware.session import VMwareSession
+
+from .conftest import run_bounded
 
 #: Short call timeout for the tests: the default is [vmware] call_timeout (60 s).
 CALL_TIMEOUT = 6.0
@@ -51,29 +52,6 @@ def server_sessions(vcsim: Any) -> int:
         return len(si.content.sessionManager.sessionList or []) - 1  # not this one
     finally:
         Disconnect(si)
-
-
-def run_bounded(function: Any, limit: float) -> tuple[Any, BaseException | None, float]:
-    """Run ``function`` in a thread for at most ``limit`` s: (result, error, seconds).
-
-    A call that is still blocked at the limit fails the test instead of hanging it.
-    """
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = function()
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True, name="bounded-call")
-    start = time.monotonic()
-    thread.start()
-    thread.join(limit)
-    took = time.monotonic() - start
-    if thread.is_alive():
-        pytest.fail(f"the call was still blocked after {limit:.0f} s")
-    return outcome.get("result"), outcome.get("error"), took
 
 
 def test_row1_a_wait_whose_answer_was_lost_re_reads_the_task(vcsim: Any,

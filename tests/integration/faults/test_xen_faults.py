@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import XenAPI
 
 from tests.support.faultproxy import FaultProxy, client_threads, open_fds
+from tests.support.xapi import client_session
 from virtdriver.common import exceptions
 from virtdriver.xen.session import RetryPolicy, XenAPISession
+
+from .conftest import run_bounded
 
 #: Short call timeout for the tests: the default is [xenserver] call_timeout (60 s).
 CALL_TIMEOUT = 4.0
@@ -33,10 +35,8 @@ def make_session(proxy: FaultProxy, **kwargs: Any) -> XenAPISession:
 @pytest.fixture(scope="module")
 def xapi(xapi_sim: Any) -> Iterator[Any]:
     """A plain XenAPI client straight to the simulator (never through the proxy)."""
-    session = XenAPI.Session(xapi_sim.url)
-    session.xenapi.login_with_password("root", "secret", "2.1", "fault-tests")
-    yield session.xenapi
-    session.xenapi.session.logout()
+    with client_session(xapi_sim.url) as session:
+        yield session.xenapi
 
 
 @pytest.fixture
@@ -49,26 +49,6 @@ def vm(xapi: Any) -> Iterator[str]:
     for other, record in xapi.VM.get_all_records().items():
         if record["name_label"] in ("fault-src", "fault-dst"):
             xapi.VM.destroy(other)
-
-
-def run_bounded(function: Any, limit: float) -> tuple[Any, BaseException | None, float]:
-    """Run ``function`` in a thread for at most ``limit`` s: (result, error, seconds)."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = function()
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True, name="bounded-call")
-    start = time.monotonic()
-    thread.start()
-    thread.join(limit)
-    took = time.monotonic() - start
-    if thread.is_alive():
-        pytest.fail(f"the call was still blocked after {limit:.0f} s")
-    return outcome.get("result"), outcome.get("error"), took
 
 
 def clone_tasks(xapi: Any) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.markers import mark_integration_under
 from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_launcher
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -31,9 +32,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under this directory as an integration test."""
-    for item in items:
-        if HERE in pathlib.Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration_under(HERE, items)
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import XenAPI
 from oslo_config import cfg
 
 import virtdriver
-from virtdriver.xen.simulator import Simulator
+from tests.support.xapi import client_session, running_simulator
 from virtdriver.xen.vmops import XenVMOps
 
 NETWORK = "xenbr0"
@@ -19,9 +18,8 @@ IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB with a recognisable pattern
 
 @pytest.fixture(scope="module")
 def sim():
-    simulator = Simulator(host="127.0.0.1", port=0, username="root", password="secret").start()
-    yield simulator
-    simulator.stop()
+    with running_simulator() as simulator:
+        yield simulator
 
 
 def make_conf(url: str, **xen: object) -> cfg.ConfigOpts:
@@ -66,10 +64,25 @@ def ops(sim, store, progress):
 @pytest.fixture(scope="module")
 def xapi_session(sim):
     """A plain XenAPI client session, to read what the simulator holds."""
-    session = XenAPI.Session(sim.url)
-    session.xenapi.login_with_password("root", "secret", "2.1", "tests")
-    yield session
-    session.xenapi.session.logout()
+    with client_session(sim.url) as session:
+        yield session
+
+
+# -- a second pool, for modules that define a ``dest_sim`` fixture --------------------------
+
+@pytest.fixture(scope="module")
+def dest_ops(dest_sim, store):
+    """The backend on the second pool, sharing the image store."""
+    backend = XenVMOps(make_conf(dest_sim.url), image_store=store)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def dest_session(dest_sim):
+    """A plain XenAPI client session on the second pool."""
+    with client_session(dest_sim.url) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,16 @@ pool (pool_migrate) and across pools with storage (migrate_receive / migrate_sen
 from __future__ import annotations
 
 import pytest
-import XenAPI
 
 import virtdriver
+from tests.support.xapi import running_simulator
 from virtdriver.common import exceptions as exc
-from virtdriver.xen.simulator import Simulator
-from virtdriver.xen.vmops import XenVMOps
+from virtdriver.testing.helpers import Recorder
 
 from .conftest import (
     IMAGE_BYTES,
     disks_of,
     instance_vdis,
-    make_conf,
     make_instance,
     make_vif,
     vdi_bytes,
@@ -29,31 +27,15 @@ GiB = 1024 ** 3
 
 @pytest.fixture(scope="module")
 def sim():
-    simulator = Simulator(host="127.0.0.1", port=0, hosts=2).start()
-    yield simulator
-    simulator.stop()
+    with running_simulator(hosts=2) as simulator:
+        yield simulator
 
 
 @pytest.fixture(scope="module")
 def dest_sim():
-    simulator = Simulator(host="127.0.0.1", port=0, pool_name="pool1").start()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture(scope="module")
-def dest_ops(dest_sim, store):
-    backend = XenVMOps(make_conf(dest_sim.url), image_store=store)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def dest_session(dest_sim):
-    session = XenAPI.Session(dest_sim.url)
-    session.xenapi.login_with_password("root", "secret", "2.1", "tests")
-    yield session
-    session.xenapi.session.logout()
+    """A second pool (the conftest's dest_ops and dest_session use it)."""
+    with running_simulator(pool_name="pool1") as simulator:
+        yield simulator
 
 
 def small_flavor(root_gb=0, ephemeral_gb=0):
@@ -68,14 +50,6 @@ def spawned(ops, image):
     yield instance
     ops.destroy(instance)
     ops.confirm_migration(None, instance, None)
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, *args):
-        self.calls.append(args)
 
 
 # -- resize / cold migration --------------------------------------------------------------------

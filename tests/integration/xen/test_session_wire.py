@@ -9,9 +9,9 @@ import time
 import pytest
 import trustme
 
+from tests.support.xapi import running_simulator
 from virtdriver.common import exceptions as exc
 from virtdriver.xen.session import XenAPISession
-from virtdriver.xen.simulator import Simulator
 from virtdriver.xen.vmops import XenVMOps
 
 from .conftest import make_conf, make_instance, make_vif, vm_of
@@ -31,10 +31,8 @@ def tls_sim(ca, tmp_path_factory):
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert.cert_chain_pems[0].write_to_path(cert_file)
     cert.private_key_pem.write_to_path(key_file)
-    simulator = Simulator(host="127.0.0.1", port=0, tls_cert=str(cert_file),
-                          tls_key=str(key_file)).start()
-    yield simulator
-    simulator.stop()
+    with running_simulator(tls_cert=str(cert_file), tls_key=str(key_file)) as simulator:
+        yield simulator
 
 
 @pytest.fixture(scope="module")

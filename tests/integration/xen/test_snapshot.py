@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import virtdriver
+from tests.support.xapi import running_simulator
 from virtdriver.common import exceptions as exc
-from virtdriver.xen.simulator import Simulator
 
 from .conftest import IMAGE_BYTES, disks_of, make_instance, vm_of
 
@@ -17,9 +17,8 @@ COALESCE_DELAY = 0.3
 
 @pytest.fixture(scope="module")
 def sim():
-    simulator = Simulator(host="127.0.0.1", port=0, coalesce_delay=COALESCE_DELAY).start()
-    yield simulator
-    simulator.stop()
+    with running_simulator(coalesce_delay=COALESCE_DELAY) as simulator:
+        yield simulator
 
 
 @pytest.fixture

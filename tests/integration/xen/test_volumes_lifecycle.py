@@ -9,14 +9,13 @@ and through their VDIs: bytes written before an operation read back the same aft
 from __future__ import annotations
 
 import pytest
-import XenAPI
 
+from tests.support.xapi import running_simulator
 from virtdriver.common import exceptions as exc
-from virtdriver.xen.simulator import Simulator
+from virtdriver.testing.helpers import Recorder
 from virtdriver.xen.simulator.iscsi_targets import Targets
-from virtdriver.xen.vmops import XenVMOps
 
-from .conftest import IMAGE_BYTES, make_conf, make_instance, make_vif, vdi_bytes, vm_of
+from .conftest import IMAGE_BYTES, make_instance, make_vif, vdi_bytes, vm_of
 from .volume_helpers import iscsi_srs, new_target, sr_of, volume_vbds
 
 pytestmark = pytest.mark.integration
@@ -30,31 +29,15 @@ def storage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sim(storage):
-    simulator = Simulator(host="127.0.0.1", port=0, hosts=2, iscsi=storage).start()
-    yield simulator
-    simulator.stop()
+    with running_simulator(hosts=2, iscsi=storage) as simulator:
+        yield simulator
 
 
 @pytest.fixture(scope="module")
 def dest_sim(storage):
-    simulator = Simulator(host="127.0.0.1", port=0, pool_name="pool1", iscsi=storage).start()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture(scope="module")
-def dest_ops(dest_sim, store):
-    backend = XenVMOps(make_conf(dest_sim.url), image_store=store)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def dx(dest_sim):
-    session = XenAPI.Session(dest_sim.url)
-    session.xenapi.login_with_password("root", "secret", "2.1", "tests")
-    yield session
-    session.xenapi.session.logout()
+    """A second pool on the same storage (the conftest's dest_ops and dest_session use it)."""
+    with running_simulator(pool_name="pool1", iscsi=storage) as simulator:
+        yield simulator
 
 
 def bdi(*mappings, root="/dev/xvda"):
@@ -65,14 +48,6 @@ def bdi(*mappings, root="/dev/xvda"):
 def image_cache(xapi):
     return {ref for ref, rec in xapi.VDI.get_all_records().items()
             if rec["other_config"].get("nova_disk_type") == "image-cache"}
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, *args):
-        self.calls.append(args)
 
 
 def test_boot_from_volume(ops, image, sim, xapi, xapi_session):
@@ -229,7 +204,7 @@ def test_live_migration_within_the_pool_moves_the_connection(ops, image, sim, xa
 
 
 def test_live_migration_across_pools_maps_the_volume_sr(ops, dest_ops, image, sim, xapi,
-                                                         dest_sim, dx):
+                                                         dest_sim, dest_session):
     volume, = new_target(sim)
     before = volume.read()
     instance = make_instance()
@@ -239,7 +214,7 @@ def test_live_migration_across_pools_maps_the_volume_sr(ops, dest_ops, image, si
         dest = dest_ops.check_can_live_migrate_destination(None, instance, True)
         data = ops.check_can_live_migrate_source(None, instance, dest)
         data = dest_ops.pre_live_migration(None, instance, info, [make_vif(1)], None, data)
-        dest_sr = sr_of(dx.xenapi, volume)
+        dest_sr = sr_of(dest_session.xenapi, volume)
         assert dest_sr is not None  # connected on the destination before the move
         assert "OpaqueRef" not in repr(data)
         post, recover = Recorder(), Recorder()
@@ -247,21 +222,21 @@ def test_live_migration_across_pools_maps_the_volume_sr(ops, dest_ops, image, si
         assert len(post.calls) == 1 and recover.calls == []
         assert vm_of(xapi, instance) is None
         assert sr_of(xapi, volume) is None  # disconnected from the source after
-        ref, vm = vm_of(dx.xenapi, instance)
-        vbd = volume_vbds(dx.xenapi, ref)["1"]
+        ref, vm = vm_of(dest_session.xenapi, instance)
+        vbd = volume_vbds(dest_session.xenapi, ref)["1"]
         assert vm["power_state"] == "Running" and vbd["currently_attached"]
         assert vbd["sr"] == dest_sr and vbd["vdi_uuid"] == volume.vdi_uuid  # not a copy
-        assert vdi_bytes(dest_sim, dx._session, vbd["VDI"], len(before)) == before
+        assert vdi_bytes(dest_sim, dest_session._session, vbd["VDI"], len(before)) == before
         dest_ops.post_live_migration_at_destination(None, instance, [make_vif(1)], True)
         ops.post_live_migration(None, instance, data)
     finally:
         ops.destroy(instance, block_device_info=info)
         dest_ops.destroy(instance, block_device_info=info)
-    assert sr_of(dx.xenapi, volume) is None and volume.read() == before
+    assert sr_of(dest_session.xenapi, volume) is None and volume.read() == before
 
 
 def test_a_failed_live_migration_leaves_the_volume_on_the_source(ops, dest_ops, image, sim,
-                                                                 xapi, dx):
+                                                                 xapi, dest_session):
     volume, = new_target(sim)
     instance = make_instance()
     info = bdi(volume.mapping("/dev/xvdb"))
@@ -276,7 +251,7 @@ def test_a_failed_live_migration_leaves_the_volume_on_the_source(ops, dest_ops, 
             ops.live_migrate(None, instance, "pool1", post, recover, True, data)
         assert len(recover.calls) == 1
         dest_ops.rollback_live_migration_at_destination(instance, info)
-        assert sr_of(dx.xenapi, volume) is None  # the destination let go of it
+        assert sr_of(dest_session.xenapi, volume) is None  # the destination let go of it
         ref, _ = vm_of(xapi, instance)
         assert volume_vbds(xapi, ref)["1"]["currently_attached"]
     finally:
@@ -284,7 +259,7 @@ def test_a_failed_live_migration_leaves_the_volume_on_the_source(ops, dest_ops, 
 
 
 def test_cold_migration_to_another_pool_reattaches_the_volume(ops, dest_ops, image, sim,
-                                                              xapi, dx):
+                                                              xapi, dest_session):
     volume, = new_target(sim)
     instance = make_instance()
     info = bdi(volume.mapping("/dev/xvdb"))
@@ -294,10 +269,10 @@ def test_cold_migration_to_another_pool_reattaches_the_volume(ops, dest_ops, ima
         assert sr_of(xapi, volume) is None  # detached from -orig, SR unused
         dest_ops.finish_migration(None, None, instance, disk_info, [make_vif(1)], image,
                                   False, info)
-        ref, _ = vm_of(dx.xenapi, instance)
-        assert volume_vbds(dx.xenapi, ref)["1"]["vdi_uuid"] == volume.vdi_uuid
+        ref, _ = vm_of(dest_session.xenapi, instance)
+        assert volume_vbds(dest_session.xenapi, ref)["1"]["vdi_uuid"] == volume.vdi_uuid
         ops.confirm_migration(None, instance, None)
     finally:
         dest_ops.destroy(instance, block_device_info=info)
         ops.destroy(instance, block_device_info=info)
-    assert sr_of(dx.xenapi, volume) is None
+    assert sr_of(dest_session.xenapi, volume) is None

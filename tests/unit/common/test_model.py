@@ -219,28 +219,14 @@ def test_stuck_rebooting_picks_old_rebooting_instances_only():
 
 def test_an_instance_names_itself_on_oslo_log_lines_without_its_repr():
     """oslo.log prints ``[instance: <uuid>]`` for ``instance=``; never the model's fields."""
-    import io
-    import logging
-
-    from oslo_config import cfg
-    from oslo_log import formatters
     from oslo_log import log as oslo_logging
 
-    conf = cfg.ConfigOpts()
-    oslo_logging.register_options(conf)
-    conf([])
+    from tests.support.logs import oslo_log_text
+
     inst = Instance(uuid="0b0e0e0e-0000-4000-8000-000000000001", name="i-1",
                     flavor=Flavor(vcpus=1, memory_mb=256, root_gb=1), key_data="ssh-rsa SECRET")
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(formatters.ContextFormatter(config=conf))
-    log = oslo_logging.getLogger("virtdriver.test_model")
-    log.logger.addHandler(handler)
-    log.logger.setLevel(logging.INFO)
-    try:
-        log.info("spawned", instance=inst)
-    finally:
-        log.logger.removeHandler(handler)
+    with oslo_log_text("virtdriver.test_model") as out:
+        oslo_logging.getLogger("virtdriver.test_model").info("spawned", instance=inst)
     line = out.getvalue()
     assert "[instance: 0b0e0e0e-0000-4000-8000-000000000001] spawned" in line
     assert "SECRET" not in line

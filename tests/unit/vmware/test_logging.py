@@ -7,16 +7,13 @@ fallback and what its log line carries, not the server.
 from __future__ import annotations
 
 import io
-import logging
 import uuid as uuid_module
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
-from oslo_log import formatters
-from oslo_log import log as oslo_logging
 
+from tests.support.logs import oslo_log_text
 from virtdriver.common import exceptions
 from virtdriver.vmware import power, spawn
 
@@ -54,21 +51,8 @@ class FakeBackend:
 @pytest.fixture
 def log_text() -> Iterator[io.StringIO]:
     """What oslo.log's ContextFormatter writes for the virtdriver.vmware loggers."""
-    conf = cfg.ConfigOpts()
-    oslo_logging.register_options(conf)
-    conf([])
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatters.ContextFormatter(config=conf))
-    logger = logging.getLogger("virtdriver.vmware")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with oslo_log_text("virtdriver.vmware") as stream:
         yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 def test_a_refused_guest_reboot_resets_and_logs_the_instance(log_text: io.StringIO) -> None:

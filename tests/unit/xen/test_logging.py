@@ -10,9 +10,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from oslo_config import cfg
-from oslo_log import formatters
-from oslo_log import log as oslo_logging
+
+from tests.support.logs import oslo_log_text
 
 from .fakes import failure
 from .test_vmops import UUID, instance, make_ops, records
@@ -21,21 +20,8 @@ from .test_vmops import UUID, instance, make_ops, records
 @pytest.fixture
 def log_text() -> Iterator[io.StringIO]:
     """What oslo.log's ContextFormatter writes for the virtdriver.xen loggers."""
-    conf = cfg.ConfigOpts()
-    oslo_logging.register_options(conf)
-    conf([])
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatters.ContextFormatter(config=conf))
-    logger = logging.getLogger("virtdriver.xen")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with oslo_log_text("virtdriver.xen") as stream:
         yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 def soft_reboot_that_falls_back(inst: object) -> None:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import XenAPI
-from oslo_config import cfg
 
 import virtdriver
+from tests.integration.xen.conftest import IMAGE_BYTES, make_conf
 from tests.integration.xen.volume_helpers import Volume, new_target, volume_vbds
+from tests.support.xapi import running_simulator
 from virtdriver.common.power_state import PowerState
 from virtdriver.testing import ConformanceBackend, DiskView, Leftovers, NicView, VMView
 from virtdriver.xen.simulator import Simulator
@@ -20,7 +21,6 @@ NULL = "OpaqueRef:NULL"
 MiB = 1024 ** 2
 #: how much of a new volume's LUN volume_exists compares (new_target writes a mark there)
 VOLUME_MARK_BYTES = 4096
-IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB with a recognisable pattern
 
 POWER_STATES = {"Running": PowerState.RUNNING, "Halted": PowerState.SHUTDOWN,
                 "Paused": PowerState.PAUSED, "Suspended": PowerState.SUSPENDED}
@@ -68,14 +68,7 @@ class XenConformanceBackend(ConformanceBackend):
         return "xenbr0"
 
     def make_ops(self, progress_callback: Any = None) -> Any:
-        conf = cfg.ConfigOpts()
-        virtdriver.register_opts(conf)
-        conf([])
-        for key, value in {"connection_url": self.sim.url, "connection_password": "secret",
-                           "agent_timeout": 5, "agent_version_timeout": 5,
-                           "api_retry_count": 1}.items():
-            conf.set_override(key, value, "xenserver")
-        return virtdriver.load_backend("xen", conf, image_store=self._store,
+        return virtdriver.load_backend("xen", make_conf(self.sim.url), image_store=self._store,
                                        progress_callback=progress_callback)
 
     def read_vm(self, instance: Any) -> VMView | None:
@@ -176,10 +169,9 @@ def conformance_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
     store = virtdriver.LocalImageStore(root / "images")
     (root / "disk.raw").write_bytes(IMAGE_BYTES)
     image = store.import_file(root / "disk.raw", disk_format="raw", name="cirros")
-    sim = Simulator(host="127.0.0.1", port=0, hosts=2).start()
-    provider = XenConformanceBackend(sim, store, image)
-    try:
-        yield provider
-    finally:
-        provider.close()
-        sim.stop()
+    with running_simulator(hosts=2) as sim:
+        provider = XenConformanceBackend(sim, store, image)
+        try:
+            yield provider
+        finally:
+            provider.close()
