@@ -4,12 +4,12 @@ the library's checks and end state.
 A task is read once when its call returns and, if it is still running, awaited by push on
 a property collector of our own (see :class:`PushWaiter`). Properties are never read by
 attribute access. The client keeps the references it made (as the library keeps its
-VM-reference cache), so no lookup is spent that the library does not spend too; it makes
-the checks the library makes (a datastore chosen by free space at every spawn, the image
-cache looked at before the first upload, the VM read before a live migration and when a
-resize is finished) and leaves the same end state (an image published into the cache whole
-from a temp folder, the VM unregistered and its folder deleted, a resize's revert notes set
-and then cleared at confirm).
+VM-reference cache), so no lookup is spent that the library does not spend too. It makes
+the checks the library makes: a datastore chosen by free space at every spawn, the image
+cache looked at before the first upload, the VM's devices read before a destroy or a live
+migration (volumes must be told apart), the VM read when a resize is finished. And it
+leaves the same end state: an image published into the cache whole from a temp folder, the
+VM unregistered and its folder deleted, a resize's revert notes set and cleared at confirm.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from benchmarks.common import CountedClient, SnapshotSink
 from benchmarks.raw_vmware import RawConnection, RawVM
 
 CACHE = "bench_floor_cache"
+#: What the library reads of a VM before changing its disks (virtdriver.vmware.backend)
+DEVICE_PATHS = ["config.hardware.device", "config.files.vmPathName", "runtime.powerState",
+                "config.guestId", "runtime.host", "config.extraConfig"]
 
 
 PATHS = ["info.state", "info.error", "info.result"]
@@ -159,8 +162,10 @@ class FloorVmware(CountedClient):
         return RawVM(ref=ref, uuid=uuid)
 
     def destroy(self, vm: RawVM) -> None:
-        """Power off (an already off VM is fine), unregister, delete the VM's folder: the
-        library's end state (Destroy_Task would leave files a VM does not own)."""
+        """Read the VM (its power state, folder and devices: which disks are volumes, never
+        to be deleted with it), power off, unregister, delete the VM's folder: the library's
+        checks and end state (Destroy_Task would delete volume disks too)."""
+        raw_vmware.retrieve(self.content, [vm.ref], DEVICE_PATHS)
         with contextlib.suppress(vim.fault.InvalidPowerState):
             self._task(vm.ref, "PowerOffVM_Task")
         vm.ref.UnregisterVM()
@@ -217,8 +222,11 @@ class FloorVmware(CountedClient):
             extraConfig=[vim.option.OptionValue(key=note, value="")]))
 
     def live_migrate(self, vm: RawVM) -> None:
-        """Read the VM (the source's check), one RelocateVM_Task to the next host."""
+        """The library's checks (the source check reads the VM's datastores; the move reads
+        its devices and host: iSCSI volumes must be visible on the destination host first),
+        then one RelocateVM_Task to the next host."""
         raw_vmware.retrieve(self.content, [vm.ref], ["datastore"])
+        raw_vmware.retrieve(self.content, [vm.ref], DEVICE_PATHS)
         vm.host_index = (vm.host_index + 1) % len(self.inv.hosts)
         self._task(vm.ref, "RelocateVM_Task",
                    vim.vm.RelocateSpec(host=self.inv.hosts[vm.host_index], pool=self.inv.pool))

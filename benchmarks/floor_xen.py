@@ -95,11 +95,12 @@ class FloorXen(CountedClient):
         return XenVM(ref=vm, name=name, vdi=root)
 
     def destroy(self, vm: XenVM) -> None:
-        """Look for the instance's rescue and resize companions (the library's check), hard
-        shutdown, destroy the VM and its root VDI."""
+        """The library's checks (rescue and resize companions; the VM's VBDs, volumes being
+        never deleted), hard shutdown, destroy the VM and its root VDI."""
         self.api.VM.get_all_records_where(f'field "name__label" = "{vm.name}-rescue" or '
                                           f'field "name__label" = "{vm.name}-orig"')
         self.api.VM.hard_shutdown(vm.ref)
+        self.api.VBD.get_all_records_where(f'field "VM" = "{vm.ref}"')
         self.api.VM.destroy(vm.ref)
         self.api.VDI.destroy(vm.vdi)
 

@@ -73,6 +73,11 @@ def reboot(backend: VMwareBackend, instance: Any, reboot_type: str = "SOFT") -> 
     """SOFT: RebootGuest when the tools run, else reset; HARD: reset."""
     if reboot_type not in ("SOFT", "HARD"):
         raise exceptions.InvalidInput("reboot_type", reboot_type, "must be SOFT or HARD")
+    if reboot_type == "HARD":
+        # nothing to ask first: vCenter refuses to reset a VM that is not powered on
+        # (InvalidPowerState), which is the refusal a read would have given
+        backend.vm_refs.call(backend.session, instance, lambda vm: _reset(backend, instance, vm))
+        return
     vm, props = backend.read(instance, ["runtime.powerState", "guest.toolsRunningStatus"])
     if props.get("runtime.powerState") != "poweredOn":
         raise exceptions.InstanceInvalidState(field_of(instance, "uuid"), "reboot",
@@ -84,6 +89,16 @@ def reboot(backend: VMwareBackend, instance: Any, reboot_type: str = "SOFT") -> 
         except exceptions.BackendError as exc:
             LOG.info("guest reboot refused (%s); resetting", exc.code, instance=instance)
     backend.session.call_task(vm, "ResetVM_Task")
+
+
+def _reset(backend: VMwareBackend, instance: Any, vm: Any) -> None:
+    try:
+        backend.session.call_task(vm, "ResetVM_Task")
+    except exceptions.BackendError as exc:
+        if exc.code != "InvalidPowerState":
+            raise
+        raise exceptions.InstanceInvalidState(field_of(instance, "uuid"), "reboot",
+                                              "not powered on") from exc
 
 
 def suspend(backend: VMwareBackend, instance: Any) -> None:

@@ -219,6 +219,8 @@ def attach_block_devices(backend: VMwareBackend, instance: Any,
 def ensure_attached(backend: VMwareBackend, instance: Any, devices: BlockDevices) -> None:
     """Attach each volume of ``devices`` the VM does not hold (after a resize or migration
     the VM normally still holds them all, and nothing is done)."""
+    if not devices.volumes:
+        return  # nothing to look for: no read
     missing = []
     vm, vm_devices, props = backend.read_devices(instance)
     for mapping in devices.volumes:
