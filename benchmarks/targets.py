@@ -20,8 +20,9 @@ XEN_WAIT_MAX_CALLS = 3
 #: VMware: vcsim answers WaitForUpdatesEx on a 250 ms tick, so the first tick after the end
 VMWARE_HEARD_MAX_S = 0.260
 VMWARE_WAIT_MAX_CALLS = 4
-#: "no later than the floor" allows this much measurement noise (both hear on one tick)
-VMWARE_FLOOR_SLACK_S = 0.010
+#: "no later than the floor": on the same tick (a later one is 250 ms later); within that,
+#: up to this much is the two clients' own processing and noise, not a later tick
+VMWARE_FLOOR_SLACK_S = 0.050
 LISTING_VMS = 10_000
 LISTING_MAX_ADDED_MIB = 50.0
 CONCURRENCY_MIN_SPEEDUP = 5.0
@@ -69,8 +70,8 @@ def _task_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]]
     name = f"{backend}: finished task heard (library)"
     if backend == "vmware":
         limit = (f"<= {VMWARE_HEARD_MAX_S * 1000:.0f} ms (vcsim's first tick after the end) "
-                 f"at <= {VMWARE_WAIT_MAX_CALLS} calls, no later than the floor "
-                 f"(+{VMWARE_FLOOR_SLACK_S * 1000:.0f} ms noise) at every length")
+                 f"at <= {VMWARE_WAIT_MAX_CALLS} calls, no later than the floor (the same tick: "
+                 f"within {VMWARE_FLOOR_SLACK_S * 1000:.0f} ms) at every length")
     else:
         limit = f"<= {XEN_HEARD_MAX_S * 1000:.0f} ms at <= {XEN_WAIT_MAX_CALLS} calls"
     if "heard_after_s" not in entry:
