@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from virtdriver.common.event_pump import Channel
 from virtdriver.common.model import InstanceInfo, field_of
 from virtdriver.common.power_state import PowerState
 
@@ -46,16 +47,6 @@ class _Unknown:
 UNKNOWN: Any = _Unknown()
 #: Pin this when the instance's VM is gone (destroy): a late push must not bring it back.
 GONE: Any = None
-
-
-class Channel(Protocol):
-    """A backend's stream of power-state changes (as ``virtdriver.nova.events.Channel``)."""
-
-    def wait(self, timeout: float) -> list[tuple[str, PowerState | None]]:
-        """Block until a change or ``timeout``; the first call reports every VM's state."""
-
-    def close(self) -> None:
-        """Release the server-side filter or session."""
 
 
 @dataclass

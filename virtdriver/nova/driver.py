@@ -10,14 +10,13 @@ The backend is built on first use, not in ``__init__``: Nova builds its driver b
 configures logging and before ``init_host``, and a driver must not talk to the server then.
 Host facts (:meth:`get_available_resource`, :meth:`update_provider_tree`) come from the
 backend-specific ``resources`` module, lifecycle events from its ``events`` module
-(:class:`virtdriver.nova.events.EventPump`).
+(:class:`virtdriver.common.event_pump.EventPump`).
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
-import logging
 import threading
 from typing import Any
 
@@ -26,15 +25,17 @@ from nova import conf as nova_conf
 from nova import exception as nova_exc
 from nova.virt import driver
 from nova.virt import node as nova_node
+from oslo_log import log as logging
 
 import virtdriver
 from virtdriver.common import exceptions as vd_exc
+from virtdriver.common.event_pump import EventPump
 from virtdriver.common.model import field_of
 from virtdriver.common.power_state import PowerState
 from virtdriver.nova import config, convert
 from virtdriver.nova import migrate_data as live_data
 from virtdriver.nova.convert import translated
-from virtdriver.nova.events import EventPump
+from virtdriver.nova.events import lifecycle_emitter
 from virtdriver.nova.images import GlanceImageStore
 
 LOG = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class VirtDriver(driver.ComputeDriver):
         if self._events is None:
             # the channel also feeds the backend's power states: get_info asks no server
             self._events = EventPump(lambda: self.ops.power_cache.feed(self._event_channel()),
-                                     self.emit_event,
+                                     lifecycle_emitter(self.emit_event),
                                      name=f"virtdriver-{self.backend_name}-events")
             self._events.start()
 

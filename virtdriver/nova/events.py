@@ -1,51 +1,19 @@
-"""Lifecycle events from a backend's push channel to Nova's compute manager.
+"""Nova lifecycle events from the power-state changes a backend pushes.
 
-A backend-specific channel (``virtdriver.vmware.events``: a property-collector filter on
-the managed VMs' ``runtime.powerState`` waited on with WaitForUpdatesEx;
-``virtdriver.xen.events``: XAPI ``event.from`` on class ``vm``) reports power-state
-changes as ``(instance uuid, PowerState)`` pairs. :class:`EventPump` runs it in one
-background thread, turns transitions into Nova ``LifecycleEvent`` objects and hands them to
-``emit_event``. Nothing is polled: the thread sleeps inside the server's wait call.
-
-Under eventlet monkey-patching the thread is a green thread (``emit_event`` wants one);
-without it, a native thread.
+:class:`virtdriver.common.event_pump.EventPump` runs a backend's push channel in one
+thread and reports each change as ``(uuid, old, new)``; :func:`lifecycle_emitter` turns
+those into Nova ``LifecycleEvent`` objects for the compute manager's ``emit_event``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from nova.virt import event as virtevent
 
+from virtdriver.common.event_pump import ChangeCallback
 from virtdriver.common.power_state import PowerState
-
-LOG = logging.getLogger(__name__)
-
-#: Seconds one server wait may last; also how long stop() may take.
-WAIT_SECONDS = 2.0
-#: Seconds to wait before opening the channel again after it failed: doubled after each
-#: failure in a row, up to RETRY_MAX_SECONDS (so a dead server is not hammered, nor its
-#: errors logged every few seconds), back to the start after a good wait.
-RETRY_SECONDS = 5.0
-RETRY_MAX_SECONDS = 60.0
-#: Codes of a session that was closed on purpose: the thread ends instead of retrying.
-CLOSED_CODES = ("SessionClosed", "SESSION_CLOSED")
-
-
-class Channel(Protocol):
-    """A backend's stream of power-state changes."""
-
-    def wait(self, timeout: float) -> list[tuple[str, PowerState | None]]:
-        """Block until a change or ``timeout``; the first call reports every VM's state.
-
-        A VM that left (destroyed, or no longer managed) is reported with None.
-        """
-
-    def close(self) -> None:
-        """Release the server-side filter or session."""
 
 
 def transition(old: PowerState | None, new: PowerState) -> str | None:
@@ -64,69 +32,10 @@ def transition(old: PowerState | None, new: PowerState) -> str | None:
     return None
 
 
-class EventPump:
-    """One thread that reads a channel and emits Nova lifecycle events until stopped."""
-
-    def __init__(self, channel_factory: Callable[[], Channel],
-                 emit: Callable[[Any], None], name: str = "virtdriver-events") -> None:
-        self._factory = channel_factory
-        self._emit = emit
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._states: dict[str, PowerState] = {}
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self, timeout: float = WAIT_SECONDS * 5) -> None:
-        """Ask the thread to stop and wait for it (at most one server wait)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        """Whether the thread is alive."""
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        delay = RETRY_SECONDS
-        while not self._stop.is_set():
-            channel = None
-            try:
-                channel = self._factory()
-                first = True
-                while not self._stop.is_set():
-                    changes = channel.wait(WAIT_SECONDS)
-                    delay = RETRY_SECONDS
-                    self._dispatch(changes, baseline=first)
-                    first = False
-            except Exception as error:  # the thread must survive any server trouble
-                if getattr(error, "code", None) in CLOSED_CODES:
-                    LOG.info("lifecycle event channel closed with its session; stopping")
-                    return
-                LOG.warning("lifecycle event channel failed (%s: %s); reopening in %ss",
-                            type(error).__name__, error, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-            finally:
-                if channel is not None:
-                    try:
-                        channel.close()
-                    except Exception:  # closing a broken channel may fail too
-                        LOG.debug("closing the event channel failed", exc_info=True)
-
-    def _dispatch(self, changes: list[tuple[str, PowerState | None]], baseline: bool) -> None:
-        for uuid, state in changes:
-            if state is None:
-                self._states.pop(uuid, None)
-                continue
-            old = self._states.get(uuid)
-            self._states[uuid] = state
-            if baseline and old is None:
-                continue  # the channel's first report is the starting point, not news
-            name = transition(old, state)
-            if name is not None:
-                LOG.debug("instance %s: %s -> %s", uuid, old, state)
-                self._emit(virtevent.LifecycleEvent(uuid, name))
+def lifecycle_emitter(emit: Callable[[Any], None]) -> ChangeCallback:
+    """A pump callback that hands Nova's lifecycle event of each transition to ``emit``."""
+    def on_change(uuid: str, old: PowerState | None, new: PowerState) -> None:
+        name = transition(old, new)
+        if name is not None:
+            emit(virtevent.LifecycleEvent(uuid, name))
+    return on_change

@@ -1,6 +1,6 @@
-"""The Nova adapter's lifecycle-event thread on the VMware channel when vCenter goes away.
+"""The lifecycle-event thread on the VMware channel when vCenter goes away.
 
-Needs Nova (``.venv-nova``, see tests/nova/run.sh); skipped without it. Before: the
+The pump is Nova-agnostic (``virtdriver.common.event_pump``). Before: the
 channel's wait retried for minutes (api_retry_count with backoff), so ``stop()`` gave up
 and the thread went on logging errors into whatever ran next, and after ``logout`` it
 logged in again. Now: it stops within one short wait, and a closed session ends it.
@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("nova.virt.event")
-
-from tests.integration.faults.test_vmware_faults import make_session  # noqa: E402
-from tests.support.faultproxy import FaultProxy  # noqa: E402
-from virtdriver.nova.events import EventPump  # noqa: E402
-from virtdriver.vmware.events import PowerStateChannel  # noqa: E402
+from tests.integration.faults.test_vmware_faults import make_session
+from tests.support.faultproxy import FaultProxy
+from virtdriver.common.event_pump import EventPump
+from virtdriver.vmware.events import PowerStateChannel
 
 
 def channel_factory(session: Any) -> Any:
@@ -34,7 +32,7 @@ def channel_factory(session: Any) -> Any:
 def test_the_thread_stops_soon_after_the_server_went(vcsim: Any, vcsim_proxy: FaultProxy,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     session = make_session(vcsim, vcsim_proxy, api_retry_count=10)
-    pump = EventPump(channel_factory(session), lambda event: None, name="pump-under-test")
+    pump = EventPump(channel_factory(session), lambda uuid, old, new: None, name="pump-under-test")
     pump.start()
     time.sleep(1.0)
     vcsim_proxy.refuse()
@@ -52,7 +50,7 @@ def test_the_thread_stops_soon_after_the_server_went(vcsim: Any, vcsim_proxy: Fa
 def test_a_closed_session_ends_the_thread_without_logging_in_again(
         vcsim: Any, vcsim_proxy: FaultProxy) -> None:
     session = make_session(vcsim, vcsim_proxy)
-    pump = EventPump(channel_factory(session), lambda event: None, name="pump-under-test")
+    pump = EventPump(channel_factory(session), lambda uuid, old, new: None, name="pump-under-test")
     pump.start()
     time.sleep(1.0)
     session.logout()
