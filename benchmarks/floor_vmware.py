@@ -207,10 +207,10 @@ class FloorVmware(CountedClient):
         return data
 
     def resize(self, vm: RawVM, memory_mb: int = 512, vcpus: int = 2) -> None:
-        """Read what a revert needs, power off, reconfigure with the revert notes, read
-        where the VM is (finish), power on; confirm clears the notes."""
-        found = raw_vmware.retrieve(self.content, [vm.ref], ["config.hardware.device",
-                                                             "runtime.host"])[vm.ref]
+        """Read what a revert needs (the devices and notes the library reads, volumes told
+        apart), power off, reconfigure with the revert notes, read where the VM is
+        (finish), power on; confirm reads and clears the notes."""
+        found = raw_vmware.retrieve(self.content, [vm.ref], DEVICE_PATHS)[vm.ref]
         note = "virtdriver.resize.source_host"
         self._task(vm.ref, "PowerOffVM_Task")
         self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(
@@ -218,6 +218,7 @@ class FloorVmware(CountedClient):
                 key=note, value=found["runtime.host"]._moId)]))
         raw_vmware.retrieve(self.content, [vm.ref], ["runtime.host"])
         self._task(vm.ref, "PowerOnVM_Task")
+        raw_vmware.retrieve(self.content, [vm.ref], ["config.extraConfig"])
         self._task(vm.ref, "ReconfigVM_Task", vim.vm.ConfigSpec(
             extraConfig=[vim.option.OptionValue(key=note, value="")]))
 

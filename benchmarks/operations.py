@@ -2,10 +2,11 @@
 
 Every client offers the same small interface (``new_image``, ``spawn(image, cold)``,
 ``destroy``, ``reboot``, ``power_off``, ``power_on``, ``snapshot``, ``resize``,
-``live_migrate``, plus ``calls``/``reset``/``close``), so one sequence runner measures all
+``live_migrate``, plus ``calls``/``reset``/``close``), so one :class:`Sequence` measures all
 three the same way: per repetition, spawn with a cold cache (a new image) and with a warm
 cache (the same image again), then the lifecycle operations on the warm-spawned VM, then
-destroy both. Each operation is timed alone and its server calls counted alone.
+destroy both; the three clients take turns operation by operation. Each operation is timed alone and
+its server calls counted alone.
 
 :class:`LibraryClient` drives a backend loaded by ``virtdriver.load_backend`` through the
 VMOps contract only, with Nova's signatures, and reads the backend's own call accounting.
@@ -18,7 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid as uuid_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,55 +183,70 @@ def _timed(client: Any, operation: Callable[[], Any]) -> tuple[Any, float, dict[
     return result, elapsed, client.calls()
 
 
-def run_sequence(client: Any, runs: int) -> dict[str, Any]:
-    """Measure every operation ``runs`` times on ``client``; errors are recorded per operation.
+class Sequence:
+    """Every operation measured on one client, one step at a time (see :meth:`steps`), so
+    the section can interleave the clients operation by operation: a machine whose load
+    changes over the run then weighs on each client alike."""
 
-    Returns ``{operation: summary}`` where a summary is :func:`common.summarize`'s dict, or
-    ``{"error": ...}`` when the operation never succeeded.
-    """
-    seconds: dict[str, list[float]] = {op: [] for op in OPERATIONS}
-    calls: dict[str, list[dict[str, int]]] = {op: [] for op in OPERATIONS}
-    errors: dict[str, dict[str, Any]] = {}
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.seconds: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+        self.calls: dict[str, list[dict[str, int]]] = {op: [] for op in OPERATIONS}
+        self.errors: dict[str, dict[str, Any]] = {}
 
-    def attempt(op: str, function: Callable[[], Any]) -> Any:
+    def _attempt(self, op: str, function: Callable[[], Any]) -> Any:
         try:
-            result, elapsed, counted = _timed(client, function)
+            result, elapsed, counted = _timed(self.client, function)
         except Exception as error:  # noqa: BLE001 - reported per operation, never fatal
-            errors.setdefault(op, common.error_entry(error))
+            self.errors.setdefault(op, common.error_entry(error))
             return None
-        seconds[op].append(elapsed)
-        calls[op].append(counted)
+        self.seconds[op].append(elapsed)
+        self.calls[op].append(counted)
         return result if result is not None else True
 
-    for _ in range(max(1, runs)):
+    def steps(self) -> Iterator[None]:
+        """One repetition, pausing after each operation: spawn cold and warm, the lifecycle
+        operations on the warm-spawned VM, then destroy both (the same number of steps
+        whatever fails, so clients can take turns step by step)."""
+        client = self.client
         try:
             image = client.new_image()
         except Exception as error:  # noqa: BLE001
             for op in OPERATIONS:
-                errors.setdefault(op, common.error_entry(error))
-            break
-        cold_vm = attempt("spawn_cold", lambda image=image: client.spawn(image, True))
-        warm_vm = attempt("spawn_warm", lambda image=image: client.spawn(image, False))
-        subject = warm_vm if warm_vm not in (None, True) else None
+                self.errors.setdefault(op, common.error_entry(error))
+            image = None
+        vms = []
+        for op, cold in (("spawn_cold", True), ("spawn_warm", False)):
+            vm = None if image is None else self._attempt(
+                op, lambda cold=cold: client.spawn(image, cold))
+            vms.append(vm)
+            yield
+        subject = vms[1] if vms[1] not in (None, True) else None
         for op in ("power_off", "power_on", "reboot", "snapshot", "resize", "live_migrate"):
             if subject is None:
-                errors.setdefault(op, {"error": "not measured: spawn failed"})
-                continue
-            attempt(op, lambda op=op, vm=subject: getattr(client, op)(vm))
-        for vm in (cold_vm, warm_vm):
+                self.errors.setdefault(op, {"error": "not measured: spawn failed"})
+            else:
+                self._attempt(op, lambda op=op, vm=subject: getattr(client, op)(vm))
+            yield
+        for vm in vms:
             if vm in (None, True):
-                errors.setdefault("destroy", {"error": "not measured: spawn failed"})
-                continue
-            attempt("destroy", lambda vm=vm: client.destroy(vm))
-    result: dict[str, Any] = {}
-    for op in OPERATIONS:
-        if seconds[op]:
-            result[op] = common.summarize(seconds[op], calls[op])
-            if op in errors:
-                result[op]["partial_error"] = errors[op]["error"]
-        else:
-            result[op] = errors.get(op, {"error": "not measured"})
-    return result
+                self.errors.setdefault("destroy", {"error": "not measured: spawn failed"})
+            else:
+                self._attempt("destroy", lambda vm=vm: client.destroy(vm))
+            yield
+
+    def result(self) -> dict[str, Any]:
+        """``{operation: summary}`` (:func:`common.summarize`), or ``{"error": ...}`` for an
+        operation that never succeeded."""
+        result: dict[str, Any] = {}
+        for op in OPERATIONS:
+            if self.seconds[op]:
+                result[op] = common.summarize(self.seconds[op], self.calls[op])
+                if op in self.errors:
+                    result[op]["partial_error"] = self.errors[op]["error"]
+            else:
+                result[op] = self.errors.get(op, {"error": "not measured"})
+        return result
 
 
 def compare(library: dict[str, Any], floor: dict[str, Any],
@@ -261,23 +277,31 @@ LASTING_SECONDS = 0.2
 
 
 def run_section(spec: Any, runs: int) -> dict[str, Any]:
-    """Issue 8 §1-3 for one backend: library, floor and naive, on one fresh simulator."""
+    """One backend: library, floor and naive on one fresh simulator, their repetitions
+    interleaved."""
     results: dict[str, Any] = {}
     with spec.simulator() as running:
         if spec.name == "xen":
             for verb in LASTING_XEN_VERBS:
                 running.inject_delay(verb, LASTING_SECONDS, 1_000_000)
             results["lasting"] = {"verbs": list(LASTING_XEN_VERBS), "seconds": LASTING_SECONDS}
-        for kind in ("library", "floor", "naive"):
-            try:
-                client = getattr(spec, kind)(running)
-            except common.Unavailable as error:
-                results[kind] = {op: {"error": str(error)} for op in OPERATIONS}
-                continue
-            try:
-                results[kind] = run_sequence(client, runs)
-            finally:
+        sequences: dict[str, Sequence] = {}
+        try:
+            for kind in ("library", "floor", "naive"):
+                try:
+                    sequences[kind] = Sequence(getattr(spec, kind)(running))
+                except common.Unavailable as error:
+                    results[kind] = {op: {"error": str(error)} for op in OPERATIONS}
+            for _ in range(max(1, runs)):
+                # the clients take turns operation by operation, so a change in the
+                # machine's load weighs on each alike
+                for _steps in zip(*(sequence.steps() for sequence in sequences.values())):
+                    pass
+            for kind, sequence in sequences.items():
+                results[kind] = sequence.result()
+        finally:
+            for sequence in sequences.values():
                 with contextlib.suppress(Exception):  # teardown against a live simulator
-                    client.close()
+                    sequence.client.close()
     results["comparison"] = compare(results["library"], results["floor"], results["naive"])
     return results

@@ -158,8 +158,13 @@ def _original_path(props: dict[str, Any], root: Any) -> DatastorePath | None:
 def confirm_migration(backend: VMwareBackend, instance: Any) -> None:
     """Delete ``original.vmdk`` and the source host note, which only a revert needed."""
     session = backend.session
-    vm, devices, props = backend.read_devices(instance)
-    original = _original_path(props, volume_util.own_root_disk(devices, props))
+    # the notes alone: the devices only for an older note that names no path
+    vm, props = backend.read(instance, ["config.extraConfig"])
+    root = None
+    if _note(props, ORIGINAL_KEY) == "yes":
+        vm, devices, props = backend.read_devices(instance)
+        root = volume_util.own_root_disk(devices, props)
+    original = _original_path(props, root)
     if original is not None:
         # on this compute's datastore, wherever the VM went since
         ds_util.delete_disk(session, backend.vm_datastore(str(original)), original)
