@@ -151,8 +151,9 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
 
 
 def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], sr_ref: str,
-                 undo: Rollback) -> dict[str, str]:
-    """Copies of the source's disks in ``sr_ref`` of this pool, by userdevice."""
+                 undo: Rollback, sizes: dict[str, int] | None = None) -> dict[str, str]:
+    """Copies of the source's disks in ``sr_ref`` of this pool, by userdevice; their virtual
+    sizes go into ``sizes`` (a copy is the size of its source)."""
     session = backend.session
     source = _source_session(backend, disk_info["url"])
     copies: dict[str, str] = {}
@@ -178,6 +179,8 @@ def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], 
                 with spool:
                     disks.upload(session, copy, disks.file_chunks(spool), length, "vhd")
             copies[str(device)] = copy
+            if sizes is not None:
+                sizes[str(device)] = int(record["virtual_size"])
     finally:
         if source is not session:
             source.close()
@@ -206,9 +209,11 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
 
         @step
         def copy_disks() -> None:
-            plan.vdis.update(_fetch_disks(backend, instance, disk_info, plan.sr_ref, undo))
+            sizes: dict[str, int] = {}
+            plan.vdis.update(_fetch_disks(backend, instance, disk_info, plan.sr_ref, undo,
+                                          sizes))
             if resize_instance:
-                _grow(session, plan.vdis, plan.config)
+                _grow(session, plan.vdis, plan.config, sizes)
 
         copy_disks()
         if plan.wants_config_drive:
@@ -230,12 +235,19 @@ def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info
     backend.progress.report(instance, 100, "finish_migration")
 
 
-def _grow(session: XenAPISession, vdis: dict[str, str], config: Any) -> None:
-    sizes = {vm_utils.DEVICE_ROOT: config.root_gb * vm_utils.GiB,
-             str(vm_utils.DEVICE_EPHEMERAL): config.ephemeral_gb * vm_utils.GiB}
-    for device, size in sizes.items():
+def _grow(session: XenAPISession, vdis: dict[str, str], config: Any,
+          known: dict[str, int]) -> None:
+    """Grow the root and ephemeral disks to the flavor; ``known``: sizes already read."""
+    wanted = {vm_utils.DEVICE_ROOT: config.root_gb * vm_utils.GiB,
+              str(vm_utils.DEVICE_EPHEMERAL): config.ephemeral_gb * vm_utils.GiB}
+    for device, size in wanted.items():
         vdi = vdis.get(device)
-        if vdi and size and size > int(session.call("VDI.get_virtual_size", vdi)):
+        if not vdi or not size:
+            continue
+        current = known.get(device)
+        if current is None:
+            current = int(session.call("VDI.get_virtual_size", vdi))
+        if size > current:
             session.call_async("VDI.resize", vdi, str(size))
 
 
