@@ -485,6 +485,15 @@ class VirtDriver(driver.ComputeDriver):
             self.ops.live_migrate(context, instance, dest, post, recover,
                                   bool(block_migration), live_data.to_dict(migrate_data))
 
+    def live_migration_abort(self, instance: Any) -> None:
+        """Cancel the running live migration (Xen: its XAPI task). Not in VMOps: a backend
+        without it is NotImplementedError."""
+        abort = getattr(self.ops, "live_migration_abort", None)
+        if abort is None:
+            raise NotImplementedError(f"{self.backend_name}: live_migration_abort")
+        with translated(instance):
+            abort(instance)
+
     def rollback_live_migration_at_destination(self, context: Any, instance: Any,
                                                network_info: Any, block_device_info: Any,
                                                destroy_disks: bool = True,

@@ -188,6 +188,22 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
                 migrate_data)
 
 
+#: XAPI's names, in a VM's current_operations, of the operations that live-migrate it
+MIGRATIONS = ("pool_migrate", "migrate_send")
+
+
+def live_migration_abort(backend: XenBackend, instance: Any) -> None:
+    """Cancel the instance's live migration in flight: XAPI lists its task in the VM's
+    ``current_operations``, and ``task.cancel`` stops it (the migrating call then fails
+    and runs ``recover_method``). No migration running is a no-op."""
+    session = backend.session
+    vm_ref = backend.vm_ref_of(instance)
+    for task, operation in session.call("VM.get_current_operations", vm_ref).items():
+        if operation in MIGRATIONS:
+            LOG.info("cancelling the running %s", operation, instance=instance)
+            session.call("task.cancel", task)
+
+
 def _pool_host(backend: XenBackend, resident_on: str, hostname: str,
                fallback_uuid: str) -> str:
     """The pool's host named ``hostname`` (as Nova looked it up), else the checked one; the

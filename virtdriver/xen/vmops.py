@@ -251,6 +251,10 @@ class XenVMOps(VMOps):
                                       post_method, recover_method, block_migration,
                                       migrate_data)
 
+    def live_migration_abort(self, instance: Any) -> None:
+        """Cancel a live migration in flight; no instance lock: live_migrate holds it."""
+        live_migrate.live_migration_abort(self._backend, instance)
+
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
         validate_instance_identity(instance)
