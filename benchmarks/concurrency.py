@@ -9,8 +9,9 @@ cached first (one spawn and destroy, untimed), so every measured spawn is a warm
   importing anything, then runs N spawns in a GreenPool against the same simulator;
 * **raw**: the yardstick, in the same run: the floor client (fewest raw pyvmomi / XenAPI
   calls, push waiting) in a row, then N threads each with a floor client (and so a
-  connection and login) of its own, built before the clock starts. The library's speedup is
-  judged against the raw client's.
+  connection and login) of its own, built before the clock starts, and the same under
+  eventlet in the eventlet child. The library's speedup in each mode is judged against the
+  raw client's in that mode.
 
 Both with the simulators' instant tasks and with every power-on task made to last 0.2 s on
 the server (delay injection), see :func:`run_section`.
@@ -124,11 +125,12 @@ def _connection(spec: Any, running: Any) -> dict[str, Any]:
             "connection_password": raw.password}
 
 
-def _eventlet(spec: Any, running: Any, count: int) -> dict[str, Any]:
-    """Run the eventlet child against the running simulator; its JSON answer."""
+def _eventlet(spec: Any, running: Any, count: int, raw: bool = False) -> dict[str, Any]:
+    """Run the eventlet child against the running simulator (with ``raw``, the raw client
+    under eventlet too); its JSON answer."""
     payload = {"backend": spec.name, "count": count, "network": spec.network,
                "disk_format": spec.disk_format, "hosts": spec.hosts,
-               "options": _connection(spec, running)}
+               "options": _connection(spec, running), "raw": raw}
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     try:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.eventlet_spawns"],
@@ -214,7 +216,8 @@ def _raw(spec: Any, running: Any, count: int) -> dict[str, Any]:
     return result
 
 
-def _scenario(spec: Any, running: Any, client: Any, image: Any, count: int) -> dict[str, Any]:
+def _scenario(spec: Any, running: Any, client: Any, image: Any, count: int,
+              raw: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for mode, parallel in (("serial", False), ("threads", True)):
         outcome = spawn_many(client, image, count, parallel)
@@ -222,7 +225,7 @@ def _scenario(spec: Any, running: Any, client: Any, image: Any, count: int) -> d
         if stuck:
             outcome["cleanup_stuck"] = stuck
         result[mode] = outcome
-    result["eventlet"] = _eventlet(spec, running, count)
+    result["eventlet"] = _eventlet(spec, running, count, raw)
     serial = result["serial"]["wall_s"]
     for mode in ("threads", "eventlet"):
         entry = result.get(mode) or {}
@@ -267,8 +270,13 @@ def _on_fresh_simulator(spec: Any, count: int, task_seconds: float | None) -> di
                 return _scenario(spec, running, client, image, count)
             _slow_tasks(spec, running, task_seconds)
             try:
-                scenario = _scenario(spec, running, client, image, count)
+                scenario = _scenario(spec, running, client, image, count, raw=True)
                 scenario["raw"] = _raw(spec, running, count)
+                green = scenario["eventlet"].pop("raw", None) or {}
+                serial = (scenario["raw"].get("serial") or {}).get("wall_s")
+                if "wall_s" in green and serial:
+                    green["speedup"] = common.ratio(serial, green["wall_s"])
+                scenario["raw"]["eventlet"] = green or {"error": "not measured"}
             finally:
                 _slow_tasks(spec, running, None)
             return scenario

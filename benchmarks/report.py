@@ -110,12 +110,10 @@ def concurrency_table(backend: str, result: dict[str, Any]) -> Table:
         raw = slow.get("raw") or {}
         if raw:
             scenarios.append((f"raw client, power-on {slow.get('task_seconds')} s",
-                              {"serial": raw.get("serial") or {"error": raw.get("error")},
-                               "threads": raw.get("threads") or {"error": raw.get("error")}}))
+                              {mode: raw.get(mode) or {"error": raw.get("error")}
+                               for mode in ("serial", "threads", "eventlet")}))
     for label, scenario in scenarios:
         for mode in ("serial", "threads", "eventlet"):
-            if label.startswith("raw") and mode == "eventlet":
-                continue
             entry = scenario.get(mode) or {}
             if "wall_s" not in entry:
                 table.add_row(label, mode, "-", "-", "-",

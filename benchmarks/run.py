@@ -38,7 +38,7 @@ def settings(quick: bool, runs: int | None) -> dict[str, Any]:
     if quick:
         return {"runs": runs or 1, "task_seconds": 1.0, "task_runs": 1, "task_extra": [],
                 "scale_sizes": [100], "get_info_sample": 100, "concurrency": 5}
-    return {"runs": runs or 7, "task_seconds": 1.0, "task_runs": 5, "task_extra": [0.33, 0.77],
+    return {"runs": runs or 7, "task_seconds": 1.0, "task_runs": 9, "task_extra": [0.33, 0.77],
             "scale_sizes": [1000, 10000], "get_info_sample": 1000, "concurrency": 50}
 
 

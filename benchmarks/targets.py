@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.common import target
+from benchmarks.common import median, target
 
 #: every operation: the library's calls at most the fair floor's plus this, and its wall
 #: time at most this many times the floor's
@@ -71,7 +71,7 @@ def _task_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]]
     if backend == "vmware":
         limit = (f"<= {VMWARE_HEARD_MAX_S * 1000:.0f} ms (vcsim's first tick after the end) "
                  f"at <= {VMWARE_WAIT_MAX_CALLS} calls, no later than the floor (the same tick: "
-                 f"within {VMWARE_FLOOR_SLACK_S * 1000:.0f} ms) at every length")
+                 f"within {VMWARE_FLOOR_SLACK_S * 1000:.0f} ms, medians of all lengths)")
     else:
         limit = f"<= {XEN_HEARD_MAX_S * 1000:.0f} ms at <= {XEN_WAIT_MAX_CALLS} calls"
     if "heard_after_s" not in entry:
@@ -83,17 +83,21 @@ def _task_targets(backend: str, section: dict[str, Any]) -> list[dict[str, Any]]
     if backend != "vmware":
         return [target(name, heard <= XEN_HEARD_MAX_S and calls <= XEN_WAIT_MAX_CALLS,
                        figure, limit)]
-    later = []
-    for length, entry_set in (section.get("by_task_seconds") or {}).items():
+    # vcsim's tick runs from each wait call's start, so at one length either client may
+    # land a tick earlier by chance: judged on every sample of every length together
+    lib_samples: list[float] = []
+    floor_samples: list[float] = []
+    for entry_set in (section.get("by_task_seconds") or {}).values():
         lib = (entry_set.get("library") or {}).get("session.wait_for_task") or {}
         flo = (entry_set.get("floor") or {}).get("push") or {}
-        if "heard_after_s" not in lib or "heard_after_s" not in flo:
-            later.append(f"{length} s not measured")
-            continue
-        if lib["heard_after_s"] > flo["heard_after_s"] + VMWARE_FLOOR_SLACK_S:
-            later.append(f"{length} s: {lib['heard_after_s'] * 1000:.0f} vs floor "
-                         f"{flo['heard_after_s'] * 1000:.0f} ms")
-    figure += "; later than the floor: " + (", ".join(later) if later else "never")
+        lib_samples += lib.get("heard_after_samples_s") or []
+        floor_samples += flo.get("heard_after_samples_s") or []
+    if not lib_samples or not floor_samples:
+        return [target(name, None, figure + "; the floor not measured", limit)]
+    lib_median, floor_median = median(lib_samples), median(floor_samples)
+    later = lib_median > floor_median + VMWARE_FLOOR_SLACK_S
+    figure += (f"; median of every length's samples {lib_median * 1000:.0f} ms vs the "
+               f"floor's {floor_median * 1000:.0f} ms")
     return [target(name, heard <= VMWARE_HEARD_MAX_S and calls <= VMWARE_WAIT_MAX_CALLS
                    and not later, figure, limit)]
 
@@ -145,14 +149,14 @@ def _concurrency_targets(backend: str, section: dict[str, Any]) -> list[dict[str
     found = []
     slow = section.get("slow_tasks") or {}
     count = section.get("count") or "?"
-    raw = (slow.get("raw") or {}).get("threads") or {}
-    raw_speedup = raw.get("speedup")
     for mode in ("threads", "eventlet"):
+        # the raw client under the same concurrency (eventlet's green SSL costs both alike)
+        raw_speedup = ((slow.get("raw") or {}).get(mode) or {}).get("speedup")
         entry = slow.get(mode) or {}
         name = (f"{backend}: {count} concurrent spawns ({mode}, {slow.get('task_seconds')} s "
                 f"power-on) vs in a row")
         limit = (f">= {CONCURRENCY_MIN_SPEEDUP}x and >= {CONCURRENCY_MIN_SHARE_OF_RAW:g} of "
-                 f"the raw client's")
+                 f"the raw client's ({mode})")
         if "speedup" not in entry:
             found.append(target(name, None, entry.get("error") or slow.get("error")
                                 or section.get("error") or "not measured", limit))
