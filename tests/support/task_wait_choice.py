@@ -5,7 +5,7 @@
 Starts vcsim with 50 VMs and, three times each, powers all 50 on at once with every
 power-on lasting 0.2 s on the server, waiting for the tasks
 
-* as the session does (:class:`virtdriver.vmware.session.TaskWaiter`: each waiter borrows a
+* as the session does (:class:`virtdriver.vmware.tasks.TaskWaiter`: each waiter borrows a
   collector of its own, one filter on its task), and
 * with a prototype of the other candidate: one ListView on one collector with one filter,
   tasks added to and removed from the view (``ModifyListView``), one thread waiting with

@@ -15,12 +15,18 @@ is ours: exactly one.
 
 Long operations run as ``Async.<Class>.<method>`` and are awaited by push (never by
 polling ``task.get_record``), with a deadline, progress reports, and ``task.destroy`` in
-every case. The waiting is shared (:class:`_TaskWatch`): one ``event.from`` long poll on
-class ``task`` at a time per session, on a connection of its own, run by whichever waiter
-is first and handing every task's record to its waiter; so the pool of
-``connection_concurrent`` connections carries only short calls. A task whose
-``task.destroy`` failed (the server was unreachable) is destroyed by the next call that
-succeeds, or at :meth:`XenAPISession.close`.
+every case. The waiting is shared (:class:`~virtdriver.xen.tasks.TaskWatch`): one
+``event.from`` long poll on class ``task`` at a time per session, on a connection of its
+own (:meth:`XenAPISession.long_connection`), run by whichever waiter is first and handing
+every task's record to its waiter; so the pool of ``connection_concurrent`` connections
+carries only short calls. A task whose ``task.destroy`` failed (the server was
+unreachable) is destroyed by the next call that succeeds, or at
+:meth:`XenAPISession.close` (:class:`~virtdriver.xen.tasks.LeftoverTasks`).
+
+Failures are translated by :mod:`virtdriver.xen.faults` (its :func:`is_handle_invalid` is
+re-exported here for the many modules that import it from the session); the task waiting
+lives in :mod:`virtdriver.xen.tasks`. This module keeps the connections, the chokepoint,
+and the HTTP transfers of VDI contents.
 
 Every call is bounded: ordinary calls by ``[xenserver] call_timeout`` (a socket timeout:
 such a call fails with ConnectionFailed, code ``CALL_TIMEOUT``, and is not repeated),
@@ -29,7 +35,6 @@ long polls by their wait plus that.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import http.client
 import queue
@@ -47,22 +52,17 @@ from oslo_log import log as logging
 
 from virtdriver.common import exceptions as exc
 from virtdriver.common.stats import CallStats
+from virtdriver.xen.faults import failure_details, is_handle_invalid, translate_failure
+from virtdriver.xen.tasks import LeftoverTasks, ProgressFn, TaskWatch
 
 LOG = logging.getLogger(__name__)
 
 API_VERSION = "2.1"
 ORIGINATOR = "virtdriver"
-#: Longest single event.from wait; a long task is awaited by several of them so a
-#: silently dropped long poll cannot hang us (xen-orchestra#2653).
-EVENT_WAIT_SECONDS = 30.0
 #: Default socket timeout of ordinary calls ([xenserver] call_timeout); event.from waits get
 #: their own wait plus this.
 CALL_TIMEOUT_SECONDS = 60.0
-#: Records of finished tasks nobody waits for (yet) kept by the task watch.
-RECENT_TASKS = 512
 HTTP_CHUNK = 1024 * 1024
-
-ProgressFn = Callable[[float], None]
 
 
 # -- retry policy, as small objects with an injectable sleep -----------------------------------
@@ -95,36 +95,6 @@ class RetryPolicy:
             return False  # untrusted, or stalled past call_timeout: a repeat cannot help
         return isinstance(error, (OSError, http.client.HTTPException,
                                   xmlrpc.client.ProtocolError))
-
-
-# -- failure translation ------------------------------------------------------------------------
-
-def failure_details(failure: XenAPI.Failure) -> tuple[str, tuple[str, ...]]:
-    """The XAPI error code and its parameters from a Failure."""
-    details = list(getattr(failure, "details", None) or ["UNKNOWN_ERROR"])
-    return str(details[0]), tuple(str(p) for p in details[1:])
-
-
-def translate_failure(method: str, code: str, params: tuple[str, ...],
-                      in_task: bool = False) -> exc.BackendError:
-    """The virtdriver exception for an XAPI error ``code`` with ``params``."""
-    message = f"XAPI {method} failed: {code} {list(params)}"
-    if code == "SESSION_AUTHENTICATION_FAILED":
-        # params are [username, reason]: no password ever reaches them.
-        return exc.AuthenticationFailed(message, code, params)
-    if code == "SESSION_INVALID":
-        return exc.SessionExpired(message, code, params)
-    if in_task:
-        return exc.TaskFailed(message, code, params)
-    return exc.BackendError(message, code, params)
-
-
-def is_handle_invalid(error: BaseException, xapi_class: str | None = None) -> bool:
-    """True when ``error`` is HANDLE_INVALID (for ``xapi_class`` objects, if given)."""
-    if not isinstance(error, exc.BackendError) or error.code != "HANDLE_INVALID":
-        return False
-    return xapi_class is None or (bool(error.params) and error.params[0].lower()
-                                  == xapi_class.lower())
 
 
 # -- the wire layer: one logged-in XAPI session -------------------------------------------------
@@ -218,10 +188,9 @@ class XenAPISession:
         self._closed = False
         # Connections for long polls (event.from), apart from the pool of short calls.
         self._long_idle: queue.LifoQueue[_Connection] = queue.LifoQueue()
-        self._tasks = _TaskWatch(self)
+        self._tasks = TaskWatch(self)
         # Tasks whose task.destroy failed: destroyed by the next good call, or at close().
-        self._orphans: set[str] = set()
-        self._orphans_lock = threading.Lock()
+        self._leftover = LeftoverTasks(self.call)
         self._host_ref: str | None = None
         self.stats = stats if stats is not None else CallStats()
         self.xenapi = _Dispatcher(self.call)
@@ -345,7 +314,7 @@ class XenAPISession:
         """Destroy tasks left over from an outage, log out every session; later calls raise
         SessionExpired (code SESSION_CLOSED)."""
         if not self._closed:
-            self._destroy_orphans()
+            self._leftover.destroy_all()
         self._closed = True
         for idle in (self._idle, self._long_idle):
             while True:
@@ -415,8 +384,8 @@ class XenAPISession:
         with self.connection() as conn:
             result = self._call_on(conn, method, args,
                                    self.call_timeout if timeout is None else timeout)
-        if self._orphans and method != "task.destroy":
-            self._destroy_orphans()  # the server answers again: clean up after the outage
+        if self._leftover and method != "task.destroy":
+            self._leftover.destroy_all()  # the server answers again: clean up after the outage
         return result
 
     def event_from(self, classes: list[str], token: str, wait: float) -> dict[str, Any]:
@@ -443,28 +412,10 @@ class XenAPISession:
                 raise translate_failure(method, code, params) from failure
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _destroy_orphans(self) -> None:
-        # One thread at a time; a task that is gone already (HANDLE_INVALID) is done with.
-        if not self._orphans_lock.acquire(blocking=False):
-            return
-        try:
-            for task in sorted(self._orphans):
-                try:
-                    self.call("task.destroy", task)
-                except exc.VirtDriverError as error:
-                    if not is_handle_invalid(error):
-                        LOG.debug("task.destroy of a left-over task failed again: %s",
-                                  type(error).__name__)
-                        return  # still unreachable: the next good call tries again
-                self._orphans.discard(task)
-                LOG.info("destroyed a task record left over from an outage")
-        finally:
-            self._orphans_lock.release()
-
     @property
     def pending_cleanup(self) -> frozenset[str]:
         """Tasks whose ``task.destroy`` failed and will be retried (for tests, reports)."""
-        return frozenset(self._orphans)
+        return self._leftover.pending
 
     @property
     def host_ref(self) -> str:
@@ -504,42 +455,20 @@ class XenAPISession:
         except exc.ConnectionFailed:
             # The server is unreachable: the caller hears so now, not after one more
             # call_timeout for task.destroy; the next call that gets through destroys it.
-            self._orphans.add(task)
+            self._leftover.add(task)
             raise
         except BaseException:
-            self._destroy_task(task, method)
+            self._leftover.destroy(task, method)
             raise
-        self._destroy_task(task, method)
+        self._leftover.destroy(task, method)
         return result
-
-    def _destroy_task(self, task: str, method: str) -> None:
-        try:
-            self.call("task.destroy", task)
-        except exc.VirtDriverError as error:
-            if not is_handle_invalid(error):
-                LOG.debug("task.destroy after %s failed (%s); retried later", method,
-                          type(error).__name__)
-                self._orphans.add(task)
 
     def wait_for_task(self, task: str, method: str = "task", timeout: float | None = None,
                       progress: ProgressFn | None = None) -> Any:
         """Wait by push (the session's shared event.from on class ``task``) until ``task``
         leaves pending; return its parsed result or raise the translated failure."""
         deadline = time.monotonic() + (self.task_timeout if timeout is None else timeout)
-        record = self._tasks.wait(task, method, deadline, progress)
-        status = str(record.get("status", "")).lower()
-        if status == "success":
-            if progress is not None:
-                progress(1.0)  # the final report is never skipped
-            return parse_task_result(record.get("result", ""))
-        if status == "pending":  # the deadline passed
-            with contextlib.suppress(exc.VirtDriverError):
-                self.call("task.cancel", task)
-            raise exc.TaskTimeout(f"XAPI {method} did not finish in time", "TASK_TIMEOUT")
-        info = [str(p) for p in record.get("error_info") or []]
-        if not info:
-            info = ["TASK_CANCELLED", task] if status == "cancelled" else [status.upper()]
-        raise translate_failure(method, info[0], tuple(info[1:]), in_task=True)
+        return self._tasks.result(task, method, deadline, progress)
 
     # -- HTTP transfers of VDI contents ---------------------------------------------------
 
@@ -605,123 +534,6 @@ class XenAPISession:
         return _read_response(http_conn, response)
 
 
-@dataclass
-class _Waiting:
-    """One caller waiting for one task: the task's latest record, once seen."""
-
-    record: dict[str, Any] | None = None
-    gone: bool = False
-    error: exc.BackendError | None = None
-
-
-class _TaskWatch:
-    """Every task wait of one session, fed by one ``event.from`` on class ``task``.
-
-    Leader and followers, with no thread of its own: the first waiter with nobody polling
-    becomes the leader and runs one long poll on a connection outside the pool (its wait
-    bounded by its own deadline and EVENT_WAIT_SECONDS); every other waiter sleeps on a
-    condition. Each reply's task records go to their waiters; when the leader's own task
-    is over it leaves and another waiter takes the poll. The event token is kept between
-    leaders, so nothing that happened in between is missed; finished tasks nobody waits
-    for yet (a waiter registers just after its ``Async`` call returns, and the end may
-    already have been reported) are remembered, the last RECENT_TASKS of them.
-    """
-
-    def __init__(self, session: XenAPISession) -> None:
-        self.session = session
-        self._cond = threading.Condition()
-        self._waiting: dict[str, _Waiting] = {}
-        self._recent: collections.OrderedDict[str, dict[str, Any]] = \
-            collections.OrderedDict()
-        self._token = ""
-        self._leader = False
-
-    def wait(self, task: str, method: str, deadline: float,
-             progress: ProgressFn | None) -> dict[str, Any]:
-        """The task's record once it is not pending, or its last one at the deadline."""
-        entry = _Waiting(record=None)
-        with self._cond:
-            entry.record = self._recent.pop(task, None)
-            self._waiting[task] = entry
-        last_progress = -1.0
-        try:
-            while True:
-                with self._cond:
-                    record, gone, error = entry.record, entry.gone, entry.error
-                    lead = False
-                    remaining = deadline - time.monotonic()
-                    if not _is_over(record) and not gone and not error and remaining > 0:
-                        if self._leader:
-                            self._cond.wait(min(remaining, EVENT_WAIT_SECONDS))
-                        else:
-                            self._leader = lead = True
-                if record is not None and progress is not None:
-                    fraction = float(record.get("progress") or 0.0)
-                    if fraction != last_progress and not _is_over(record):
-                        last_progress = fraction
-                        progress(fraction)
-                if _is_over(record):
-                    return dict(record or {})
-                if gone:
-                    raise exc.TaskFailed(f"XAPI task of {method} vanished", "TASK_DESTROYED")
-                if error is not None:
-                    # The shared poll failed (server unreachable): every waiter of that
-                    # moment hears it at once rather than each retrying it in turn.
-                    raise type(error)(f"waiting for XAPI {method}: {error}", error.code,
-                                      error.params) from error
-                if remaining <= 0:
-                    return dict(record or {"status": "pending"})
-                if lead:
-                    try:
-                        self._poll(min(remaining, EVENT_WAIT_SECONDS))
-                    finally:
-                        with self._cond:
-                            self._leader = False
-                            self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._waiting.pop(task, None)
-
-    def _poll(self, wait: float) -> None:
-        try:
-            reply = self.session.event_from(["task"], self._token, wait)
-        except exc.BackendError as error:
-            if error.code != "EVENTS_LOST":
-                with self._cond:
-                    for entry in self._waiting.values():
-                        entry.error = error
-                    self._cond.notify_all()
-                raise
-            # The token is older than the server's event buffer: start again from a
-            # snapshot of the current tasks.
-            with self._cond:
-                self._token = ""
-            return
-        with self._cond:
-            self._token = str(reply.get("token", self._token))
-            for event in reply.get("events", []):
-                ref = str(event.get("ref", ""))
-                entry = self._waiting.get(ref)
-                if event.get("operation") == "del":
-                    self._recent.pop(ref, None)
-                    if entry is not None and not _is_over(entry.record):
-                        entry.gone = True
-                    continue
-                record = event.get("snapshot") or {}
-                if entry is not None:
-                    entry.record = record
-                elif _is_over(record):
-                    self._recent[ref] = record
-                    self._recent.move_to_end(ref)
-                    while len(self._recent) > RECENT_TASKS:
-                        self._recent.popitem(last=False)
-            self._cond.notify_all()
-
-
-def _is_over(record: dict[str, Any] | None) -> bool:
-    return record is not None and str(record.get("status", "pending")).lower() != "pending"
-
-
 def _read_response(http_conn: http.client.HTTPConnection,
                    response: http.client.HTTPResponse) -> Iterator[bytes]:
     try:
@@ -729,18 +541,6 @@ def _read_response(http_conn: http.client.HTTPConnection,
             yield chunk
     finally:
         http_conn.close()
-
-
-def parse_task_result(result: str) -> Any:
-    """A task's ``result`` field is an XML-RPC value fragment; decode it ("" -> "")."""
-    text = (result or "").strip()
-    if not text:
-        return ""
-    if not text.startswith("<value"):
-        return text
-    document = ("<?xml version='1.0'?><methodResponse><params><param>"
-                f"{text}</param></params></methodResponse>")
-    return xmlrpc.client.loads(document)[0][0]
 
 
 class _Dispatcher:
@@ -762,4 +562,4 @@ class _Dispatcher:
 
 
 __all__ = ["Backoff", "CallStats", "RetryPolicy", "XenAPISession", "is_handle_invalid",
-           "parse_task_result", "translate_failure"]
+           "translate_failure"]

@@ -10,7 +10,8 @@ import pytest
 from pyVmomi import vim
 
 from virtdriver.common import exceptions
-from virtdriver.vmware.session import TaskWaiter, VMwareSession
+from virtdriver.vmware.session import VMwareSession
+from virtdriver.vmware.tasks import TaskWaiter
 
 
 def _session(vcsim: Any, **kwargs: Any) -> VMwareSession:

@@ -9,7 +9,8 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from virtdriver.common import exceptions
-from virtdriver.vmware.session import CallStats, RetryPolicy, VMwareSession, translate_fault
+from virtdriver.vmware.faults import translate_fault
+from virtdriver.vmware.session import CallStats, RetryPolicy, VMwareSession
 
 
 class FakeObject:

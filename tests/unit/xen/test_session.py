@@ -16,8 +16,8 @@ from virtdriver.xen.session import (
     RetryPolicy,
     XenAPISession,
     is_handle_invalid,
-    parse_task_result,
 )
+from virtdriver.xen.tasks import parse_task_result
 
 PASSWORD = "s3cr3t-pa55"
 
