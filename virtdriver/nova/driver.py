@@ -23,7 +23,7 @@ from typing import Any
 import os_resource_classes as orc
 from nova import conf as nova_conf
 from nova import exception as nova_exc
-from nova.virt import driver
+from nova.virt import configdrive, driver
 from nova.virt import node as nova_node
 from oslo_log import log as logging
 
@@ -248,12 +248,23 @@ class VirtDriver(driver.ComputeDriver):
               block_device_info: Any = None, power_on: bool = True,
               accel_info: Any = None) -> None:
         image = convert.image_meta(image_meta, field_of(instance, "image_ref"))
+        if configdrive.required_by(instance):  # force_config_drive, img_config_drive=mandatory
+            configdrive.update_instance(instance)
+        if not self._can_deliver_password(instance):
+            # Nova generates a password for every server; the backend refuses one it cannot
+            # set, so it is withheld here, as Nova's own drivers ignore it
+            admin_password = None
         with translated(instance):
             self.ops.spawn(context, instance, image, injected_files, admin_password,
                            network_info=network_info,
                            block_device_info=_volumes_or_none(block_device_info))
             if not power_on:
                 self.ops.power_off(instance)
+
+    def _can_deliver_password(self, instance: Any) -> bool:
+        """Whether the backend can set an admin password: a config drive or a guest agent."""
+        return bool(field_of(instance, "config_drive")) or bool(
+            self.ops.capabilities.get("supports_set_admin_password"))
 
     def destroy(self, context: Any, instance: Any, network_info: Any,
                 block_device_info: Any = None, destroy_disks: bool = True,

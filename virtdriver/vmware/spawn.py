@@ -108,10 +108,8 @@ def guest_data(instance: Any, injected_files: Any,
     """The files and password checked, before any server call (InvalidInput).
 
     vSphere has no guest agent: the config drive is the only way into the guest, so files
-    without one are refused rather than lost. A password without one is dropped with a
-    warning instead: Nova generates a password for every server it creates and its
-    drivers set it where they can (its own contract tests spawn with one and no config
-    drive), so refusing it would refuse every Nova spawn without a config drive.
+    or a password without one are refused rather than lost. (Nova generates a password for
+    every server; its adapter hands one over only where the backend can deliver it.)
     """
     files = require_injected_files(injected_files)
     password = require_admin_password("admin_password", admin_password)
@@ -122,8 +120,9 @@ def guest_data(instance: Any, injected_files: Any,
                                       "need a config drive (instance.config_drive): "
                                       "vSphere has no guest agent to deliver them")
     if password:
-        LOG.warning("admin password not set: the instance has no config drive and "
-                    "vSphere no guest agent", instance=instance)
+        raise exceptions.InvalidInput("admin_password", "<hidden>",
+                                      "needs a config drive (instance.config_drive): "
+                                      "vSphere has no guest agent to set it")
     return files, None
 
 
