@@ -81,9 +81,14 @@ def test_second_snapshot_waits_for_the_first_chain_to_coalesce(ops, store, spawn
     target = store.create(None, {"name": "second", "disk_format": "raw"})
     ops.snapshot(None, spawned, target.id, TaskStates())
     assert ops.session.stats.calls["Async.SR.scan"] >= 2
-    root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]
-    parent = xapi.VDI.get_by_uuid(root["sm_config"]["vhd-parent"])
-    assert "vhd-parent" not in xapi.VDI.get_sm_config(parent)  # the first base is gone
+    # The first base is gone: at most the second snapshot's base is left above the root
+    # (that one too once its own coalesce delay has passed, which a loaded machine may take).
+    chain = []
+    sm_config = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["sm_config"]
+    while "vhd-parent" in sm_config:
+        chain.append(sm_config["vhd-parent"])
+        sm_config = xapi.VDI.get_sm_config(xapi.VDI.get_by_uuid(chain[-1]))
+    assert len(chain) <= 1, chain
 
 
 def test_failed_upload_still_removes_the_snapshot(ops, store, spawned, xapi):
