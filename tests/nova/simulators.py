@@ -34,14 +34,15 @@ class VcsimServer:
 
     backend = "vmware"
 
-    def __init__(self) -> None:
+    def __init__(self, clusters: int = 1) -> None:
+        self.clusters = clusters
         binary = os.environ.get("VIRTDRIVER_VCSIM")
         self.sim = Vcsim(pathlib.Path(binary) if binary else build_launcher())
         self.content: Any = None
 
     def start(self, network: str = BRIDGE) -> VcsimServer:
-        """Start vcsim (one cluster of three hosts) and log a reader in."""
-        self.sim.start(vm=0, autostart=False)
+        """Start vcsim (``clusters`` clusters of three hosts) and log a reader in."""
+        self.sim.start(vm=0, autostart=False, cluster=self.clusters)
         stub = SoapStubAdapter(host=self.sim.host, port=self.sim.port, path="/sdk",
                                version="vim.version.v7_0",
                                sslContext=ssl.create_default_context(cafile=self.sim.ca_file))
