@@ -76,10 +76,6 @@ VMWARE_ALLOWED = {
     "test_restore_soft_deleted": "no soft delete on vSphere (manager: power_off/power_on)",
     "test_set_admin_password": "vSphere has no guest agent for passwords",
     "test_get_console_output": "vSphere keeps no serial log without an external vSPC",
-    "test_live_migration_abort": "NOT a hypervisor limit: vCenter can CancelTask a running "
-                                 "RelocateVM, but virtdriver's VMware backend does not do it "
-                                 "yet (vcsim ends every task before answering, so a cancel "
-                                 "could not be tested); Xen's is done",
 }
 
 XEN_ALLOWED = {

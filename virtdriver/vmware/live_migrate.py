@@ -6,6 +6,10 @@ VMwareLiveMigrateData); the source checks that vCenter has that cluster and move
 there itself, since one vCenter holds both. The VM keeps its devices and NIC backings: the
 clusters of a vCenter share its distributed switches. Nothing is prepared on the
 destination and nothing is left on the source.
+
+An abort (Nova's ``live_migration_abort``) cancels the VM's running RelocateVM/MigrateVM
+task with ``CancelTask``: vCenter ends it in RequestCanceled, the VM stays where it ran,
+and ``live_migrate`` runs ``recover_method`` and raises the task's error.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
+from pyVmomi import vim, vmodl
 
 from virtdriver.common import exceptions
 from virtdriver.common.locks import instance_lock
@@ -97,3 +102,60 @@ def live_migrate(backend: VMwareBackend, context: Any, instance: Any,
         raise
     LOG.info("live-migrated to %s", destination_hostname, instance=instance)
     post_method(context, instance, destination_hostname, block_migration, migrate_data)
+
+
+#: What a vCenter task's ``descriptionId`` names after its type (``VirtualMachine.relocate``;
+#: vcsim names it after the method, ``VirtualMachine.RelocateVM``).
+MIGRATIONS = ("relocate", "migrate")
+
+
+def _migration_tasks(backend: VMwareBackend, vm: Any) -> list[Any]:
+    """The VM's queued or running relocation/migration tasks: the VM's ``recentTask`` and
+    the TaskManager's (vcsim keeps only the latter), their ``info`` in one property read."""
+    session = backend.session
+    pc = vmodl.query.PropertyCollector
+    task_manager = session.content.taskManager
+    spec = pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=vm, skip=True, selectSet=[
+                       pc.TraversalSpec(type=vim.VirtualMachine, path="recentTask")]),
+                   pc.ObjectSpec(obj=task_manager, skip=True, selectSet=[
+                       pc.TraversalSpec(type=vim.TaskManager, path="recentTask")])],
+        propSet=[pc.PropertySpec(type=vim.Task, pathSet=["info"])])
+    collector = session.content.propertyCollector
+    result = session.invoke(collector, "RetrievePropertiesEx", [spec], pc.RetrieveOptions())
+    found: dict[str, Any] = {}
+    while result is not None:
+        for obj in result.objects or []:
+            info = next((prop.val for prop in obj.propSet or [] if prop.name == "info"), None)
+            if info is not None and _is_migration_of(info, vm):
+                found[obj.obj._moId] = obj.obj
+        if not result.token:
+            break
+        result = session.invoke(collector, "ContinueRetrievePropertiesEx", result.token)
+    return list(found.values())
+
+
+def _is_migration_of(info: Any, vm: Any) -> bool:
+    """A task of ``vm`` still in flight whose description is a relocation or migration."""
+    entity = getattr(info, "entity", None)
+    if entity is None or entity._moId != vm._moId:
+        return False
+    if str(info.state) not in ("queued", "running"):
+        return False
+    action = (info.descriptionId or "").rpartition(".")[2].lower()
+    return action.startswith(MIGRATIONS)
+
+
+def live_migration_abort(backend: VMwareBackend, instance: Any) -> None:
+    """Cancel the instance's live migration in flight: ``CancelTask`` on the VM's running
+    RelocateVM/MigrateVM task (the migrating call then fails and runs ``recover_method``).
+    No migration running is a no-op, as is a task that ends before the cancel reaches it
+    (vCenter's InvalidState)."""
+    vm = backend.vm(instance)
+    for task in _migration_tasks(backend, vm):
+        LOG.info("cancelling the running migration task %s", task._moId, instance=instance)
+        try:
+            backend.session.invoke(task, "CancelTask")
+        except exceptions.BackendError as error:
+            if error.code != "InvalidState":
+                raise

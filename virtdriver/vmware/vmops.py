@@ -260,6 +260,11 @@ class VMwareVMOps(VMOps):
         live_migrate.live_migrate(self._backend, context, instance, destination_hostname,
                                   post_method, recover_method, block_migration, migrate_data)
 
+    def live_migration_abort(self, instance: Any) -> None:
+        """Cancel a live migration in flight; no instance lock: live_migrate holds it."""
+        validate_instance_identity(instance)
+        live_migrate.live_migration_abort(self._backend, instance)
+
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
         """Nothing stays on the source host: vCenter moved the VM."""

@@ -402,12 +402,19 @@ func (ic *interceptor) applyRule(c *call, rl *rule) bool {
 		}
 		task := newTask(m.This, m.Name)
 		startTask(task)
+		pending := delayedTasks.add(task) // standins.go: CancelTask may end it first
 		// The replay runs after this handler returns: keep a copy of the
 		// request (cookies, remote address) rather than the server's own.
 		r := c.r.Clone(context.Background())
 		body := c.body
 		go func() {
-			time.Sleep(d)
+			select {
+			case <-time.After(d):
+			case <-pending.cancelled:
+			}
+			if !delayedTasks.begin(task) {
+				return // cancelled: the real method never runs
+			}
 			res, fault, fmsg := ic.runForTask(r, body)
 			finishTask(task, res, fault, fmsg)
 		}()

@@ -45,6 +45,7 @@ func init() {
 		"HttpNfcLeaseProgress":    leaseProgress,
 		"HttpNfcLeaseComplete":    leaseComplete,
 		"HttpNfcLeaseAbort":       leaseComplete,
+		"CancelTask":              cancelTask,
 	}
 	for name, f := range volumeStandIns { // volumes.go
 		standIns[name] = f
@@ -533,4 +534,84 @@ func leaseComplete(ic *interceptor, c *call) {
 		return
 	}
 	writeResult(c.w, c.method.Name, &types.HttpNfcLeaseCompleteResponse{})
+}
+
+// delayedTask is a task the "delay" injection rule keeps running before it
+// replays the real method; cancelled is closed when CancelTask ends it.
+type delayedTask struct {
+	cancelled chan struct{}
+}
+
+// delayedTaskSet holds the delayed tasks still waiting for their replay.
+type delayedTaskSet struct {
+	mu    sync.Mutex
+	tasks map[string]*delayedTask
+}
+
+var delayedTasks = &delayedTaskSet{tasks: map[string]*delayedTask{}}
+
+// add registers a delayed task (cancelable, as vCenter marks a relocation).
+func (s *delayedTaskSet) add(task *simulator.Task) *delayedTask {
+	simulator.Map.WithLock(task, func() {
+		simulator.Map.Update(task, []types.PropertyChange{{Name: "info.cancelable", Val: true}})
+	})
+	d := &delayedTask{cancelled: make(chan struct{})}
+	s.mu.Lock()
+	s.tasks[task.Self.Value] = d
+	s.mu.Unlock()
+	return d
+}
+
+// begin reports whether the delayed task may replay its method (false: it was
+// cancelled); the task leaves the set, so a later CancelTask finds it no more.
+func (s *delayedTaskSet) begin(task *simulator.Task) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.tasks[task.Self.Value]; !ok {
+		return false
+	}
+	delete(s.tasks, task.Self.Value)
+	return true
+}
+
+// cancel ends a delayed task that has not started its replay in
+// RequestCanceled; false when there is no such task.
+func (s *delayedTaskSet) cancel(task *simulator.Task) bool {
+	s.mu.Lock()
+	d, ok := s.tasks[task.Self.Value]
+	if ok {
+		delete(s.tasks, task.Self.Value)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	finishTask(task, nil, &types.RequestCanceled{}, "The task was canceled by a user.")
+	close(d.cancelled)
+	return true
+}
+
+// STAND-IN: not in vcsim 0.24.2 (its tasks end inside the call that starts
+// them); CancelTask: a task the "delay" injection rule keeps running ends in
+// RequestCanceled and its method is never run (a delayed RelocateVM_Task
+// leaves the VM where it was), as vCenter cancels a relocation in flight. A
+// task that already ended is InvalidState, as on vCenter; any other running
+// task is NotSupported (vcsim runs none).
+func cancelTask(ic *interceptor, c *call) {
+	task, ok := simulator.Map.Get(c.method.This).(*simulator.Task)
+	if !ok {
+		notFound(c)
+		return
+	}
+	if delayedTasks.cancel(task) {
+		writeResult(c.w, "CancelTask", &types.CancelTaskResponse{})
+		return
+	}
+	var state types.TaskInfoState
+	simulator.Map.WithLock(task, func() { state = task.Info.State })
+	if state == types.TaskInfoStateSuccess || state == types.TaskInfoStateError {
+		writeFault(c.w, &types.InvalidState{}, "The operation is not allowed in the current state.")
+		return
+	}
+	writeFault(c.w, &types.NotSupported{}, "The task cannot be cancelled.")
 }
