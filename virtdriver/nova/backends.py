@@ -45,7 +45,8 @@ class VMwareDriver(VirtDriver):
 
     def _event_channel(self) -> vmware_events.PowerStateChannel:
         ops = self.ops
-        return vmware_events.PowerStateChannel(ops.session, ops.inventory.vm_folder)
+        return vmware_events.PowerStateChannel(ops.session, ops.inventory.vm_folder,
+                                               ops.inventory.cluster_ref)
 
     def _server_host(self) -> str:
         return CONF.vmware.host_ip or ""

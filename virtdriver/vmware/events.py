@@ -2,10 +2,17 @@
 
 :class:`PowerStateChannel` creates its own property collector (so its long waits never
 mix with the session's task waits), a container view of the VMs under the datacenter's
-VM folder, and one filter on ``runtime.powerState``, ``config.instanceUuid`` and
-``config.managedBy``. :meth:`PowerStateChannel.wait` is one ``WaitForUpdatesEx``: the server
-answers as soon as something changes, or empty-handed at the deadline. Only VMs marked
-``managedBy`` virtdriver are reported, by instance uuid.
+VM folder, and one filter on ``runtime.powerState``, ``config.instanceUuid``,
+``config.managedBy`` and ``runtime.host``. :meth:`PowerStateChannel.wait` is one
+``WaitForUpdatesEx``: the server answers as soon as something changes, or empty-handed at
+the deadline. Only VMs marked ``managedBy`` virtdriver are reported, by instance uuid.
+
+Given the backend's cluster, the channel reports only the VMs registered on the cluster's
+hosts, as ``list_instances`` counts them (the same filter also watches the cluster's
+``host`` list): a VM that moves onto one of them arrives (its state is reported), one that
+moves off leaves (``None``), as a deleted one does. The scope is kept by the channel from
+``runtime.host``, not by the server's traversal: vcsim 0.24.2 keeps no host's ``vm`` list
+up to date after a RelocateVM, so a host-to-VM traversal would miss a VM that arrives.
 
 A wait is bounded and never retried inside: when the server goes away :meth:`wait` raises
 ConnectionFailed at once (a stalled server: after ``[vmware] call_timeout``), so the thread
@@ -28,27 +35,35 @@ from virtdriver.vmware.session import VMwareSession
 
 POWER_STATES = {"poweredOn": PowerState.RUNNING, "poweredOff": PowerState.SHUTDOWN,
                 "suspended": PowerState.SUSPENDED}
-PATHS = ["runtime.powerState", "config.instanceUuid", "config.managedBy"]
+PATHS = ["runtime.powerState", "config.instanceUuid", "config.managedBy", "runtime.host"]
 
 
 class PowerStateChannel:
-    """A property-collector filter on the power state of every VM in a folder."""
+    """A property-collector filter on the power state of the VMs in a folder: those on the
+    hosts of ``cluster`` when it is given (a backend's channel), else every one."""
 
-    def __init__(self, session: VMwareSession, vm_folder: Any) -> None:
+    def __init__(self, session: VMwareSession, vm_folder: Any, cluster: Any = None) -> None:
         self.session = session
         self._version = ""
         self._vms: dict[str, dict[str, Any]] = {}  # moref -> the properties seen so far
+        self._cluster = cluster
+        self._hosts: set[str] = set()  # the cluster's hosts' morefs, as last pushed
+        self._inside: set[str] = set()  # morefs of the VMs reported as in scope
         content = session.content
         self._collector = session.invoke(content.propertyCollector, "CreatePropertyCollector")
         try:
             self._view = session.invoke(content.viewManager, "CreateContainerView",
                                         vm_folder, [vim.VirtualMachine], True)
             pc = vmodl.query.PropertyCollector
-            spec = pc.FilterSpec(
-                objectSet=[pc.ObjectSpec(obj=self._view, skip=True, selectSet=[
-                    pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view",
-                                     skip=False)])],
-                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=PATHS)])
+            objects = [pc.ObjectSpec(obj=self._view, skip=True, selectSet=[
+                pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view",
+                                 skip=False)])]
+            props = [pc.PropertySpec(type=vim.VirtualMachine, pathSet=PATHS)]
+            if cluster is not None:
+                objects.append(pc.ObjectSpec(obj=cluster, skip=False))
+                props.append(pc.PropertySpec(type=vim.ClusterComputeResource,
+                                             pathSet=["host"]))
+            spec = pc.FilterSpec(objectSet=objects, propSet=props)
             session.invoke(self._collector, "CreateFilter", spec, partialUpdates=False)
         except BaseException:
             self.close()
@@ -63,30 +78,83 @@ class PowerStateChannel:
         if update is None:
             return []
         self._version = update.version
+        updates = [obj_update for filter_update in update.filterSet or []
+                   for obj_update in filter_update.objectSet or []]
+        rescoped = False
+        for obj_update in updates:  # the cluster's hosts first: they scope the VMs
+            if self._is_cluster(obj_update.obj):
+                rescoped = self._apply_hosts(obj_update) or rescoped
+        changed: dict[str, None] = {}  # morefs of the VMs updated, in order
         changes: list[tuple[str, PowerState | None]] = []
-        for filter_update in update.filterSet or []:
-            for obj_update in filter_update.objectSet or []:
-                change = self._apply(obj_update)
-                if change is not None:
-                    changes.append(change)
+        for obj_update in updates:
+            if not self._is_cluster(obj_update.obj):
+                gone = self._apply(obj_update)
+                if gone is not None:
+                    changes.append(gone)
+                else:
+                    changed[obj_update.obj._moId] = None
+        if rescoped:  # VMs not updated arrive or leave only when their scope flips
+            changed.update({key: None for key in self._vms if key not in changed
+                            and self._in_scope(self._vms[key]) != (key in self._inside)})
+        for key in changed:
+            change = self._report(key)
+            if change is not None:
+                changes.append(change)
         return changes
 
+    def _is_cluster(self, ref: Any) -> bool:
+        return self._cluster is not None and ref._moId == self._cluster._moId
+
+    def _apply_hosts(self, obj_update: Any) -> bool:
+        """Record the cluster's host list; True when it changed."""
+        before = self._hosts
+        for change in obj_update.changeSet or []:
+            if change.name == "host":
+                self._hosts = {host._moId for host in change.val or []}
+        return self._hosts != before
+
     def _apply(self, obj_update: Any) -> tuple[str, PowerState | None] | None:
+        """Record a VM's update; a VM that was in scope and is deleted is returned as
+        leaving."""
         key = obj_update.obj._moId
         if str(obj_update.kind) == "leave":
             gone = self._vms.pop(key, None)
             uuid = (gone or {}).get("config.instanceUuid")
-            return (uuid, None) if uuid and _managed(gone) else None
+            if key in self._inside:
+                self._inside.discard(key)
+                return (uuid, None) if uuid else None
+            return None
         props = self._vms.setdefault(key, {})
         for change in obj_update.changeSet or []:
             if str(change.op) in ("remove", "indirectRemove"):
                 props.pop(change.name, None)
             else:
                 props[change.name] = change.val
-        uuid = props.get("config.instanceUuid")
-        if not uuid or not _managed(props) or "runtime.powerState" not in props:
+        return None
+
+    def _in_scope(self, props: dict[str, Any]) -> bool:
+        if not props.get("config.instanceUuid") or not _managed(props):
+            return False
+        if "runtime.powerState" not in props:
+            return False
+        if self._cluster is None:
+            return True
+        return getattr(props.get("runtime.host"), "_moId", None) in self._hosts
+
+    def _report(self, key: str) -> tuple[str, PowerState | None] | None:
+        """A VM's state when it is in scope; ``None`` for it when it just left the scope."""
+        props = self._vms.get(key)
+        if props is None:
             return None
-        return uuid, POWER_STATES.get(str(props["runtime.powerState"]), PowerState.NOSTATE)
+        if self._in_scope(props):
+            self._inside.add(key)
+            return props["config.instanceUuid"], POWER_STATES.get(
+                str(props["runtime.powerState"]), PowerState.NOSTATE)
+        if key in self._inside:
+            self._inside.discard(key)
+            return (props["config.instanceUuid"], None) if props.get(
+                "config.instanceUuid") else None
+        return None
 
     def close(self) -> None:
         """Destroy the view and the collector (its filter goes with it); nothing is sent
