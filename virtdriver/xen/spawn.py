@@ -13,7 +13,7 @@ from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of
 from virtdriver.common.progress import Rollback, make_step_decorator
 from virtdriver.common.volumes import BlockDevices
-from virtdriver.xen import build, disks, migrate, vm_utils, volumes
+from virtdriver.xen import build, disks, migrate, vm_utils, volume_utils, volumes
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.build import SpawnPlan
 from virtdriver.xen.session import is_handle_invalid
@@ -112,12 +112,17 @@ def destroy(backend: XenBackend, instance: Any, destroy_disks: bool,
 def _destroy_with_volumes(backend: XenBackend, vm_ref: str, destroy_disks: bool) -> None:
     """Halt the VM, take its volumes off (VBDs destroyed, SRs forgotten when unused), then
     delete it with its own disks."""
+    session = backend.session
     try:
-        vm_utils.hard_shutdown(backend.session, vm_ref)
-        srs = volumes.detach_all(backend, vm_ref)
+        vm_utils.hard_shutdown(session, vm_ref)
+        # one read of the VBDs: the volumes' to take off, the rest's disks to delete
+        vbds = session.call("VBD.get_all_records_where",
+                            f'field "VM" = {vm_utils.where_literal(vm_ref)}')
+        srs = volumes.detach_all(backend, vm_ref, vbds)
     except exc.BackendError as error:
         if is_handle_invalid(error, "VM"):
             return  # gone meanwhile
         raise
-    vm_utils.destroy_vm(backend.session, vm_ref, destroy_disks=destroy_disks)
+    own = {ref: rec for ref, rec in vbds.items() if not volume_utils.is_volume(rec)}
+    vm_utils.destroy_vm(session, vm_ref, destroy_disks=destroy_disks, vbds=own)
     volumes.forget_unused(backend, srs)

@@ -274,13 +274,14 @@ def set_bootlock(session: XenAPISession, vm_ref: str, locked: bool) -> None:
 
 def destroy_vm(session: XenAPISession, vm_ref: str,
                keep_vdis: set[str] | frozenset[str] = frozenset(),
-               destroy_disks: bool = True, record: dict[str, Any] | None = None) -> None:
+               destroy_disks: bool = True, record: dict[str, Any] | None = None,
+               vbds: dict[str, dict[str, Any]] | None = None) -> None:
     """Power off, delete the VM and then its disks (except ``keep_vdis``).
 
     A VM that is already gone is not an error. Cached images are never attached to an
     instance VM (instances get clones), so every attached VDI is the instance's own, except
-    volumes (``osvol`` VBDs), which are never deleted. ``record``: the VM's record, when the
-    caller has just read it (no second read).
+    volumes (``osvol`` VBDs), which are never deleted. ``record`` and ``vbds`` (its VBD
+    records): what the caller has just read, not read again.
     """
     if record is None:
         try:
@@ -294,8 +295,9 @@ def destroy_vm(session: XenAPISession, vm_ref: str,
         if record["power_state"].lower() != "halted":
             hard_shutdown(session, vm_ref)
         if destroy_disks:
-            vbds = session.call("VBD.get_all_records_where",
-                                f'field "VM" = {where_literal(vm_ref)}')
+            if vbds is None:
+                vbds = session.call("VBD.get_all_records_where",
+                                    f'field "VM" = {where_literal(vm_ref)}')
             vdis = [vbd["VDI"] for vbd in vbds.values()
                     if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis
                     and OSVOL not in (vbd.get("other_config") or {})]

@@ -333,12 +333,16 @@ def attach_planned(backend: XenBackend, vm_ref: str, planned: list[Planned],
             undo.push(session.call, "VBD.destroy", vbd)
 
 
-def detach_all(backend: XenBackend, vm_ref: str) -> set[str]:
+def detach_all(backend: XenBackend, vm_ref: str,
+               vbds: dict[str, dict[str, Any]] | None = None) -> set[str]:
     """Remove every volume VBD of the VM (unplugged first if plugged); returns their SRs,
-    for :func:`forget_unused` once the VM is gone."""
+    for :func:`forget_unused` once the VM is gone. ``vbds``: the VM's VBD records, when the
+    caller has just read them (no second read)."""
     session = backend.session
     srs = set()
-    for vbd, rec in volume_utils.volume_vbds(session, vm_ref).items():
+    found = volume_utils.volume_vbds(session, vm_ref) if vbds is None else \
+        {ref: rec for ref, rec in vbds.items() if volume_utils.is_volume(rec)}
+    for vbd, rec in found.items():
         if rec["VDI"] != vm_utils.NULL_REF:
             srs.add(session.call("VDI.get_SR", rec["VDI"]))
         remove_vbd(backend, vbd, None)
