@@ -2,17 +2,19 @@
 
 :class:`PowerStateChannel` creates its own property collector (so its long waits never
 mix with the session's task waits), a container view of the VMs under the datacenter's
-VM folder, and one filter on ``runtime.powerState``, ``config.instanceUuid``,
+VM folder (without a cluster), and one filter on ``runtime.powerState``, ``config.instanceUuid``,
 ``config.managedBy`` and ``runtime.host``. :meth:`PowerStateChannel.wait` is one
 ``WaitForUpdatesEx``: the server answers as soon as something changes, or empty-handed at
 the deadline. Only VMs marked ``managedBy`` virtdriver are reported, by instance uuid.
 
-Given the backend's cluster, the channel reports only the VMs registered on the cluster's
-hosts, as ``list_instances`` counts them (the same filter also watches the cluster's
-``host`` list): a VM that moves onto one of them arrives (its state is reported), one that
-moves off leaves (``None``), as a deleted one does. The scope is kept by the channel from
-``runtime.host``, not by the server's traversal: vcsim 0.24.2 keeps no host's ``vm`` list
-up to date after a RelocateVM, so a host-to-VM traversal would miss a VM that arrives.
+Given the backend's cluster, the filter reaches the VMs from the cluster instead (its
+``host`` list, each host's ``vm`` list: no view), so the server pushes nothing about the
+other clusters' VMs, and the channel reports only the VMs registered on the cluster's
+hosts, as ``list_instances`` counts them: a VM that moves onto one of them arrives (its
+state is reported), one that moves off leaves (``None``), as a deleted one does. The
+channel also checks each VM's ``runtime.host`` against the cluster's ``host`` list (both
+pushed by the same filter), so a VM that moved off is reported gone even by a server that
+sends no ``leave`` for it (vcsim).
 
 A wait is bounded and never retried inside: when the server goes away :meth:`wait` raises
 ConnectionFailed at once (a stalled server: after ``[vmware] call_timeout``), so the thread
@@ -39,8 +41,8 @@ PATHS = ["runtime.powerState", "config.instanceUuid", "config.managedBy", "runti
 
 
 class PowerStateChannel:
-    """A property-collector filter on the power state of the VMs in a folder: those on the
-    hosts of ``cluster`` when it is given (a backend's channel), else every one."""
+    """A property-collector filter on the power state of the VMs on the hosts of
+    ``cluster`` when it is given (a backend's channel), else of every VM in ``vm_folder``."""
 
     def __init__(self, session: VMwareSession, vm_folder: Any, cluster: Any = None) -> None:
         self.session = session
@@ -49,20 +51,26 @@ class PowerStateChannel:
         self._cluster = cluster
         self._hosts: set[str] = set()  # the cluster's hosts' morefs, as last pushed
         self._inside: set[str] = set()  # morefs of the VMs reported as in scope
+        self._view = None
         content = session.content
         self._collector = session.invoke(content.propertyCollector, "CreatePropertyCollector")
         try:
-            self._view = session.invoke(content.viewManager, "CreateContainerView",
-                                        vm_folder, [vim.VirtualMachine], True)
             pc = vmodl.query.PropertyCollector
-            objects = [pc.ObjectSpec(obj=self._view, skip=True, selectSet=[
-                pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view",
-                                 skip=False)])]
             props = [pc.PropertySpec(type=vim.VirtualMachine, pathSet=PATHS)]
-            if cluster is not None:
-                objects.append(pc.ObjectSpec(obj=cluster, skip=False))
+            if cluster is not None:  # the cluster's hosts, from each host its VMs
+                objects = [pc.ObjectSpec(obj=cluster, skip=False, selectSet=[
+                    pc.TraversalSpec(name="hosts", type=vim.ClusterComputeResource,
+                                     path="host", skip=True, selectSet=[
+                                         pc.TraversalSpec(name="vms", type=vim.HostSystem,
+                                                          path="vm", skip=False)])])]
                 props.append(pc.PropertySpec(type=vim.ClusterComputeResource,
                                              pathSet=["host"]))
+            else:
+                self._view = session.invoke(content.viewManager, "CreateContainerView",
+                                            vm_folder, [vim.VirtualMachine], True)
+                objects = [pc.ObjectSpec(obj=self._view, skip=True, selectSet=[
+                    pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view",
+                                     skip=False)])]
             spec = pc.FilterSpec(objectSet=objects, propSet=props)
             session.invoke(self._collector, "CreateFilter", spec, partialUpdates=False)
         except BaseException:

@@ -169,6 +169,9 @@ func (ic *interceptor) dispatch(w http.ResponseWriter, r *http.Request, body []b
 
 	// volumes.go: vcsim cannot hold raw device mappings; the launcher keeps them
 	ic.rdmAware(method, &body, func() { ic.guarded(w, r, method, body) })
+	if method.Name == "RelocateVM_Task" {
+		syncHostVMs(method.This) // standins.go: vcsim leaves the hosts' vm lists stale
+	}
 }
 
 // guarded passes a request to the simulator. A handler panic becomes a

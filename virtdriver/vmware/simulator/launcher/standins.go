@@ -615,3 +615,41 @@ func cancelTask(ic *interceptor, c *call) {
 	}
 	writeFault(c.w, &types.NotSupported{}, "The task cannot be cancelled.")
 }
+
+// STAND-IN: vcsim 0.24.2's RelocateVM_Task moves runtime.host but leaves
+// every host's vm list as it was (it removes the new host's own reference
+// from it); after a relocation, served or replayed, the VM is in the vm list
+// of the host it runs on and of no other, as on vCenter, and each host whose
+// list changed is updated through the registry so that property collectors
+// (a traversal from a cluster's hosts to their VMs) hear of it.
+func syncHostVMs(ref types.ManagedObjectReference) {
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	var on *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() { on = vm.Runtime.Host })
+	for _, obj := range simulator.Map.All("HostSystem") {
+		host, ok := obj.(*simulator.HostSystem)
+		if !ok {
+			continue
+		}
+		simulator.Map.WithLock(host, func() {
+			has := simulator.FindReference(host.Vm, ref) != nil
+			want := on != nil && *on == host.Self
+			if has == want {
+				return
+			}
+			vms := make([]types.ManagedObjectReference, 0, len(host.Vm)+1)
+			for _, v := range host.Vm {
+				if v != ref {
+					vms = append(vms, v)
+				}
+			}
+			if want {
+				vms = append(vms, ref)
+			}
+			simulator.Map.Update(host, []types.PropertyChange{{Name: "vm", Val: vms}})
+		})
+	}
+}
