@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+import virtdriver
+from tests.integration.vmware.helpers import TWO_CLUSTERS, make_conf
 from tests.support.markers import mark_integration_under
 from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_launcher
 
@@ -74,3 +76,14 @@ def vcsim_faults(vcsim: Vcsim | RemoteVcsim) -> Iterator[Vcsim | RemoteVcsim]:
         yield vcsim
     finally:
         vcsim.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def computes(vcsim: Vcsim | RemoteVcsim, image_store: Any) -> Iterator[tuple[Any, Any]]:
+    """One backend per cluster of a two-cluster vcsim (a module's ``vcsim_flags`` asks for
+    ``"cluster": 2``), as two nova-computes drive them; ``image_store`` is the module's."""
+    pair = tuple(virtdriver.load_backend("vmware", make_conf(vcsim, cluster_name=name),
+                                         image_store=image_store) for name in TWO_CLUSTERS)
+    yield pair
+    for backend in pair:
+        backend.close()

@@ -212,6 +212,10 @@ def ops(vcsim: Any, image_store: Any) -> Iterator[Any]:
     backend.close()
 
 
+#: The clusters of a vcsim started with two (``vcsim_flags`` of ``{"cluster": 2, ...}``).
+TWO_CLUSTERS = ("DC0_C0", "DC0_C1")
+
+
 @pytest.fixture(scope="module")
 def inspector(vcsim: Any) -> Iterator[Inspector]:
     """The independent reader."""

@@ -11,13 +11,12 @@ test's name)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import virtdriver
 from tests.integration.vmware.helpers import (  # noqa: F401 (fixtures)
+    TWO_CLUSTERS,
     image_store,
     make_conf,
     make_instance,
@@ -28,22 +27,12 @@ from virtdriver.vmware.events import PowerStateChannel
 
 pytestmark = pytest.mark.integration
 
-CLUSTERS = ("DC0_C0", "DC0_C1")
+CLUSTERS = TWO_CLUSTERS
 
 
 @pytest.fixture(scope="module")
 def vcsim_flags() -> dict[str, Any]:
     return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
-
-
-@pytest.fixture(scope="module")
-def computes(vcsim: Any, image_store: Any) -> Iterator[tuple[Any, Any]]:  # noqa: F811
-    """One backend per cluster."""
-    pair = tuple(virtdriver.load_backend("vmware", make_conf(vcsim, cluster_name=name),
-                                         image_store=image_store) for name in CLUSTERS)
-    yield pair
-    for backend in pair:
-        backend.close()
 
 
 def channel_of(ops: Any) -> PowerStateChannel:

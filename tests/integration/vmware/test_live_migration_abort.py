@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pyVmomi import vim, vmodl
 
-import virtdriver
 from tests.integration.vmware.helpers import (  # noqa: F401 (fixtures)
+    TWO_CLUSTERS,
     image_store,
     inspector,
     make_conf,
@@ -31,22 +30,12 @@ from virtdriver.common import exceptions
 
 pytestmark = pytest.mark.integration
 
-CLUSTERS = ("DC0_C0", "DC0_C1")
+CLUSTERS = TWO_CLUSTERS
 
 
 @pytest.fixture(scope="module")
 def vcsim_flags() -> dict[str, Any]:
     return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
-
-
-@pytest.fixture(scope="module")
-def computes(vcsim: Any, image_store: Any) -> Iterator[tuple[Any, Any]]:  # noqa: F811
-    """One backend per cluster."""
-    pair = tuple(virtdriver.load_backend("vmware", make_conf(vcsim, cluster_name=name),
-                                         image_store=image_store) for name in CLUSTERS)
-    yield pair
-    for backend in pair:
-        backend.close()
 
 
 def placement(inspector: Any, uuid: str) -> tuple[str, str]:  # noqa: F811
