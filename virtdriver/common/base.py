@@ -15,10 +15,12 @@ so. Nothing is silently a no-op.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from virtdriver.common.exceptions import UnsupportedOperation
+from virtdriver.common.locks import instance_lock
 from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
 from virtdriver.common.power_cache import PowerStateCache
 from virtdriver.common.progress import ProgressCallback, ProgressReporter
@@ -104,6 +106,16 @@ class VMOps(abc.ABC):
     def unsupported(self, operation: str, reason: str = "") -> UnsupportedOperation:
         """The error to raise for an operation this hypervisor cannot do."""
         return UnsupportedOperation(operation, self.backend_name, reason)
+
+    @contextlib.contextmanager
+    def changing_power(self, instance: Any, outcome: Any) -> Iterator[None]:
+        """The instance's lock, held while an operation takes its VM to ``outcome``.
+
+        ``outcome`` (a PowerState, ``power_cache.GONE`` or ``power_cache.UNKNOWN``) is pinned
+        in :attr:`power_cache`, so a push that started before cannot contradict it.
+        """
+        with instance_lock(instance), self.power_cache.changing(instance, outcome):
+            yield
 
     def connection_info(self, value: Any) -> ConnectionInfo:
         """Cinder's ``connection_info``, checked for this backend (before any call).

@@ -124,7 +124,7 @@ class VMwareVMOps(VMOps):
               admin_password: str | None, network_info: Any = None,
               block_device_info: Any = None) -> None:
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             spawn.spawn(self._backend, context, instance, image_meta, injected_files,
                         admin_password, network_info, devices)
 
@@ -135,31 +135,30 @@ class VMwareVMOps(VMOps):
         if migrate.keeps_vm_for_revert(instance):
             return  # the revert needs this VM: the resize moved it, it copied nothing
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, GONE):
+        with self.changing_power(instance, GONE):
             spawn.destroy(self._backend, instance, destroy_disks, devices)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:
         """SOFT: RebootGuest when VMware Tools run, else reset; HARD: reset."""
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.reboot(self._backend, instance, reboot_type)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         """Guest shutdown first when ``timeout`` > 0 (waited on by push), then hard off."""
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.SHUTDOWN):
+        with self.changing_power(instance, PowerState.SHUTDOWN):
             power.power_off(self._backend, instance, timeout, retry_interval)
 
     def power_on(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.power_on(self._backend, instance)
 
     def suspend(self, instance: Any) -> None:
-        with instance_lock(instance), \
-                self.power_cache.changing(instance, PowerState.SUSPENDED):
+        with self.changing_power(instance, PowerState.SUSPENDED):
             power.suspend(self._backend, instance)
 
     def resume(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.resume(self._backend, instance)
 
     def pause(self, instance: Any) -> None:
@@ -186,11 +185,11 @@ class VMwareVMOps(VMOps):
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
                rescue_password: str | None = None) -> None:
         """Boot from a copy of ``image_meta`` with the instance's disk attached second."""
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             rescue.rescue(self._backend, context, instance, image_meta)
 
     def unrescue(self, instance: Any, power_on: bool = True) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             rescue.unrescue(self._backend, instance, power_on)
 
     # -- snapshot --------------------------------------------------------------------------------
@@ -210,7 +209,7 @@ class VMwareVMOps(VMOps):
     def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
                                    block_device_info: Any = None) -> Any:
         """Keeps a grown root disk's old self as ``original.vmdk`` for a revert."""
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             return migrate.migrate_disk_and_power_off(self._backend, context, instance, dest,
                                                       flavor)
 
@@ -218,7 +217,7 @@ class VMwareVMOps(VMOps):
                          network_info: Any, image_meta: Any, resize_instance: bool = False,
                          block_device_info: Any = None, power_on: bool = True) -> None:
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             migrate.finish_migration(self._backend, instance, power_on, devices)
 
     def confirm_migration(self, migration: Any, instance: Any, network_info: Any) -> None:
@@ -228,7 +227,7 @@ class VMwareVMOps(VMOps):
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any = None,
                                 block_device_info: Any = None, power_on: bool = True) -> None:
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             migrate.finish_revert_migration(self._backend, instance, power_on, devices)
 
     # -- live migration --------------------------------------------------------------------------

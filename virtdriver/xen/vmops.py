@@ -100,7 +100,7 @@ class XenVMOps(VMOps):
         volume the root disk is the volume. Files and a password go through the guest
         agent (or the config drive)."""
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             spawn.spawn(self._backend, context, instance, image_meta, injected_files,
                         admin_password, network_info, devices)
 
@@ -109,47 +109,47 @@ class XenVMOps(VMOps):
         """Also removes the rescue VM and the ``<name>-orig`` VM a resize kept for a revert.
         Volumes are detached, never deleted."""
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, GONE):
+        with self.changing_power(instance, GONE):
             spawn.destroy(self._backend, instance, destroy_disks, devices)
 
     def reboot(self, instance: Any, network_info: Any = None, reboot_type: str = "SOFT",
                bad_volumes_callback: Callable[..., Any] | None = None) -> None:
         """SOFT falls back to hard when the guest cannot reboot cleanly."""
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.reboot(self._backend, instance, reboot_type)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.SHUTDOWN):
+        with self.changing_power(instance, PowerState.SHUTDOWN):
             power.power_off(self._backend, instance, timeout)
 
     def power_on(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.power_on(self._backend, instance)
 
     def suspend(self, instance: Any) -> None:
         """Suspends to disk, with the bootlock taken so nothing starts the VM meanwhile."""
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.SUSPENDED):
+        with self.changing_power(instance, PowerState.SUSPENDED):
             power.suspend(self._backend, instance)
 
     def resume(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.resume(self._backend, instance)
 
     def pause(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.PAUSED):
+        with self.changing_power(instance, PowerState.PAUSED):
             power.pause(self._backend, instance)
 
     def unpause(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.RUNNING):
+        with self.changing_power(instance, PowerState.RUNNING):
             power.unpause(self._backend, instance)
 
     def soft_delete(self, instance: Any) -> None:
         """A hard stop plus the bootlock."""
-        with instance_lock(instance), self.power_cache.changing(instance, PowerState.SHUTDOWN):
+        with self.changing_power(instance, PowerState.SHUTDOWN):
             power.soft_delete(self._backend, instance)
 
     def restore(self, instance: Any) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             power.restore(self._backend, instance)
 
     def poll_rebooting_instances(self, timeout: int, instances: Iterable[Any]) -> list[Any]:
@@ -167,12 +167,12 @@ class XenVMOps(VMOps):
                rescue_password: str | None = None) -> None:
         """The rescue VM is ``<name>-rescue``; the instance's disks are at 1 (root), 2 (swap)
         and 4+ (ephemerals)."""
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             rescue.rescue(self._backend, context, instance, network_info, image_meta,
                           rescue_password)
 
     def unrescue(self, instance: Any, power_on: bool = True) -> None:
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             rescue.unrescue(self._backend, instance, power_on)
 
     # -- snapshot (snapshot.py) -----------------------------------------------------------------
@@ -193,7 +193,7 @@ class XenVMOps(VMOps):
                                    block_device_info: Any = None) -> Any:
         """``dest`` is a host of this pool, another pool's XAPI URL, or "" (in place): see
         :mod:`virtdriver.xen.migrate`. Volumes are detached from the ``-orig`` VM."""
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             return migrate.migrate_disk_and_power_off(self._backend, context, instance, dest,
                                                       flavor)
 
@@ -202,7 +202,7 @@ class XenVMOps(VMOps):
                          block_device_info: Any = None, power_on: bool = True) -> None:
         """Volumes of ``block_device_info`` are attached to the new VM."""
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             migrate.finish_migration(self._backend, context, instance, disk_info,
                                      network_info, image_meta, resize_instance, power_on,
                                      devices)
@@ -215,7 +215,7 @@ class XenVMOps(VMOps):
                                 block_device_info: Any = None, power_on: bool = True) -> None:
         """Volumes of ``block_device_info`` are attached to the original again."""
         devices = self.block_devices(block_device_info)
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             migrate.finish_revert_migration(self._backend, instance, power_on, devices)
 
     # -- live migration (live_migrate.py) -------------------------------------------------------
@@ -246,7 +246,7 @@ class XenVMOps(VMOps):
                      block_migration: bool = False,
                      migrate_data: dict[str, Any] | None = None) -> None:
         """``VM.pool_migrate`` within a pool, ``VM.migrate_send`` across pools."""
-        with instance_lock(instance), self.power_cache.changing(instance, UNKNOWN):
+        with self.changing_power(instance, UNKNOWN):
             live_migrate.live_migrate(self._backend, context, instance, destination_hostname,
                                       post_method, recover_method, block_migration,
                                       migrate_data)
