@@ -145,15 +145,18 @@ def get_info(backend: XenBackend, instance: Any) -> InstanceInfo:
 
 
 def list_instances(backend: XenBackend) -> list[str]:
-    """Names of every instance VM in the pool (rescue VMs excluded), in one call."""
-    return sorted(rec["name_label"] for rec in vm_utils.managed_vms(backend.session).values()
+    """Names of every instance VM in the pool (rescue VMs excluded), in one call; only the
+    name and other_config of each record are kept while the reply is parsed."""
+    records = vm_utils.managed_vms(backend.session, fields=("name_label",))
+    return sorted(rec["name_label"] for rec in records.values()
                   if not (rec.get("other_config") or {}).get("nova_rescue"))
 
 
 def list_instance_uuids(backend: XenBackend) -> list[str]:
-    """Instance uuids of every instance VM in the pool, in one call."""
+    """Instance uuids of every instance VM in the pool, in one call (only other_config of
+    each record is kept while the reply is parsed)."""
     return sorted({rec["other_config"]["nova_uuid"]
-                   for rec in vm_utils.managed_vms(backend.session).values()})
+                   for rec in vm_utils.managed_vms(backend.session, fields=()).values()})
 
 
 def get_diagnostics(backend: XenBackend, instance: Any) -> dict[str, Any]:

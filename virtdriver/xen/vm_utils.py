@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from virtdriver.common import exceptions as exc
@@ -218,10 +219,20 @@ def find_vms(session: XenAPISession, name_labels: list[str],
     return found
 
 
-def managed_vms(session: XenAPISession) -> dict[str, dict[str, Any]]:
-    """Every instance VM (not dom0, not a template) with its record, in one call."""
-    expr = 'field "is_control_domain" = "false" and field "is_a_template" = "false"'
-    records = session.call("VM.get_all_records_where", expr)
+MANAGED_EXPR = 'field "is_control_domain" = "false" and field "is_a_template" = "false"'
+
+
+def managed_vms(session: XenAPISession,
+                fields: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every instance VM (not dom0, not a template) with its record, in one call.
+
+    With ``fields``, each record holds only those members (and ``other_config``), cut down
+    while the reply is parsed (:meth:`XenAPISession.records_where`).
+    """
+    if fields is None:
+        records = session.call("VM.get_all_records_where", MANAGED_EXPR)
+    else:
+        records = session.records_where("VM", MANAGED_EXPR, {*fields, "other_config"})
     return {ref: rec for ref, rec in records.items()
             if (rec.get("other_config") or {}).get("nova_uuid")}
 
