@@ -71,8 +71,16 @@ class TaskWaiter:
     (creating one when none is idle), puts one filter on the task's ``info.state``,
     ``info.error`` and ``info.result`` (plus ``info.progress`` when someone listens), and
     waits with ``WaitForUpdatesEx``: the filter's first report, then the one saying the
-    task ended. The filter is destroyed when the wait ends, so an idle collector carries
-    none; at most ``POOL_SIZE`` idle collectors are kept, the rest destroyed.
+    task ended. That is four calls in all: the filter of a task that ended is not destroyed
+    one by one but left on its collector (a finished task never changes, so it adds no
+    updates), which goes back to the pool with the version its last wait reached (the next
+    waiter's first wait then brings only its own filter's report). A collector that has
+    served ``WAITS_PER_COLLECTOR`` waits is destroyed whole with its filters
+    (``DestroyPropertyCollector``) by the waiter that would borrow it next, which creates a
+    fresh one instead: two calls per that many waits, both in one of them, and no collector
+    carries more than that many filters. A filter whose wait ended otherwise (timeout, failure, a
+    re-read) is destroyed at once. At most ``POOL_SIZE`` idle collectors are kept, the rest
+    destroyed.
 
     Why not one shared collector: a server evaluates every filter of a collector on every
     change it reports, so with one collector per waiter the work of a wait does not grow
@@ -89,12 +97,15 @@ class TaskWaiter:
     """
 
     POOL_SIZE = 8
+    #: Waits a collector serves (keeping their finished tasks' filters) before it is destroyed.
+    WAITS_PER_COLLECTOR = 8
     MAX_WAIT_SECONDS = 60
 
     def __init__(self, session: WaitingSession) -> None:
         self.session = session
         self._lock = threading.Lock()
-        self._idle: list[tuple[Any, int]] = []  # (collector, session generation)
+        #: (collector, session generation, version its last wait reached, waits served)
+        self._idle: list[tuple[Any, int, str, int]] = []
         #: Collectors lent right now (for tests and stats).
         self.lent = 0
 
@@ -126,7 +137,9 @@ class TaskWaiter:
         generation = -1
         task_filter: Any = None
         version = ""
+        served = 0
         failures = 0
+        heard_end = False  # the end came in a wait's update (nothing of it left queued)
         try:
             while not pending.over:
                 remaining = deadline - time.monotonic()
@@ -141,8 +154,8 @@ class TaskWaiter:
                         with self._lock:
                             self.lent -= 1
                         collector = None
-                    collector, generation = self._borrow()
-                    task_filter, version = None, ""
+                    collector, generation, version, served = self._borrow()
+                    task_filter = None
                 if task_filter is None:
                     try:
                         task_filter = session.invoke(collector, "CreateFilter", spec,
@@ -165,6 +178,7 @@ class TaskWaiter:
                     failures += 1
                     # The answer may have been sent and lost: ask for the state itself.
                     self._read(pending)
+                    heard_end = False
                     continue
                 except exceptions.BackendError:
                     if session.generation == generation:
@@ -178,19 +192,29 @@ class TaskWaiter:
                     for obj_update in filter_update.objectSet or []:
                         if obj_update.obj._moId == pending.task._moId:
                             self._apply(pending, obj_update.changeSet or [])
+                heard_end = pending.over
         finally:
             if collector is not None:
-                self._give_back(collector, generation, task_filter)
+                self._give_back(collector, generation, task_filter, version, served + 1,
+                                heard_end and pending.over)
 
-    def _borrow(self) -> tuple[Any, int]:
+    def _borrow(self) -> tuple[Any, int, str, int]:
         session = self.session
+        spent: Any = None
         with self._lock:
             self.lent += 1
             while self._idle:
-                collector, generation = self._idle.pop()
-                if generation == session.generation:
-                    return collector, generation
+                collector, generation, version, served = self._idle.pop()
+                if generation != session.generation:
+                    continue
+                if served < self.WAITS_PER_COLLECTOR:
+                    return collector, generation, version, served
+                spent = collector  # served its share: destroyed with its filters, replaced
+                break
         generation = session.generation
+        if spent is not None:
+            with contextlib.suppress(exceptions.VirtDriverError):
+                session.invoke(spent, "DestroyPropertyCollector")
         try:
             collector = session.invoke(session.content.propertyCollector,
                                        "CreatePropertyCollector")
@@ -198,20 +222,24 @@ class TaskWaiter:
             with self._lock:
                 self.lent -= 1
             raise
-        return collector, generation
+        return collector, generation, "", 0
 
-    def _give_back(self, collector: Any, generation: int, task_filter: Any) -> None:
+    def _give_back(self, collector: Any, generation: int, task_filter: Any, version: str,
+                   served: int, ended: bool) -> None:
+        """Lend ``collector`` again or destroy it. ``ended``: the filter's task ended and
+        its wait heard so, so the filter stays (it will report nothing more)."""
         session = self.session
         keep = generation == session.generation
-        if keep and task_filter is not None:
+        if keep and task_filter is not None and not ended:
             try:
                 session.invoke(task_filter, "DestroyPropertyFilter")
             except exceptions.VirtDriverError:
                 keep = False  # unsure what it still watches: do not lend it again
+            version = ""  # a change of the filter may be queued: the next wait starts afresh
         with self._lock:
             self.lent -= 1
             if keep and len(self._idle) < self.POOL_SIZE:
-                self._idle.append((collector, generation))
+                self._idle.append((collector, generation, version, served))
                 return
         if generation == session.generation:
             with contextlib.suppress(exceptions.VirtDriverError):

@@ -140,10 +140,11 @@ def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any, vm
 
 def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_faults: Any,
                                              vm_ref: Any) -> None:
-    """One read finds it running; then a filter and two or three WaitForUpdatesEx, no polling.
+    """One read finds it running; then a filter and two WaitForUpdatesEx, no polling: four
+    calls in all.
 
-    The first run creates the waiter's collector; the second borrows it back from the pool
-    (vcsim then reports the task's earlier queued -> running change once more, at its tick).
+    The first run creates the waiter's collector; the second borrows it back from the pool,
+    with the version its last wait reached, and leaves the finished task's filter on it.
     """
     for _ in range(2):  # the second run has a warm collector
         vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
@@ -155,9 +156,9 @@ def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_fault
         session.call_task(vm_ref, "PowerOffVM_Task")
     calls = session.stats.calls
     assert calls["RetrievePropertiesEx"] == 2  # this task's first look, PowerOff's
-    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 3, calls
-    assert calls["DestroyPropertyFilter"] == 1  # the borrowed collector goes back clean
-    assert "CreatePropertyCollector" not in calls
+    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 2, calls
+    assert "DestroyPropertyFilter" not in calls  # a finished task's filter stays
+    assert "CreatePropertyCollector" not in calls and "DestroyPropertyCollector" not in calls
 
 
 def test_a_finished_task_costs_one_read(session: VMwareSession, vm_ref: Any) -> None:
@@ -191,7 +192,7 @@ def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
     with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
         list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
     calls = session.stats.calls
-    assert calls["CreateFilter"] == len(refs) == calls["DestroyPropertyFilter"]
+    assert calls["CreateFilter"] == len(refs) and "DestroyPropertyFilter" not in calls
     assert calls["WaitForUpdatesEx"] <= 3 * len(refs)
     waiter = session._waiter
     assert waiter is not None and waiter.lent == 0
@@ -258,8 +259,9 @@ def test_backend_stats_are_the_session_stats(vcsim):
 def test_sequential_waits_reuse_one_collector(session: VMwareSession, vcsim_faults: Any,
                                              vm_ref: Any) -> None:
     """Filters of finished tasks do not pile up on the server (hundreds of idle filters made
-    vcsim stall every wait of a busy process): each is destroyed when its wait ends, and
-    waits one after another borrow the same collector back."""
+    vcsim stall every wait of a busy process): they stay on their collector, which waits one
+    after another borrow back, until it has served WAITS_PER_COLLECTOR waits; then it is
+    destroyed whole and a fresh one takes over."""
     rounds = 2 * TaskWaiter.POOL_SIZE + 1
     vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=20, count=rounds)
     session.stats.reset()
@@ -267,5 +269,10 @@ def test_sequential_waits_reuse_one_collector(session: VMwareSession, vcsim_faul
         session.call_task(vm_ref, "PowerOnVM_Task")
         session.call_task(vm_ref, "PowerOffVM_Task")
     calls = session.stats.calls
-    assert calls["CreateFilter"] == rounds == calls["DestroyPropertyFilter"]
-    assert calls.get("CreatePropertyCollector", 0) <= 1
+    assert calls["CreateFilter"] == rounds and "DestroyPropertyFilter" not in calls
+    per = TaskWaiter.WAITS_PER_COLLECTOR
+    assert calls.get("DestroyPropertyCollector", 0) <= rounds // per
+    assert calls.get("CreatePropertyCollector", 0) <= -(-rounds // per)
+    waiter = session._waiter
+    assert waiter is not None and waiter.lent == 0
+    assert all(served <= per for _, _, _, served in waiter._idle)
