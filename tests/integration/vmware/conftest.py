@@ -25,16 +25,37 @@ from typing import Any
 import pytest
 
 import virtdriver
-from tests.integration.vmware.helpers import TWO_CLUSTERS, make_conf
+from tests.integration.vmware.helpers import TWO_CLUSTERS, make_conf, require_launcher
 from tests.support.markers import mark_integration_under
 from virtdriver.vmware.simulator import RemoteVcsim, Vcsim, build_launcher
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
+#: Fixtures that only the project's launcher serves (fault injection, stand-ins).
+LAUNCHER_FIXTURES = {"vcsim_faults", "array"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under this directory as an integration test."""
+    """Mark every test under this directory as an integration test; with ``VCSIM_URL`` (a
+    server that is not our launcher), deselect the tests that need the launcher, and say so.
+
+    Deselected, never skipped: ``make test`` runs without ``VCSIM_URL``, so CI runs them all.
+    """
     mark_integration_under(HERE, items)
+    needs_launcher = []
+    for item in items:
+        if LAUNCHER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_launcher)
+        if item.path.is_relative_to(HERE) and item.get_closest_marker("needs_launcher"):
+            needs_launcher.append(item)
+    if os.environ.get("VCSIM_URL") and needs_launcher:
+        config.hook.pytest_deselected(items=needs_launcher)
+        items[:] = [item for item in items if item not in needs_launcher]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"VCSIM_URL is set: {len(needs_launcher)} VMware tests that "
+                                "need the project's vcsim launcher are deselected")
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +91,7 @@ def vcsim(
 @pytest.fixture
 def vcsim_faults(vcsim: Vcsim | RemoteVcsim) -> Iterator[Vcsim | RemoteVcsim]:
     """The module's simulator, with every injection rule cleared after the test."""
-    if not vcsim.can_inject:
-        pytest.skip("needs the vcsim launcher's fault endpoint (VCSIM_URL is set)")
+    require_launcher(vcsim)
     try:
         yield vcsim
     finally:

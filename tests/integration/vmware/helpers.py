@@ -171,6 +171,13 @@ from virtdriver.common.model import VIF, Flavor, Instance  # noqa: E402
 IMAGE_BYTES = bytes(range(256)) * 4096  # 1 MiB, recognisable
 
 
+def require_launcher(vcsim: Any) -> None:
+    """Fail (never skip) if a launcher-only test met another server: with ``VCSIM_URL`` the
+    conftest deselects such tests, so reaching this means one was not marked."""
+    if not vcsim.can_inject:
+        pytest.fail("needs the project's vcsim launcher, but VCSIM_URL names another server")
+
+
 def make_conf(vcsim: Any, **vmware: Any) -> cfg.ConfigOpts:
     """A configuration pointing at the simulator."""
     conf = cfg.ConfigOpts()

@@ -28,6 +28,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
 from tests.integration.stock import build_stock_vcsim
+from tests.integration.vmware.helpers import require_launcher
 from virtdriver.vmware.simulator import (
     FaultInjectionUnavailable,
     RemoteVcsim,
@@ -35,6 +36,8 @@ from virtdriver.vmware.simulator import (
     VcsimError,
     is_project_launcher,
 )
+
+pytestmark = pytest.mark.needs_launcher
 
 PC = vmodl.query.PropertyCollector
 
@@ -59,8 +62,7 @@ def vcsim_flags() -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _needs_launcher(vcsim: Any) -> None:
-    if not vcsim.can_inject:
-        pytest.skip("tests the launcher itself; VCSIM_URL points elsewhere")
+    require_launcher(vcsim)
 
 
 def connect(sim: Any, **kwargs: Any) -> vim.ServiceInstance:

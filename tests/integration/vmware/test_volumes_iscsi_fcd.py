@@ -23,6 +23,7 @@ from tests.integration.vmware.helpers import (
     make_instance,
     make_vif,
     ops,
+    require_launcher,
 )
 from tests.integration.vmware.volume_helpers import Array, create_fcd, iscsi_info
 from virtdriver.common import exceptions
@@ -42,8 +43,7 @@ def inst(ops: Any, image_store: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def array(vcsim: Any) -> Array:
-    if not getattr(vcsim, "control_url", ""):
-        pytest.skip("needs the vcsim launcher's stand-ins (VCSIM_URL is set)")
+    require_launcher(vcsim)
     return Array(vcsim)
 
 

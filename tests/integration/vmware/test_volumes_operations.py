@@ -24,6 +24,7 @@ from tests.integration.vmware.helpers import (
     make_conf,
     make_instance,
     make_vif,
+    require_launcher,
 )
 from tests.integration.vmware.volume_helpers import Array, Cinder, iscsi_info
 from virtdriver.common import exceptions
@@ -156,11 +157,11 @@ def test_volume_backed_instance_resizes_without_touching_its_volume(
     assert cinder.read(path) == DATA
 
 
+@pytest.mark.needs_launcher
 def test_stand_in_live_migration_connects_iscsi_on_the_destination_first(
         ops: Any, inst: Any, inspector: Any, cinder: Cinder, volume: Any,
         vcsim: Any) -> None:
-    if not getattr(vcsim, "control_url", ""):
-        pytest.skip("needs the vcsim launcher's stand-ins (VCSIM_URL is set)")
+    require_launcher(vcsim)
     volume_id, info, shadow, path = volume
     portal, iqn = "192.0.2.20:3260", "iqn.2010-10.org.openstack:live"
     target = Array(vcsim).add_target(portal, iqn, {1: 32})
