@@ -269,7 +269,7 @@ def wait_for_coalesce(session: XenAPISession, sr_ref: str, vdi_ref: str, timeout
         if scanned:
             sleep(delay)
             delay = min(1.0, delay * 2)
-        session.call_async("SR.scan", sr_ref)
+        session.call_lasting("SR.scan", sr_ref)
         scanned = True
 
 

@@ -161,14 +161,14 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
         if across:
             with _destination(backend, data) as (dest, token):
                 vdi_map, vif_map = _maps(backend, dest, vm_ref, data)
-                session.call_async("VM.migrate_send", vm_ref, token, True, vdi_map, vif_map,
+                session.call_lasting("VM.migrate_send", vm_ref, token, True, vdi_map, vif_map,
                                    {})
         else:
             host = _pool_host(backend, source_host, destination_hostname,
                               data["destination_host_uuid"])
             plugged = volumes.connect_host(backend, vm_ref, host)
             try:
-                session.call_async("VM.pool_migrate", vm_ref, host, {"live": "true"})
+                session.call_lasting("VM.pool_migrate", vm_ref, host, {"live": "true"})
             except BaseException:
                 volumes.release_host(backend, plugged, host)
                 raise

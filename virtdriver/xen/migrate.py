@@ -166,7 +166,7 @@ def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], 
                      "nova_instance_uuid": str(field_of(instance, "uuid"))}
             if source is session:
                 # Same pool: the storage manager copies server-side, no bytes through us.
-                copy = session.call_async("VDI.copy", vdi, sr_ref)
+                copy = session.call_lasting("VDI.copy", vdi, sr_ref)
                 undo.push(vm_utils.destroy_vdi, session, copy)
                 session.call("VDI.set_other_config", copy, other)
             else:
@@ -248,7 +248,7 @@ def _grow(session: XenAPISession, vdis: dict[str, str], config: Any,
         if current is None:
             current = int(session.call("VDI.get_virtual_size", vdi))
         if size > current:
-            session.call_async("VDI.resize", vdi, str(size))
+            session.call_lasting("VDI.resize", vdi, str(size))
 
 
 def unattached_copies(session: XenAPISession, orig_ref: str) -> list[str]:

@@ -37,7 +37,7 @@ def reboot(backend: XenBackend, instance: Any, reboot_type: str) -> None:
         try:
             if reboot_type == "SOFT":
                 try:
-                    session.call_async("VM.clean_reboot", vm_ref,
+                    session.call_lasting("VM.clean_reboot", vm_ref,
                                        timeout=backend.xen.running_timeout)
                     return
                 except exc.BackendError as error:
@@ -45,7 +45,7 @@ def reboot(backend: XenBackend, instance: Any, reboot_type: str) -> None:
                         raise
                     LOG.info("clean reboot failed (%s); rebooting hard", error.code,
                              instance=instance)
-            session.call_async("VM.hard_reboot", vm_ref)
+            session.call_lasting("VM.hard_reboot", vm_ref)
         except exc.BackendError as error:
             if error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",):
                 vm_utils.start(session, vm_ref)
@@ -83,7 +83,7 @@ def power_on(backend: XenBackend, instance: Any) -> None:
                 raise
             state = str(error.params[-1]).lower()
         if state == "suspended":
-            backend.session.call_async("VM.resume", vm_ref, False, False)
+            backend.session.call_lasting("VM.resume", vm_ref, False, False)
         elif state == "paused":
             backend.session.call("VM.unpause", vm_ref)
 
@@ -96,7 +96,7 @@ def suspend(backend: XenBackend, instance: Any) -> None:
     def do(vm_ref: str) -> None:
         vm_utils.set_bootlock(backend.session, vm_ref, True)
         try:
-            backend.session.call_async("VM.suspend", vm_ref)
+            backend.session.call_lasting("VM.suspend", vm_ref)
         except BaseException:
             vm_utils.set_bootlock(backend.session, vm_ref, False)
             raise
@@ -109,7 +109,7 @@ def resume(backend: XenBackend, instance: Any) -> None:
 
     def do(vm_ref: str) -> None:
         vm_utils.set_bootlock(backend.session, vm_ref, False)
-        backend.session.call_async("VM.resume", vm_ref, False, True)
+        backend.session.call_lasting("VM.resume", vm_ref, False, True)
 
     backend.on_vm(instance, do)
 

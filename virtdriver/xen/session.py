@@ -13,14 +13,19 @@ class as the XML-RPC proxy but send every call ourselves through the proxy's raw
 ``ServerProxy`` methods, so the client's retry loop never runs and the re-login policy
 is ours: exactly one.
 
-Long operations run as ``Async.<Class>.<method>`` and are awaited by push (never by
-polling ``task.get_record``), with a deadline, progress reports, and ``task.destroy`` in
-every case. The waiting is shared (:class:`~virtdriver.xen.tasks.TaskWatch`): one
-``event.from`` long poll on class ``task`` at a time per session, on a connection of its
-own (:meth:`XenAPISession.long_connection`), run by whichever waiter is first and handing
-every task's record to its waiter; so the pool of ``connection_concurrent`` connections
-carries only short calls. A task whose ``task.destroy`` failed (the server was
-unreachable) is destroyed by the next call that succeeds, or at
+Operations that last on the server (``VM.start``, ``VDI.copy``, ``VM.pool_migrate``) are
+plain calls too (:meth:`XenAPISession.call_lasting`): one round trip where ``Async.*`` +
+``event.from`` + ``task.destroy`` cost three, made on a connection outside the pool of
+``connection_concurrent`` connections (:meth:`XenAPISession.long_connection`), so short
+calls never queue behind them, and bounded by ``task_timeout``. XAPI runs such a call as a
+task of its own all the same, listed in the object's ``current_operations``, which is how
+a live migration is cancelled and why ``VM.hard_shutdown`` can cut a clean shutdown short.
+:meth:`XenAPISession.call_async` remains for callers that want the task itself: awaited by
+push (never by polling ``task.get_record``), with a deadline, progress reports, and
+``task.destroy`` in every case, the waiting shared (:class:`~virtdriver.xen.tasks.TaskWatch`:
+one ``event.from`` long poll on class ``task`` at a time per session, on a long
+connection, handing every task's record to its waiter). A task whose ``task.destroy``
+failed (the server was unreachable) is destroyed by the next call that succeeds, or at
 :meth:`XenAPISession.close` (:class:`~virtdriver.xen.tasks.LeftoverTasks`).
 
 Failures are translated by :mod:`virtdriver.xen.faults` (its :func:`is_handle_invalid` is
@@ -30,7 +35,8 @@ and the HTTP transfers of VDI contents.
 
 Every call is bounded: ordinary calls by ``[xenserver] call_timeout`` (a socket timeout:
 such a call fails with ConnectionFailed, code ``CALL_TIMEOUT``, and is not repeated),
-long polls by their wait plus that.
+lasting calls by ``[DEFAULT] task_timeout`` (TaskTimeout), long polls by their wait plus
+``call_timeout``.
 """
 
 from __future__ import annotations
@@ -191,9 +197,10 @@ class XenAPISession:
 
     Nothing is sent at construction: the first call logs the first session in. Use
     :meth:`call` (``session.call("VM.get_record", ref)``) or the attribute form
-    ``session.xenapi.VM.get_record(ref)``; :meth:`call_async` runs ``Async.*`` and waits for
-    its task. ``stats`` (the backend's shared CallStats, if given) counts every call by
-    method. :meth:`close` logs every session out.
+    ``session.xenapi.VM.get_record(ref)``; :meth:`call_lasting` makes a call that lasts on
+    the server, :meth:`call_async` runs ``Async.*`` and waits for its task. ``stats`` (the
+    backend's shared CallStats, if given) counts every call by method. :meth:`close` logs
+    every session out.
     """
 
     def __init__(self, url: str, username: str, password: str, *, concurrent: int = 5,
@@ -374,8 +381,12 @@ class XenAPISession:
     # -- calls ----------------------------------------------------------------------------
 
     def _send(self, conn: _Connection, method: str, params: tuple[Any, ...],
-              timeout: float) -> Any:
-        """One wire call with connection retries and accounting; Failures pass through."""
+              timeout: float, *, repeatable: bool = True) -> Any:
+        """One wire call with connection retries and accounting; Failures pass through.
+
+        ``repeatable=False``: the call is sent again only if it never reached the server
+        (the connection was refused), since the server may have run it.
+        """
         attempt = 0
         while True:
             started = time.monotonic()
@@ -398,7 +409,8 @@ class XenAPISession:
                     f"XAPI {method} to {self._parsed.hostname}: no answer within {timeout:g}s "
                     f"([xenserver] call_timeout)", "CALL_TIMEOUT") from error
             except Exception as error:
-                if not self.retry.should_retry(attempt, error):
+                unsent = isinstance(error, ConnectionRefusedError)
+                if not self.retry.should_retry(attempt, error) or not (repeatable or unsent):
                     if isinstance(error, (OSError, http.client.HTTPException,
                                           xmlrpc.client.ProtocolError)):
                         raise exc.ConnectionFailed(
@@ -425,9 +437,36 @@ class XenAPISession:
         with self.connection() as conn:
             result = self._call_on(conn, method, args,
                                    self.call_timeout if timeout is None else timeout)
-        if self._leftover and method != "task.destroy":
-            self._leftover.destroy_all()  # the server answers again: clean up after the outage
+        if method != "task.destroy":
+            self._clean_up_after_outage()
         return result
+
+    def call_lasting(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call ``method``, one that lasts on the server (``VM.start``), as a plain call.
+
+        It is sent on a long connection (outside the pool of short calls) and waits up to
+        ``timeout`` seconds (default ``task_timeout``) for its answer; past that TaskTimeout
+        (code ``TASK_TIMEOUT``) is raised while the server may still be running it (a
+        ``VM.hard_shutdown`` cancels a clean shutdown or reboot in flight). It is never
+        sent again once it may have reached the server. Failures are translated as by
+        :meth:`call`.
+        """
+        limit = self.task_timeout if timeout is None else float(timeout)
+        with self.long_connection() as conn:
+            try:
+                result = self._call_on(conn, method, args, limit, repeatable=False)
+            except exc.ConnectionFailed as error:
+                if error.code != "CALL_TIMEOUT":
+                    raise
+                raise exc.TaskTimeout(f"XAPI {method} did not finish within {limit:g}s",
+                                      "TASK_TIMEOUT") from error
+        self._clean_up_after_outage()
+        return result
+
+    def _clean_up_after_outage(self) -> None:
+        """The server answers again: destroy the tasks an outage left behind."""
+        if self._leftover:
+            self._leftover.destroy_all()
 
     def records_where(self, cls: str, expr: str,
                       fields: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -448,8 +487,7 @@ class XenAPISession:
             finally:
                 if filtering:
                     conn.transport.keep_fields = None
-        if self._leftover:
-            self._leftover.destroy_all()  # the server answers again: clean up after the outage
+        self._clean_up_after_outage()
         if filtering:
             return dict(records)
         return {ref: {k: v for k, v in rec.items() if k in keep}
@@ -466,10 +504,11 @@ class XenAPISession:
                                       float(wait) + self.call_timeout))
 
     def _call_on(self, conn: _Connection, method: str, args: tuple[Any, ...],
-                 timeout: float) -> Any:
+                 timeout: float, *, repeatable: bool = True) -> Any:
         for relogin in (True, False):
             try:
-                return self._send(conn, method, (conn.handle, *args), timeout)
+                return self._send(conn, method, (conn.handle, *args), timeout,
+                                  repeatable=repeatable)
             except XenAPI.Failure as failure:
                 code, params = failure_details(failure)
                 if code == "SESSION_INVALID" and relogin:

@@ -241,7 +241,7 @@ def managed_vms(session: XenAPISession,
 
 def start(session: XenAPISession, vm_ref: str, paused: bool = False) -> None:
     """Boot a halted VM (``VM.start``: the verb the bootlock blocks)."""
-    session.call_async("VM.start", vm_ref, paused, False)
+    session.call_lasting("VM.start", vm_ref, paused, False)
 
 
 def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
@@ -261,7 +261,7 @@ def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
 def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
     """Ask the guest to shut down within ``timeout`` s; True when it did."""
     try:
-        session.call_async("VM.clean_shutdown", vm_ref, timeout=timeout)
+        session.call_lasting("VM.clean_shutdown", vm_ref, timeout=timeout)
         return True
     except exc.BackendError as error:
         if error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",):

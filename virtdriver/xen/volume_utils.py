@@ -160,7 +160,7 @@ def introduce_sr(session: XenAPISession, volume: IscsiVolume, host_ref: str,
                           f"iSCSI target {volume.iqn}", SR_TYPE, "", True, {})
     try:
         plug_pbd(session, sr_ref, host_ref, volume)
-        session.call_async("SR.scan", sr_ref)
+        session.call_lasting("SR.scan", sr_ref)
     except BaseException:
         forget_sr(session, sr_ref)
         raise
@@ -176,13 +176,13 @@ def plug_pbd(session: XenAPISession, sr_ref: str, host_ref: str, volume: IscsiVo
     for pbd, record in pbds.items():
         if record.get("currently_attached"):
             return False
-        session.call_async("PBD.plug", pbd)
+        session.call_lasting("PBD.plug", pbd)
         return True
     pbd = session.call("PBD.create", {"host": host_ref, "SR": sr_ref,
                                       "device_config": volume.device_config(),
                                       "other_config": {}})
     try:
-        session.call_async("PBD.plug", pbd)
+        session.call_lasting("PBD.plug", pbd)
     except BaseException:
         session.call("PBD.destroy", pbd)
         raise
@@ -195,7 +195,7 @@ def unplug_pbd(session: XenAPISession, sr_ref: str, host_ref: str) -> None:
                         f'field "SR" = {vm_utils.where_literal(sr_ref)} and '
                         f'field "host" = {vm_utils.where_literal(host_ref)}')
     for pbd in pbds:
-        session.call_async("PBD.unplug", pbd)
+        session.call_lasting("PBD.unplug", pbd)
         session.call("PBD.destroy", pbd)
 
 
@@ -209,8 +209,8 @@ def forget_sr(session: XenAPISession, sr_ref: str) -> None:
             return
         raise
     for pbd in pbds:
-        session.call_async("PBD.unplug", pbd)
-    session.call_async("SR.forget", sr_ref)
+        session.call_lasting("PBD.unplug", pbd)
+    session.call_lasting("SR.forget", sr_ref)
 
 
 def sr_in_use(session: XenAPISession, sr_ref: str) -> bool:
@@ -255,7 +255,7 @@ def find_lun_vdi(session: XenAPISession, sr_ref: str, volume: IscsiVolume,
     exported after the SR was scanned); VolumeNotFound when the target has no such LUN."""
     vdi = _lun_vdi(session, sr_ref, volume.lun)
     if vdi is None and rescan:
-        session.call_async("SR.scan", sr_ref)
+        session.call_lasting("SR.scan", sr_ref)
         vdi = _lun_vdi(session, sr_ref, volume.lun)
     if vdi is None:
         raise exc.VolumeNotFound(volume.volume_id,
@@ -295,7 +295,7 @@ def unplug_vbd(session: XenAPISession, vbd_ref: str, retries: int,
     delay = 0.5
     for attempt in range(retries + 1):
         try:
-            session.call_async("VBD.unplug", vbd_ref)
+            session.call_lasting("VBD.unplug", vbd_ref)
             return
         except exc.BackendError as error:
             if error.code == "DEVICE_ALREADY_DETACHED":

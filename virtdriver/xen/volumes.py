@@ -142,7 +142,7 @@ def _attach(backend: XenBackend, instance: Any, vm_ref: str, volume: IscsiVolume
             vbd = volume_utils.create_vbd(session, vm_ref, vdi, userdevice, bootable)
             undo.push(session.call, "VBD.destroy", vbd)
         if running:
-            session.call_async("VBD.plug", vbd)
+            session.call_lasting("VBD.plug", vbd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +223,7 @@ def swap_volume(backend: XenBackend, old_info: ConnectionInfo, new_info: Connect
         except BaseException:
             vbd = volume_utils.create_vbd(session, vm_ref, old_vdi, slot, bootable)
             if was_plugged:
-                session.call_async("VBD.plug", vbd)
+                session.call_lasting("VBD.plug", vbd)
             raise
         forget_if_unused(backend, old.sr_uuid)
 
@@ -253,7 +253,7 @@ def extend_volume(backend: XenBackend, info: ConnectionInfo, instance: Any,
         if requested_size < current:
             raise exc.InvalidInput("requested_size", requested_size,
                                    f"is smaller than the volume ({current} bytes)")
-        session.call_async("SR.scan", found.sr)
+        session.call_lasting("SR.scan", found.sr)
         seen = int(session.call("VDI.get_virtual_size", vdi))
         if seen < requested_size:
             raise exc.VolumeError(volume.volume_id, f"the LUN shows {seen} bytes after a "
@@ -441,13 +441,13 @@ def connect_host(backend: XenBackend, vm_ref: str, host_ref: str) -> list[str]:
         existing = [p for p in pbds if session.call("PBD.get_host", p) == host_ref]
         if existing:
             if not session.call("PBD.get_currently_attached", existing[0]):
-                session.call_async("PBD.plug", existing[0])
+                session.call_lasting("PBD.plug", existing[0])
                 plugged.append(sr)
             continue
         pbd = session.call("PBD.create", {"host": host_ref, "SR": sr, "device_config": config,
                                           "other_config": {}})
         try:
-            session.call_async("PBD.plug", pbd)
+            session.call_lasting("PBD.plug", pbd)
         except BaseException:
             session.call("PBD.destroy", pbd)
             raise

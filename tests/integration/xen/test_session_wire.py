@@ -88,12 +88,18 @@ def test_concurrent_spawns_share_a_small_pool(sim, store, image, xapi):
     try:
         assert errors == []
         assert all(vm_of(xapi, inst)[1]["power_state"] == "Running" for inst in instances)
-        # the pool's two, plus the one connection of the shared event.from long poll
-        assert ops.session.stats.calls["session.login_with_password"] <= 3
+        # the pool's two for short calls, plus at most one long connection per VM.start
+        # in flight; no event.from, no task to destroy
+        assert ops.session.stats.calls["session.login_with_password"] <= 2 + len(instances)
+        assert "event.from" not in ops.session.stats.calls
+        assert not [m for m in ops.session.stats.calls if m.startswith("Async.")]
+        assert not xapi.task.get_all()
     finally:
         for inst in instances:
             ops.destroy(inst)
         ops.close()
+    # every connection, long ones included, logged out
+    assert not [s for s in sim.backend.sessions.by_ref.values() if s.originator == "virtdriver"]
 
 
 def test_async_task_is_awaited_by_events_and_destroyed(sim, xapi):
@@ -137,3 +143,65 @@ def test_task_timeout_cancels_the_task(sim, xapi):
             time.sleep(0.05)
         xapi.VM.destroy(vm)
         session.close()
+
+
+def _halted_vm(xapi, name):
+    return xapi.VM.create({"name_label": name, "memory_static_max": str(2 ** 28),
+                           "memory_dynamic_max": str(2 ** 28),
+                           "memory_dynamic_min": str(2 ** 28), "memory_static_min": "0",
+                           "VCPUs_max": "1", "VCPUs_at_startup": "1"})
+
+
+def test_a_lasting_call_leaves_the_pool_to_short_calls(sim, xapi):
+    """VM.start lasting 1 s, on a session with a pool of one: short calls answer meanwhile,
+    and the start costs one call, leaving no task behind."""
+    session = XenAPISession(sim.url, "root", "secret", concurrent=1)
+    vm = _halted_vm(xapi, "lasting")
+    session.call("VM.get_all")
+    sim.inject_delay("VM.start", 1.0)
+    try:
+        lasting = threading.Thread(target=session.call_lasting,
+                                   args=("VM.start", vm, False, False))
+        started = time.monotonic()
+        lasting.start()
+        time.sleep(0.1)
+        session.call("VM.get_power_state", vm)
+        assert time.monotonic() - started < 0.8  # answered while VM.start still ran
+        lasting.join(10)
+        assert xapi.VM.get_power_state(vm) == "Running"
+        calls = session.stats.snapshot()
+        assert calls["VM.start"] == 1
+        assert not [m for m in calls if m.startswith("Async.") or m in ("event.from",
+                                                                        "task.destroy")]
+        assert not xapi.task.get_all()
+    finally:
+        sim.clear_faults()
+        xapi.VM.hard_shutdown(vm)
+        xapi.VM.destroy(vm)
+        session.close()
+
+
+def test_a_clean_shutdown_past_its_timeout_is_cut_short_by_a_hard_one(sim, xapi, store,
+                                                                       image):
+    """power_off(timeout=1) of a guest that never shuts down: the plain VM.clean_shutdown
+    gives up after 1 s, VM.hard_shutdown cancels it on the server, the VM is halted and no
+    task is left."""
+    ops = XenVMOps(make_conf(sim.url), image_store=store)
+    instance = make_instance()
+    ops.spawn(None, instance, image, [], None, [make_vif(1)])
+    try:
+        sim.inject_delay("VM.clean_shutdown", 30)
+        started = time.monotonic()
+        ops.power_off(instance, timeout=1)
+        took = time.monotonic() - started
+        assert 1.0 <= took < 5, took
+        assert vm_of(xapi, instance)[1]["power_state"] == "Halted"
+        assert ops.session.stats.calls["VM.hard_shutdown"] == 1
+        deadline = time.monotonic() + 5
+        while xapi.task.get_all() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the cancelled clean shutdown's task ends after its cancel
+        assert not xapi.task.get_all()
+    finally:
+        sim.clear_faults()
+        ops.destroy(instance)
+        ops.close()

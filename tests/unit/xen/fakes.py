@@ -9,7 +9,8 @@ from virtdriver.common.stats import CallStats
 
 
 class FakeSession:
-    """Answers ``call``/``call_async`` from handlers and records every call."""
+    """Answers ``call``/``call_lasting``/``call_async`` from handlers and records every
+    call."""
 
     url = "http://xapi.example"
     username = "root"
@@ -29,6 +30,9 @@ class FakeSession:
         if isinstance(result, Exception):
             raise result
         return result
+
+    def call_lasting(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        return self.call(method, *args)
 
     def call_async(self, method: str, *args: Any, timeout: float | None = None,
                    progress: Any = None) -> Any:

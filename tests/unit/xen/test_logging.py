@@ -26,10 +26,10 @@ def log_text() -> Iterator[io.StringIO]:
 
 def soft_reboot_that_falls_back(inst: object) -> None:
     ops = make_ops({"VM.get_all_records_where": records(),
-                    "Async.VM.clean_reboot": failure("VM_MISSING_PV_DRIVERS", "vm"),
-                    "Async.VM.hard_reboot": None})
+                    "VM.clean_reboot": failure("VM_MISSING_PV_DRIVERS", "vm"),
+                    "VM.hard_reboot": None})
     ops.reboot(inst, reboot_type="SOFT")
-    assert ops.session.methods()[-1] == "Async.VM.hard_reboot"
+    assert ops.session.methods()[-1] == "VM.hard_reboot"
 
 
 def test_a_hard_reboot_fallback_logs_the_instance(log_text: io.StringIO) -> None:

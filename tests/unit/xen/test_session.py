@@ -1,4 +1,5 @@
-"""XenAPISession policy: pooling, re-login, retries, accounting, translation, task waits.
+"""XenAPISession policy: pooling, re-login, retries, accounting, translation, lasting calls,
+task waits.
 
 The fake sits at the one seam (the XML-RPC proxy the session is given); nothing sleeps.
 """
@@ -289,6 +290,78 @@ def test_async_timeout_cancels_and_destroys(server):
         session.call_async("VM.start", "v", False, False, timeout=0.0)
     assert "task.cancel" in server.methods()
     assert server.methods()[-1] == "task.destroy"
+
+
+def test_a_lasting_call_is_one_plain_call_outside_the_pool(server):
+    """VM.start as one round trip (no Async, event.from or task.destroy), on a connection of
+    its own: with a pool of one, a short call goes through while it lasts."""
+    started, release = threading.Event(), threading.Event()
+
+    def start(*args):
+        started.set()
+        release.wait(5)
+        return ok("")
+
+    server.handlers["VM.start"] = start
+    server.handlers["VM.get_all"] = lambda: ok([])
+    session = make_session(server, concurrent=1)
+    session.call("VM.get_all")
+    lasting = threading.Thread(target=session.call_lasting,
+                               args=("VM.start", "OpaqueRef:vm", False, False))
+    lasting.start()
+    assert started.wait(5)
+    session.call("VM.get_all")  # not queued behind VM.start
+    release.set()
+    lasting.join(5)
+    assert not lasting.is_alive()
+    assert [m for m in server.methods() if m != "session.login_with_password"] == \
+        ["VM.get_all", "VM.start", "VM.get_all"]
+
+
+def test_a_lasting_call_waits_up_to_task_timeout(server):
+    seen = []
+
+    class Transport(FakeTransport):
+        def __setattr__(self, name, value):
+            if name == "timeout":
+                seen.append(value)
+            super().__setattr__(name, value)
+
+    server.handlers["VM.start"] = lambda *a: ok("")
+    session = XenAPISession("http://xapi.example", "root", PASSWORD, call_timeout=42,
+                            login_timeout=3, task_timeout=900,
+                            proxy_factory=lambda: (FakeProxy(server), Transport()))
+    session.call_lasting("VM.start", "v", False, False)
+    session.call_lasting("VM.start", "v", False, False, timeout=7)
+    assert seen == [3, 900, 7]
+
+
+def test_a_lasting_call_past_its_timeout_is_task_timeout_and_not_repeated(server):
+    server.handlers["VM.clean_shutdown"] = lambda *a: TimeoutError("timed out")
+    session = make_session(server)
+    with pytest.raises(exc.TaskTimeout) as caught:
+        session.call_lasting("VM.clean_shutdown", "v", timeout=5)
+    assert caught.value.code == "TASK_TIMEOUT"
+    assert server.methods().count("VM.clean_shutdown") == 1
+
+
+def test_a_lasting_call_is_repeated_only_if_it_never_reached_the_server(server):
+    """Reset after sending: the server may have started the VM, so no repeat; refused: it
+    never got there, so the retry policy applies."""
+    server.handlers["VM.start"] = lambda *a: ConnectionResetError("reset")
+    session = make_session(server, retry=RetryPolicy(attempts=2, backoff=Backoff(1, 2, 3)))
+    with pytest.raises(exc.ConnectionFailed):
+        session.call_lasting("VM.start", "v", False, False)
+    assert server.methods().count("VM.start") == 1 and session.sleeps == []
+    attempts = []
+
+    def refused_once(*args):
+        attempts.append(1)
+        return ConnectionRefusedError("refused") if len(attempts) == 1 else ok("")
+
+    server.handlers["VM.start"] = refused_once
+    session.call_lasting("VM.start", "v", False, False)
+    assert len(attempts) == 2 and session.sleeps == [1]
 
 
 def test_parse_task_result():

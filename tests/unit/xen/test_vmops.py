@@ -66,10 +66,10 @@ def test_vm_gone_is_instance_not_found():
 
 def test_reboot_soft_falls_back_to_hard():
     ops = make_ops({"VM.get_all_records_where": records(),
-                    "Async.VM.clean_reboot": failure("VM_MISSING_PV_DRIVERS", "vm"),
-                    "Async.VM.hard_reboot": None})
+                    "VM.clean_reboot": failure("VM_MISSING_PV_DRIVERS", "vm"),
+                    "VM.hard_reboot": None})
     ops.reboot(instance(), reboot_type="SOFT")
-    assert ops.session.methods()[-1] == "Async.VM.hard_reboot"
+    assert ops.session.methods()[-1] == "VM.hard_reboot"
     with pytest.raises(exc.InvalidInput):
         ops.reboot(instance(), reboot_type="GENTLE")
 
@@ -78,7 +78,7 @@ def test_suspend_releases_the_bootlock_when_it_fails():
     ops = make_ops({"VM.get_all_records_where": records(),
                     "VM.get_blocked_operations": {}, "VM.set_blocked_operations": None,
                     "VM.remove_from_blocked_operations": None,
-                    "Async.VM.suspend": failure("VM_BAD_POWER_STATE", "vm", "running",
+                    "VM.suspend": failure("VM_BAD_POWER_STATE", "vm", "running",
                                                 "paused")})
     with pytest.raises(exc.BackendError):
         ops.suspend(instance())
@@ -107,15 +107,15 @@ def test_spawn_rolls_back_in_reverse_order(tmp_path):
         "VDI.clone": lambda base, params: next(created),
         "VDI.set_name_label": None, "VDI.set_other_config": None, "VDI.resize": None,
         "VM.create": "OpaqueRef:vm", "VBD.create": "OpaqueRef:vbd",
-        "VM.set_xenstore_data": None, "Async.VM.start": failure("HOST_NOT_ENOUGH_FREE_MEMORY",
+        "VM.set_xenstore_data": None, "VM.start": failure("HOST_NOT_ENOUGH_FREE_MEMORY",
                                                                 "1", "0"),
         "VM.destroy": None, "VDI.get_other_config": {"nova_disk_type": "root"},
         "VDI.destroy": None}, store=store)
     with pytest.raises(exc.BackendError) as caught:
         ops.spawn(None, instance(), image, [], None, [])
     assert caught.value.code == "HOST_NOT_ENOUGH_FREE_MEMORY"
-    tail = ops.session.methods()[ops.session.methods().index("Async.VM.start"):]
-    assert tail == ["Async.VM.start", "VM.destroy", "VDI.get_other_config", "VDI.destroy"]
+    tail = ops.session.methods()[ops.session.methods().index("VM.start"):]
+    assert tail == ["VM.start", "VM.destroy", "VDI.get_other_config", "VDI.destroy"]
 
 
 def test_parse_sr_filter():
@@ -141,7 +141,7 @@ def test_pending_coalesce_finds_single_child_base_copies():
 
 def test_wait_for_coalesce_gives_up_at_the_deadline():
     chain = {"live": vdi("L", "B1"), "b1": vdi("B1", managed=False)}
-    session = FakeSession({"Async.SR.scan": None, "VDI.get_all_records_where": chain})
+    session = FakeSession({"SR.scan": None, "VDI.get_all_records_where": chain})
     with pytest.raises(exc.BackendError) as caught:
         disks.wait_for_coalesce(session, "sr", "live", timeout=0, sleep=lambda s: None)
     assert caught.value.code == "COALESCE_TIMEOUT"

@@ -96,7 +96,7 @@ def test_unplug_retries_refusals_with_a_bound():
         attempts.append(vbd)
         return failure("DEVICE_DETACH_REJECTED", "VBD", vbd, "guest busy")
 
-    ops = make_ops({"Async.VBD.unplug": unplug})
+    ops = make_ops({"VBD.unplug": unplug})
     sleeps = []
     with pytest.raises(exc.VolumeError, match="DEVICE_DETACH_REJECTED"):
         volume_utils.unplug_vbd(ops.session, "OpaqueRef:vbd", 3, "vol-1", sleeps.append)
@@ -104,9 +104,9 @@ def test_unplug_retries_refusals_with_a_bound():
 
 
 def test_unplug_already_detached_is_done_and_other_errors_are_not_retried():
-    ops = make_ops({"Async.VBD.unplug": failure("DEVICE_ALREADY_DETACHED", "OpaqueRef:vbd")})
+    ops = make_ops({"VBD.unplug": failure("DEVICE_ALREADY_DETACHED", "OpaqueRef:vbd")})
     volume_utils.unplug_vbd(ops.session, "OpaqueRef:vbd", 3, "vol-1", lambda s: None)
-    ops = make_ops({"Async.VBD.unplug": failure("VBD_NOT_UNPLUGGABLE", "OpaqueRef:vbd")})
+    ops = make_ops({"VBD.unplug": failure("VBD_NOT_UNPLUGGABLE", "OpaqueRef:vbd")})
     with pytest.raises(exc.VolumeError):
         volume_utils.unplug_vbd(ops.session, "OpaqueRef:vbd", 3, "vol-1", lambda s: None)
     assert len(ops.session.calls) == 1
