@@ -15,14 +15,14 @@ so. Nothing is silently a no-op.
 from __future__ import annotations
 
 import abc
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Any
 
 from virtdriver.common.exceptions import UnsupportedOperation
-from virtdriver.common.locks import instance_lock
+from virtdriver.common.locks import NamedLock, instance_lock
 from virtdriver.common.model import ConsoleInfo, Diagnostics, InstanceInfo
-from virtdriver.common.power_cache import PowerStateCache
+from virtdriver.common.power_cache import Changing, PowerStateCache
 from virtdriver.common.progress import ProgressCallback, ProgressReporter
 from virtdriver.common.stats import CallStats
 from virtdriver.common.volumes import (
@@ -78,6 +78,27 @@ DEFAULT_CAPABILITIES: dict[str, bool] = {
 }
 
 
+class ChangingPower:
+    """What :meth:`VMOps.changing_power` returns: the instance's lock around the pin of
+    its outcome (pinned before the lock is released)."""
+
+    __slots__ = ("lock", "changing")
+
+    def __init__(self, lock: NamedLock, changing: Changing) -> None:
+        self.lock = lock
+        self.changing = changing
+
+    def __enter__(self) -> None:
+        self.lock.__enter__()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        try:
+            self.changing.__exit__(exc_type, exc, traceback)
+        finally:
+            self.lock.__exit__(exc_type, exc, traceback)
+
+
 class VMOps(abc.ABC):
     """The operations a backend performs on instances.
 
@@ -107,15 +128,15 @@ class VMOps(abc.ABC):
         """The error to raise for an operation this hypervisor cannot do."""
         return UnsupportedOperation(operation, self.backend_name, reason)
 
-    @contextlib.contextmanager
-    def changing_power(self, instance: Any, outcome: Any) -> Iterator[None]:
+    def changing_power(self, instance: Any, outcome: Any) -> ChangingPower:
         """The instance's lock, held while an operation takes its VM to ``outcome``.
 
         ``outcome`` (a PowerState, ``power_cache.GONE`` or ``power_cache.UNKNOWN``) is pinned
-        in :attr:`power_cache`, so a push that started before cannot contradict it.
+        in :attr:`power_cache`, so a push that started before cannot contradict it. The
+        instance's identity is checked before anything else (no lock taken if it is bad).
         """
-        with instance_lock(instance), self.power_cache.changing(instance, outcome):
-            yield
+        return ChangingPower(instance_lock(instance), self.power_cache.changing(instance,
+                                                                                 outcome))
 
     def connection_info(self, value: Any) -> ConnectionInfo:
         """Cinder's ``connection_info``, checked for this backend (before any call).

@@ -19,11 +19,10 @@ read the same way, so an uncertain instance costs one read, not one per sync.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from virtdriver.common.event_pump import Channel
@@ -165,16 +164,31 @@ class PowerStateCache:
             self.pin(uuid, info.state)
         return info
 
-    @contextlib.contextmanager
-    def changing(self, instance: Any, state: Any) -> Iterator[None]:
+    def changing(self, instance: Any, state: Any) -> Changing:
         """Around an operation of the library on ``instance``: pin ``state`` when it ends
         well, :data:`UNKNOWN` when it fails (it may have changed the VM before failing)."""
-        try:
-            yield
-        except BaseException:
-            self.pin(str(field_of(instance, "uuid")), UNKNOWN)
-            raise
-        self.pin(str(field_of(instance, "uuid")), state)
+        return Changing(self, instance, state)
+
+
+class Changing:
+    """The context manager :meth:`PowerStateCache.changing` returns (a class, not a
+    generator: it wraps every power operation, so it is kept cheap)."""
+
+    __slots__ = ("cache", "instance", "state")
+
+    def __init__(self, cache: PowerStateCache, instance: Any, state: Any) -> None:
+        self.cache = cache
+        self.instance = instance
+        self.state = state
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        # any exception, BaseException included: it may have changed the VM before failing
+        self.cache.pin(str(field_of(self.instance, "uuid")),
+                       self.state if exc_type is None else UNKNOWN)
 
 
 class FeedingChannel:

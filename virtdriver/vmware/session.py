@@ -33,10 +33,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import itertools
+import secrets
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -60,6 +61,24 @@ Sleep = Callable[[float], None]
 CALL_TIMEOUT_SECONDS = 60.0
 #: How much sooner than the call timeout a WaitForUpdatesEx asks the server to answer.
 WAIT_SLACK_SECONDS = 5
+
+_PC = vmodl.query.PropertyCollector
+#: Options of every RetrievePropertiesEx (defaults; shared, never changed).
+_RETRIEVE_OPTIONS = _PC.RetrieveOptions()
+#: PropertySpecs built so far by (type, paths): shared by every read, never changed (a
+#: pyVmomi data object costs about 10 us to build, and every task wait reads one).
+_PROPERTY_SPECS: dict[tuple[type, tuple[str, ...]], Any] = {}
+_PROPERTY_SPECS_MAX = 512
+
+
+def _property_spec(kind: type, paths: Sequence[str]) -> Any:
+    key = (kind, tuple(paths))
+    spec = _PROPERTY_SPECS.get(key)
+    if spec is None:
+        if len(_PROPERTY_SPECS) >= _PROPERTY_SPECS_MAX:
+            _PROPERTY_SPECS.clear()  # bounded: callers with ever new path lists start over
+        spec = _PROPERTY_SPECS[key] = _PC.PropertySpec(type=kind, pathSet=list(paths))
+    return spec
 
 
 class Secret:
@@ -147,6 +166,9 @@ class VMwareSession:
         self._stub: Any = None
         self._content: Any = None
         self._waiter: TaskWaiter | None = None
+        # opIDs: a random prefix per session and a counter (no uuid4 per call)
+        self._op_prefix = f"virtdriver-{secrets.token_hex(3)}"
+        self._op_numbers = itertools.count(1)
         #: Set by :meth:`logout`; a closed session makes no more calls.
         self.closed = False
         if connect:
@@ -275,7 +297,7 @@ class VMwareSession:
         attempts = self.retry.attempts if attempts is None else attempts
         retries = 0
         # An opID in the SOAP header ties this call to vCenter's own logs.
-        op_id = f"virtdriver-{uuid.uuid4().hex[:12]}"
+        op_id = f"{self._op_prefix}{next(self._op_numbers):06x}"
         context = GetRequestContext()
         while True:
             start = time.monotonic()
@@ -325,14 +347,10 @@ class VMwareSession:
         objs = list(objs)
         if not objs:
             return {}
-        by_type: dict[type, list[Any]] = {}
-        for obj in objs:
-            by_type.setdefault(type(obj), []).append(obj)
-        spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False)
-                       for obj in objs],
-            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=list(paths))
-                     for kind in by_type],
+        kinds = dict.fromkeys(map(type, objs))  # each type once, in order
+        spec = _PC.FilterSpec(
+            objectSet=[_PC.ObjectSpec(obj=obj) for obj in objs],
+            propSet=[_property_spec(kind, paths) for kind in kinds],
             reportMissingObjectsInResults=missing_ok)
         return self._retrieve([spec])
 
@@ -364,8 +382,7 @@ class VMwareSession:
 
     def _retrieve(self, specs: list[Any], keep_refs: bool = False) -> dict[str, Any]:
         collector = self.content.propertyCollector
-        options = vmodl.query.PropertyCollector.RetrieveOptions()
-        result = self.invoke(collector, "RetrievePropertiesEx", specs, options)
+        result = self.invoke(collector, "RetrievePropertiesEx", specs, _RETRIEVE_OPTIONS)
         found: dict[str, Any] = {}
         while result is not None:
             for obj in result.objects or []:
