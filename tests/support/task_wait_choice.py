@@ -1,4 +1,4 @@
-"""How the VMware task waiter was chosen: per-waiter collectors against one ListView filter.
+"""How the VMware task waiter was chosen: per-waiter collectors against one shared ListView.
 
     .venv/bin/python -m tests.support.task_wait_choice      # about 30 s
 
@@ -6,8 +6,9 @@ Starts vcsim with 50 VMs and, three times each, powers all 50 on at once with ev
 power-on lasting 0.2 s on the server, waiting for the tasks
 
 * as the session does (:class:`virtdriver.vmware.tasks.TaskWaiter`: each waiter borrows a
-  collector of its own, one filter on its task), and
-* with a prototype of the other candidate: one ListView on one collector with one filter,
+  collector of its own, whose ListView holds that waiter's task only), and
+* with a prototype of the other candidate: one ListView on one collector with one filter
+  shared by every waiter,
   tasks added to and removed from the view (``ModifyListView``), one thread waiting with
   ``WaitForUpdatesEx`` and handing states to the waiters.
 

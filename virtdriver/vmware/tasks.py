@@ -1,11 +1,12 @@
 """Waiting for vCenter tasks by push: :class:`TaskWaiter`.
 
-Each waiting caller borrows a property collector of its own from a small pool, puts one
-filter on its task's ``info.state``, ``info.error`` and ``info.result`` (``info.progress``
-too when someone listens) and calls ``WaitForUpdatesEx`` on it; a wait that fails on the
-connection is followed by a re-read of the task's state, never repeated blind. A failed
-task raises TaskFailed (or a more specific class) from its vim fault; a task still running
-at the deadline raises TaskTimeout.
+Each waiting caller borrows a property collector of its own from a small pool. A collector
+owns one ListView and one filter that watches the ``info.state``, ``info.error`` and
+``info.result`` of whatever task the view holds (``info.progress`` too on collectors lent to
+callers who listen); a wait puts its task in the view and calls ``WaitForUpdatesEx``. A
+wait that fails on the connection is followed by a re-read of the task's state, never
+repeated blind. A failed task raises TaskFailed (or a more specific class) from its vim
+fault; a task still running at the deadline raises TaskTimeout.
 
 The waiter makes its calls through the session it serves (:class:`WaitingSession` names
 what it uses); :class:`~virtdriver.vmware.session.VMwareSession` lends one per session.
@@ -60,6 +61,18 @@ class _Pending:
         return self.state in ("success", "error")
 
 
+@dataclasses.dataclass
+class _Collector:
+    """A property collector with its ListView and the one filter over that view."""
+
+    generation: int  #: the session's login it was made in (it goes with that login)
+    progress: bool   #: its filter also watches ``info.progress``
+    collector: Any = None
+    view: Any = None
+    #: The version its last wait reached ("" until its first wait: the filter's first report).
+    version: str = ""
+
+
 TASK_PATHS = ["info.state", "info.error", "info.result"]
 
 
@@ -67,20 +80,41 @@ class TaskWaiter:
     """Waits for tasks by push, each waiting caller on a property collector of its own.
 
     A task that is already over when its call returns (most are) costs one read of its
-    state and nothing else. A task still running borrows a collector from a small pool
-    (creating one when none is idle), puts one filter on the task's ``info.state``,
-    ``info.error`` and ``info.result`` (plus ``info.progress`` when someone listens), and
-    waits with ``WaitForUpdatesEx``: the filter's first report, then the one saying the
-    task ended. That is four calls in all: the filter of a task that ended is not destroyed
-    one by one but left on its collector (a finished task never changes, so it adds no
-    updates), which goes back to the pool with the version its last wait reached (the next
-    waiter's first wait then brings only its own filter's report). A collector that has
-    served ``WAITS_PER_COLLECTOR`` waits is destroyed whole with its filters
-    (``DestroyPropertyCollector``) by the waiter that would borrow it next, which creates a
-    fresh one instead: two calls per that many waits, both in one of them, and no collector
-    carries more than that many filters. A filter whose wait ended otherwise (timeout, failure, a
-    re-read) is destroyed at once. At most ``POOL_SIZE`` idle collectors are kept, the rest
-    destroyed.
+    state and nothing else. A task still running borrows a collector from a small pool.
+    Each collector owns one ListView and one filter on it (the view skipped, a traversal
+    from its ``view`` to the tasks in it, their ``info.state``, ``info.error`` and
+    ``info.result``), all three made once, with the collector. A wait puts its task in the
+    view with one ``ResetListView`` (which also takes out the task of the collector's
+    previous wait) and calls ``WaitForUpdatesEx`` from the version the collector's last wait
+    reached: first the view's change (the task entering, with its state), then the change
+    saying it ended. That is four calls for every wait on a pooled collector, however many
+    waits the collector served before, and nothing piles up on the server: the view holds
+    one task, the collector one filter. Updates of other objects (another server's report
+    of the previous task leaving the view) are passed over.
+
+    ``ResetListView`` rather than ``ModifyListView(add, remove)``: the same one call, but it
+    says what the view holds instead of what changes, so a call the session repeats after a
+    lost answer cannot leave a task in the view twice or the previous one in it.
+
+    The first wait on a fresh collector (none idle, the first of a session, or after a
+    re-login) pays its setup: ``CreatePropertyCollector``, ``CreateListView`` (made with the
+    task in it, so no ``ResetListView``) and ``CreateFilter``, whose first
+    ``WaitForUpdatesEx`` (from version "") reports the task's current state at once: six
+    calls. A collector dropped (the pool has ``POOL_SIZE`` idle ones, or its wait did not
+    end cleanly) is destroyed with its view: ``DestroyPropertyCollector`` (which takes its
+    filter) and ``DestroyView``.
+
+    Callers who listen to ``info.progress`` get collectors whose filter also watches it,
+    pooled apart from the others: on vCenter every progress step of a task answers a
+    ``WaitForUpdatesEx``, so watching progress always would cost every wait a call per step
+    that nobody reads (vcsim reports no progress, so there it would cost nothing).
+
+    A collector goes back to the pool only if its task is over and its wait called nothing
+    that failed on the connection: a task over never changes again, so the filter has no
+    update of it still to send (the one that said it ended was sent), and nothing else is
+    left that the next waiter would have to read past. A task still running (timeout,
+    failure) could still report on the collector (vcsim keeps reporting objects a filter
+    once saw, even after they leave its view), so its collector is destroyed.
 
     Why not one shared collector: a server evaluates every filter of a collector on every
     change it reports, so with one collector per waiter the work of a wait does not grow
@@ -91,21 +125,23 @@ class TaskWaiter:
     A wait call that fails on the connection is not repeated as such: a server may have
     sent the update it answered with (and forgotten it) before the connection broke. The
     waiter re-reads the task's state once (with the session's retry policy), then waits
-    again; after ``api_retry_count`` such failures in a row it gives up with
-    ConnectionFailed. After a re-login the old collector is gone: a fresh one and a fresh
-    filter report the task's current state.
+    again on another collector: the failed call may still be waiting on the server
+    (vcsim runs it on) and would take the next update from a second wait on the same
+    collector; the abandoned one is destroyed, which ends that call too. After
+    ``api_retry_count`` such failures in a row it gives up with ConnectionFailed, and a
+    wait that gives up on the connection makes no more calls (its collector goes with the
+    session at logout). After a re-login the old collectors are gone: a fresh one reports
+    the task's current state.
     """
 
     POOL_SIZE = 8
-    #: Waits a collector serves (keeping their finished tasks' filters) before it is destroyed.
-    WAITS_PER_COLLECTOR = 8
     MAX_WAIT_SECONDS = 60
 
     def __init__(self, session: WaitingSession) -> None:
         self.session = session
         self._lock = threading.Lock()
-        #: (collector, session generation, version its last wait reached, waits served)
-        self._idle: list[tuple[Any, int, str, int]] = []
+        #: Idle collectors, the most recently used last.
+        self._idle: list[_Collector] = []
         #: Collectors lent right now (for tests and stats).
         self.lent = 0
 
@@ -129,17 +165,10 @@ class TaskWaiter:
     def _wait_by_push(self, pending: _Pending, deadline: float, timeout: float,
                       what: str) -> None:
         session = self.session
-        paths = TASK_PATHS + (["info.progress"] if pending.progress is not None else [])
-        pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=pending.task)],
-                             propSet=[pc.PropertySpec(type=vim.Task, pathSet=paths)])
-        collector: Any = None
-        generation = -1
-        task_filter: Any = None
-        version = ""
-        served = 0
+        lent: _Collector | None = None
+        aimed = False  # the lent collector's view holds this task
         failures = 0
-        heard_end = False  # the end came in a wait's update (nothing of it left queued)
+        clean = True   # nothing called on the lent collector failed on the connection
         try:
             while not pending.over:
                 remaining = deadline - time.monotonic()
@@ -147,29 +176,30 @@ class TaskWaiter:
                     raise exceptions.TaskTimeout(
                         f"{what or pending.task._moId} did not finish within {timeout:.0f}s",
                         code="TaskTimeout")
-                if collector is None or generation != session.generation:
-                    # First round, or logged in again: the old collector went with the
-                    # old session; a new filter's first report is the current state.
-                    if collector is not None:
-                        with self._lock:
-                            self.lent -= 1
-                        collector = None
-                    collector, generation, version, served = self._borrow()
-                    task_filter = None
-                if task_filter is None:
+                if lent is not None and lent.generation != session.generation:
+                    # Logged in again: the collector went with the old session.
+                    self._give_back(lent, keep=False)
+                    lent = None
+                if lent is None:
+                    lent, aimed = self._borrow(pending), False
+                    clean = True
+                if not aimed:
                     try:
-                        task_filter = session.invoke(collector, "CreateFilter", spec,
-                                                     partialUpdates=True)
+                        self._aim(lent, pending)
+                    except exceptions.ConnectionFailed:
+                        raise
                     except exceptions.BackendError:
-                        if session.generation == generation:
+                        if session.generation == lent.generation:
                             raise
                         continue  # logged in during the call: the collector is stale
-                    if session.generation != generation:
+                    aimed = True
+                    if session.generation != lent.generation:
                         continue
                 try:
                     update = session.wait_for_updates(
-                        collector, version, min(self.MAX_WAIT_SECONDS, remaining))
+                        lent.collector, lent.version, min(self.MAX_WAIT_SECONDS, remaining))
                 except exceptions.ConnectionFailed as exc:
+                    clean = False
                     if exc.code == "CallTimeout" or failures >= session.retry.attempts:
                         raise
                     LOG.warning("waiting for %s: %s; re-reading its state",
@@ -178,72 +208,87 @@ class TaskWaiter:
                     failures += 1
                     # The answer may have been sent and lost: ask for the state itself.
                     self._read(pending)
-                    heard_end = False
+                    # The failed call may run on at the server: wait elsewhere from now on.
+                    self._give_back(lent, keep=False)
+                    lent = None
                     continue
                 except exceptions.BackendError:
-                    if session.generation == generation:
+                    if session.generation == lent.generation:
                         raise
-                    continue  # logged in again: next round re-creates collector and filter
+                    continue  # logged in again: the next round takes a fresh collector
                 failures = 0
-                if session.generation != generation or update is None:
+                if session.generation != lent.generation or update is None:
                     continue
-                version = update.version
+                lent.version = update.version
                 for filter_update in update.filterSet or []:
                     for obj_update in filter_update.objectSet or []:
                         if obj_update.obj._moId == pending.task._moId:
                             self._apply(pending, obj_update.changeSet or [])
-                heard_end = pending.over
+        except exceptions.ConnectionFailed:
+            clean = False
+            raise
         finally:
-            if collector is not None:
-                self._give_back(collector, generation, task_filter, version, served + 1,
-                                heard_end and pending.over)
+            if lent is not None:
+                # Over the connection that just failed, no more calls: the session's
+                # logout takes the collector.
+                self._give_back(lent, keep=clean and pending.over, call=clean)
 
-    def _borrow(self) -> tuple[Any, int, str, int]:
+    def _borrow(self, pending: _Pending) -> _Collector:
+        """An idle collector of the right kind, or a fresh one (made with ``pending``'s task
+        already in its view: see :meth:`_aim`)."""
         session = self.session
-        spent: Any = None
+        progress = pending.progress is not None
         with self._lock:
             self.lent += 1
-            while self._idle:
-                collector, generation, version, served = self._idle.pop()
-                if generation != session.generation:
-                    continue
-                if served < self.WAITS_PER_COLLECTOR:
-                    return collector, generation, version, served
-                spent = collector  # served its share: destroyed with its filters, replaced
-                break
-        generation = session.generation
-        if spent is not None:
-            with contextlib.suppress(exceptions.VirtDriverError):
-                session.invoke(spent, "DestroyPropertyCollector")
-        try:
-            collector = session.invoke(session.content.propertyCollector,
-                                       "CreatePropertyCollector")
-        except BaseException:
-            with self._lock:
-                self.lent -= 1
-            raise
-        return collector, generation, "", 0
+            # Those of an earlier login went with it: forgotten without a call.
+            self._idle = [c for c in self._idle if c.generation == session.generation]
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index].progress == progress:
+                    return self._idle.pop(index)
+        return _Collector(generation=session.generation, progress=progress)
 
-    def _give_back(self, collector: Any, generation: int, task_filter: Any, version: str,
-                   served: int, ended: bool) -> None:
-        """Lend ``collector`` again or destroy it. ``ended``: the filter's task ended and
-        its wait heard so, so the filter stays (it will report nothing more)."""
+    def _aim(self, lent: _Collector, pending: _Pending) -> None:
+        """Make ``lent``'s view hold ``pending``'s task and nothing else (a fresh collector
+        is made here, view and filter with it)."""
         session = self.session
-        keep = generation == session.generation
-        if keep and task_filter is not None and not ended:
-            try:
-                session.invoke(task_filter, "DestroyPropertyFilter")
-            except exceptions.VirtDriverError:
-                keep = False  # unsure what it still watches: do not lend it again
-            version = ""  # a change of the filter may be queued: the next wait starts afresh
+        if lent.collector is not None:
+            unresolved = session.invoke(lent.view, "ResetListView", [pending.task])
+            if any(obj._moId == pending.task._moId for obj in unresolved or []):
+                raise exceptions.BackendError(
+                    f"task {pending.task._moId} is no longer on the server",
+                    code="ManagedObjectNotFound")
+            return
+        pc = vmodl.query.PropertyCollector
+        lent.collector = session.invoke(session.content.propertyCollector,
+                                        "CreatePropertyCollector")
+        lent.view = session.invoke(session.content.viewManager, "CreateListView",
+                                   [pending.task])
+        paths = TASK_PATHS + (["info.progress"] if lent.progress else [])
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=lent.view, skip=True, selectSet=[
+                pc.TraversalSpec(name="view", type=vim.view.ListView, path="view",
+                                 skip=False)])],
+            propSet=[pc.PropertySpec(type=vim.Task, pathSet=paths)])
+        session.invoke(lent.collector, "CreateFilter", spec, partialUpdates=True)
+
+    def _give_back(self, lent: _Collector, keep: bool, call: bool = True) -> None:
+        """Lend ``lent`` again (``keep``: its task is over and its wait went cleanly) or
+        destroy it with its view; ``call=False`` forgets it without a call."""
+        session = self.session
+        current = lent.generation == session.generation
         with self._lock:
             self.lent -= 1
-            if keep and len(self._idle) < self.POOL_SIZE:
-                self._idle.append((collector, generation, version, served))
+            if keep and current and lent.collector is not None \
+                    and len(self._idle) < self.POOL_SIZE:
+                self._idle.append(lent)
                 return
-        if generation == session.generation:
-            with contextlib.suppress(exceptions.VirtDriverError):
-                session.invoke(collector, "DestroyPropertyCollector")
+        if not (call and current):
+            return  # gone with the old session, or the connection is failing
+        for obj, method in ((lent.collector, "DestroyPropertyCollector"),
+                            (lent.view, "DestroyView")):
+            if obj is not None:
+                with contextlib.suppress(exceptions.VirtDriverError):
+                    session.invoke(obj, method)
 
     def forget(self) -> None:
         """Drop the idle collectors (the session logged out: they went with it)."""
@@ -273,4 +318,3 @@ class TaskWaiter:
             elif change.name == "info.progress" and pending.progress and change.val is not None:
                 with contextlib.suppress(Exception):
                     pending.progress(int(change.val))
-

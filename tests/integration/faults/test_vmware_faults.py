@@ -83,6 +83,40 @@ def test_row1_a_wait_whose_answer_was_lost_re_reads_the_task(vcsim: Any,
     session.logout()
 
 
+def test_row1_a_wait_whose_connection_breaks_re_reads_and_waits_elsewhere(
+        vcsim: Any, vcsim_proxy: FaultProxy) -> None:
+    """Every connection is reset while the wait call is in flight on a pooled collector
+    (the task still running): the waiter re-reads the task, finds it running, and waits on
+    another collector, not again on the broken one, whose call may run on at the server and
+    take the update that the task ended; that collector is destroyed with its ListView. The
+    wait still ends when the task does."""
+    session = make_session(vcsim, vcsim_proxy)
+    vm = a_vm(session)
+    vcsim.inject("PowerOnVM_Task", "delay", delay_ms=300)
+    session.call_task(vm, "PowerOnVM_Task")
+    session.call_task(vm, "PowerOffVM_Task")
+    waiter = session._waiter
+    assert waiter is not None and len(waiter._idle) == 1  # a warm collector
+    vcsim.inject("PowerOnVM_Task", "delay", delay_ms=2000)
+    task = session.invoke(vm, "PowerOnVM_Task")
+    session.stats.reset()
+    breaker = threading.Timer(0.8, vcsim_proxy.reset)  # the second wait call is in flight
+    breaker.start()
+    _, error, took = run_bounded(lambda: session.wait_for_task(task, timeout=120), 30)
+    breaker.join()
+    assert error is None, error
+    assert 1.8 < took < 4, took  # heard at the end, not at a later deadline
+    calls = session.stats.calls
+    assert calls["RetrievePropertiesEx"] == 2  # the first look and the re-read
+    assert calls["DestroyPropertyCollector"] == calls["DestroyView"] == 1, calls
+    assert calls["CreatePropertyCollector"] == 1, calls  # the wait went on elsewhere
+    assert waiter.lent == 0 and len(waiter._idle) == 1
+    assert session.retrieve_one(vm, ["runtime.powerState"])["runtime.powerState"] == \
+        "poweredOn"
+    session.call_task(vm, "PowerOffVM_Task")
+    session.logout()
+
+
 def test_row2_any_error_on_a_kept_datastore_connection_retries_on_a_fresh_one(
         vcsim: Any, vcsim_proxy: FaultProxy) -> None:
     """A kept-alive datastore connection that fails with SSLEOFError (what a reset TLS

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from virtdriver.common import exceptions
 from virtdriver.vmware.session import VMwareSession
@@ -140,12 +140,13 @@ def test_task_error_is_task_failed(session: VMwareSession, vcsim_faults: Any, vm
 
 def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_faults: Any,
                                              vm_ref: Any) -> None:
-    """One read finds it running; then a filter and two WaitForUpdatesEx, no polling: four
-    calls in all.
+    """One read finds it running; then the task goes into the collector's ListView and two
+    WaitForUpdatesEx hear it enter and end, no polling: four calls in all.
 
-    The first run creates the waiter's collector; the second borrows it back from the pool,
-    with the version its last wait reached, and leaves the finished task's filter on it.
+    The first run pays the collector's setup (collector, view with the task, filter); the
+    second borrows it back from the pool with the version its last wait reached.
     """
+    per_run = []
     for _ in range(2):  # the second run has a warm collector
         vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=1500)
         task = session.invoke(vm_ref, "PowerOnVM_Task")
@@ -153,12 +154,13 @@ def test_a_running_task_is_waited_on_by_push(session: VMwareSession, vcsim_fault
         start = time.monotonic()
         session.wait_for_task(task)
         assert time.monotonic() - start >= 1.3
+        per_run.append(dict(session.stats.calls))
         session.call_task(vm_ref, "PowerOffVM_Task")
-    calls = session.stats.calls
-    assert calls["RetrievePropertiesEx"] == 2  # this task's first look, PowerOff's
-    assert calls["CreateFilter"] == 1 and calls["WaitForUpdatesEx"] <= 2, calls
-    assert "DestroyPropertyFilter" not in calls  # a finished task's filter stays
-    assert "CreatePropertyCollector" not in calls and "DestroyPropertyCollector" not in calls
+    first, second = per_run
+    setup = {"CreatePropertyCollector", "CreateListView", "CreateFilter"}
+    assert setup <= set(first) and sum(first.values()) <= 4 + len(setup), first
+    assert second == {"RetrievePropertiesEx": 1, "ResetListView": 1,
+                      "WaitForUpdatesEx": 2}, second
 
 
 def test_a_finished_task_costs_one_read(session: VMwareSession, vm_ref: Any) -> None:
@@ -178,8 +180,8 @@ def test_task_timeout(session: VMwareSession, vcsim_faults: Any, vm_ref: Any) ->
 
 def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
                                                     vcsim_faults: Any) -> None:
-    """Each concurrent waiter waits on a collector of its own (one filter each), and the
-    pool keeps at most POOL_SIZE of them afterwards."""
+    """Each concurrent waiter waits on a collector of its own (one view and one filter
+    each), and the pool keeps at most POOL_SIZE of them afterwards."""
     import concurrent.futures
 
     refs = [ref for ref, _ in session.list_objects(vim.VirtualMachine, ["name"]).values()]
@@ -192,7 +194,9 @@ def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
     with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
         list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
     calls = session.stats.calls
-    assert calls["CreateFilter"] == len(refs) and "DestroyPropertyFilter" not in calls
+    # one collector, view and filter each at most (the pool's waiters reuse theirs)
+    assert calls["CreateFilter"] <= len(refs) and "DestroyPropertyFilter" not in calls
+    assert calls["CreateListView"] == calls["CreateFilter"] == calls["CreatePropertyCollector"]
     assert calls["WaitForUpdatesEx"] <= 3 * len(refs)
     waiter = session._waiter
     assert waiter is not None and waiter.lent == 0
@@ -256,23 +260,93 @@ def test_backend_stats_are_the_session_stats(vcsim):
         ops.close()
 
 
-def test_sequential_waits_reuse_one_collector(session: VMwareSession, vcsim_faults: Any,
-                                             vm_ref: Any) -> None:
-    """Filters of finished tasks do not pile up on the server (hundreds of idle filters made
-    vcsim stall every wait of a busy process): they stay on their collector, which waits one
-    after another borrow back, until it has served WAITS_PER_COLLECTOR waits; then it is
-    destroyed whole and a fresh one takes over."""
-    rounds = 2 * TaskWaiter.POOL_SIZE + 1
-    vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=20, count=rounds)
-    session.stats.reset()
-    for _ in range(rounds):
-        session.call_task(vm_ref, "PowerOnVM_Task")
-        session.call_task(vm_ref, "PowerOffVM_Task")
-    calls = session.stats.calls
-    assert calls["CreateFilter"] == rounds and "DestroyPropertyFilter" not in calls
-    per = TaskWaiter.WAITS_PER_COLLECTOR
-    assert calls.get("DestroyPropertyCollector", 0) <= rounds // per
-    assert calls.get("CreatePropertyCollector", 0) <= -(-rounds // per)
-    waiter = session._waiter
-    assert waiter is not None and waiter.lent == 0
-    assert all(served <= per for _, _, _, served in waiter._idle)
+def _recording_creations(session: VMwareSession,
+                         monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The collectors and views the session creates from now on (in creation order)."""
+    created: list[Any] = []
+    invoke = session.invoke
+
+    def recording(obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        result = invoke(obj, method, *args, **kwargs)
+        if method in ("CreatePropertyCollector", "CreateListView"):
+            created.append(result)
+        return result
+
+    monkeypatch.setattr(session, "invoke", recording)
+    return created
+
+
+def _alive_on_server(session: VMwareSession, refs: list[Any]) -> dict[str, int]:
+    """How many of ``refs`` (collectors and ListViews) the server still holds, by kind:
+    read from the server, which leaves out the objects it no longer has."""
+    pc = vmodl.query.PropertyCollector
+    alive = {}
+    for name, kind, path in (("views", vim.view.ListView, "view"),
+                             ("collectors", pc, "filter")):
+        mine = [ref for ref in refs if isinstance(ref, kind)]
+        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=ref) for ref in mine],
+                             propSet=[pc.PropertySpec(type=kind, pathSet=[path])],
+                             reportMissingObjectsInResults=True)
+        alive[name] = len(session._retrieve([spec])) if mine else 0
+    return alive
+
+
+def test_every_wait_on_a_pooled_collector_costs_four_calls(
+        vcsim: Any, vcsim_faults: Any, vm_ref: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 waits in a row on tasks that last: each one RetrievePropertiesEx, ResetListView and
+    two WaitForUpdatesEx, the 20th as the 1st (nothing piles up on the collector that would
+    have to be retired); only the first wait of the session pays the collector's setup."""
+    session = _session(vcsim)
+    created = _recording_creations(session, monkeypatch)
+    try:
+        per_wait = []
+        for _ in range(21):
+            vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=300)
+            task = session.invoke(vm_ref, "PowerOnVM_Task")
+            session.stats.reset()
+            session.wait_for_task(task)
+            per_wait.append(dict(session.stats.calls))
+            session.call_task(vm_ref, "PowerOffVM_Task")
+        first, rest = per_wait[0], per_wait[1:]
+        assert first == {"RetrievePropertiesEx": 1, "CreatePropertyCollector": 1,
+                         "CreateListView": 1, "CreateFilter": 1, "WaitForUpdatesEx": 2}, first
+        assert all(sum(calls.values()) <= 4 for calls in rest), rest
+        assert all(calls.get("WaitForUpdatesEx") for calls in rest), rest  # waited, by push
+        waiter = session._waiter
+        assert waiter is not None and waiter.lent == 0 and len(waiter._idle) == 1
+        assert _alive_on_server(session, created) == {"views": 1, "collectors": 1}
+    finally:
+        session.logout()
+
+
+def test_collectors_the_pool_does_not_keep_are_destroyed_with_their_views(
+        vcsim: Any, vcsim_faults: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent waits each take a collector; past POOL_SIZE idle ones, a collector given
+    back is destroyed, its ListView with it: the server keeps POOL_SIZE of each at most."""
+    import concurrent.futures
+
+    session = _session(vcsim)
+    created = _recording_creations(session, monkeypatch)
+    waiter = session._waiter = TaskWaiter(session)
+    waiter.POOL_SIZE = 2  # fewer than the simulator's VMs
+    try:
+        refs = [ref for ref, _ in session.list_objects(vim.VirtualMachine, ["name"]).values()]
+        assert len(refs) > waiter.POOL_SIZE
+        states = session.retrieve(refs, ["runtime.powerState"])
+        for ref in refs:
+            if states[ref._moId]["runtime.powerState"] == "poweredOn":
+                session.call_task(ref, "PowerOffVM_Task")
+        vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=700, count=len(refs))
+        session.stats.reset()
+        with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
+            list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
+        calls = session.stats.calls
+        made = calls["CreatePropertyCollector"]
+        assert made > waiter.POOL_SIZE and calls["CreateListView"] == made
+        assert calls["DestroyPropertyCollector"] == calls["DestroyView"] == made - 2
+        assert waiter.lent == 0 and len(waiter._idle) == 2
+        assert _alive_on_server(session, created) == {"views": 2, "collectors": 2}
+        for ref in refs:
+            session.call_task(ref, "PowerOffVM_Task")
+    finally:
+        session.logout()
