@@ -4,10 +4,13 @@ and end state.
 A plain call wherever XAPI has one (``VM.start``, not ``Async.VM.start`` + ``event.from`` +
 ``task.destroy``): one round trip is the least a client can spend. The floor makes the same
 checks the library makes (no VM of the instance's name before a spawn, none of its resize or
-rescue companions left at destroy) and leaves the same end state (root disks tagged with
-their instance, a resize keeping ``-orig`` until confirm, disks deleted with their VM). It
-keeps the references it made (cached image VDI, VM, root VDI), as the library keeps its
-caches, so no lookup is spent that the library does not spend too.
+rescue companions left at destroy, the VM's VBDs read before its disks are moved, so volumes
+are told apart, and the VHD chains after a snapshot) and leaves the same end state (root
+disks tagged with their instance, a resize keeping ``-orig`` until confirm, disks deleted
+with their VM). It keeps the references it made (cached image VDI, VM, root VDI), as the
+library keeps its caches, so no lookup is spent that the library does not spend too; but a
+resize runs as Nova's three steps on two computes, so each of them knows only what Nova
+hands it.
 """
 
 from __future__ import annotations
@@ -117,8 +120,11 @@ class FloorXen(CountedClient):
         self.api.VM.start(vm.ref, False, False)
 
     def snapshot(self, vm: XenVM) -> bytes:
-        """Snapshot the root VDI, export its bytes, destroy the snapshot."""
+        """Snapshot the root VDI, look at its SR's VHD chains for a coalesce still pending (the
+        library's check, the seed's second step: one read, nothing pending on the
+        simulator), export its bytes, destroy the snapshot."""
         snap = self.api.VDI.snapshot(vm.vdi, {})
+        self.api.VDI.get_all_records_where(f'field "SR" = "{self.raw.sr}"')
         try:
             data = self.raw.get_vdi(snap)
         finally:
@@ -127,15 +133,21 @@ class FloorXen(CountedClient):
         return data
 
     def resize(self, vm: XenVM) -> None:
-        """The library's resize, call for call at the least: clean shutdown, keep the VM as
-        ``-orig`` for a revert, copy its root disk, build the resized VM around the copy
-        (after the name check) and start it; confirm destroys ``-orig`` and its disk."""
+        """The library's resize, call for call at the least, in Nova's three steps, each
+        knowing only what Nova hands it (source and destination are different computes):
+        the source shuts the VM down, keeps it as ``-orig`` for a revert and reads its VBDs
+        (which disks are its own, which volumes: never copied blind) to describe its disks;
+        the destination copies the root disk it was told of (same pool: by ref), builds
+        the resized VM around the copy (after the name check) and starts it; confirm, on
+        the source, destroys ``-orig`` and the disk it read."""
         api, raw = self.api, self.raw
         vm.large = not vm.large
         memory_mb, vcpus = (512, 2) if vm.large else (256, 1)
         api.VM.clean_shutdown(vm.ref)
         api.VM.set_name_label(vm.ref, f"{vm.name}-orig")
-        root = api.VDI.copy(vm.vdi, raw.sr)
+        vbds = api.VBD.get_all_records_where(f'field "VM" = "{vm.ref}"')
+        source_root = next(rec["VDI"] for rec in vbds.values() if rec["userdevice"] == "0")
+        root = api.VDI.copy(source_root, raw.sr)
         api.VDI.set_other_config(root, {"nova_disk_type": "root", "nova_instance_uuid": vm.name})
         self._absent(vm.name)
         new = api.VM.create(raw_xen.vm_record(vm.name, memory_mb, vcpus))
@@ -143,10 +155,12 @@ class FloorXen(CountedClient):
         api.VIF.create(raw_xen.vif_record(new, raw.network))
         api.VM.start(new, False, False)
         api.VM.destroy(vm.ref)  # confirm: -orig and its disk go
-        api.VDI.destroy(vm.vdi)
+        api.VDI.destroy(source_root)
         vm.ref, vm.vdi = new, root
 
     def live_migrate(self, vm: XenVM) -> None:
-        """One pool_migrate to the next host of the pool."""
+        """Read the VM's VBDs (volumes are told apart, never moved blind: the library's check,
+        as on VMware), then one pool_migrate to the next host of the pool."""
         vm.host_index = (vm.host_index + 1) % len(self.raw.hosts)
+        self.api.VBD.get_all_records_where(f'field "VM" = "{vm.ref}"')
         self.api.VM.pool_migrate(vm.ref, self.raw.hosts[vm.host_index], {"live": "true"})

@@ -42,6 +42,7 @@ class XenBackend:
         self.session = session
         self.stats = session.stats
         self._vm_refs: dict[str, str] = {}
+        self._kept_vbds: dict[str, dict[str, dict[str, Any]]] = {}
         self._sr_ref: str | None = None
         # looked up once, then kept: network refs by name, cached image VDIs by (SR, image);
         # a ref that went stale is looked up again by the step that used it
@@ -51,6 +52,9 @@ class XenBackend:
         #: facts about this pool read once for live migration (uuids of this host, SR and
         #: management network; of networks by ref): uuids never change
         self.uuids: dict[str, str] = {}
+        self._management_networks: dict[str, str] = {}
+        #: the SR of each instance disk made or looked up here: a VDI never changes SR
+        self._vdi_srs: dict[str, str] = {}
 
     def close(self) -> None:
         """Log every XAPI session out."""
@@ -108,6 +112,34 @@ class XenBackend:
             self._hosts = dict(self.session.call("host.get_all_records"))
         return self._hosts
 
+    #: instance disks whose SR is kept (the oldest forgotten first: refs of deleted disks
+    #: are never reused, so an old entry is only memory)
+    VDI_SRS_KEPT = 4096
+
+    def sr_of(self, vdi_ref: str) -> str:
+        """The SR ``vdi_ref`` is on: ``VDI.get_SR`` unless this backend made or read it."""
+        if vdi_ref not in self._vdi_srs:
+            self.note_sr_of(vdi_ref, str(self.session.call("VDI.get_SR", vdi_ref)))
+        return self._vdi_srs[vdi_ref]
+
+    def note_sr_of(self, vdi_ref: str, sr_ref: str) -> None:
+        """Keep the SR of a disk this backend just made there."""
+        self._vdi_srs[vdi_ref] = sr_ref
+        while len(self._vdi_srs) > self.VDI_SRS_KEPT:
+            del self._vdi_srs[next(iter(self._vdi_srs))]
+
+    def management_network(self, host: str) -> str:
+        """The network of ``host``'s management PIF (read once, then kept);
+        MigrationPreCheckError when it has none."""
+        if host not in self._management_networks:
+            pifs = self.session.call("PIF.get_all_records_where",
+                                     f'field "management" = "true" and field "host" = '
+                                     f'{vm_utils.where_literal(host)}')
+            if not pifs:
+                raise exc.MigrationPreCheckError(f"host {host} has no management PIF")
+            self._management_networks[host] = next(iter(pifs.values()))["network"]
+        return self._management_networks[host]
+
     def uuid_of(self, xapi_class: str, ref: str) -> str:
         """The uuid of ``ref`` (``<class>.get_uuid`` once, then kept)."""
         if ref not in self.uuids:
@@ -139,11 +171,27 @@ class XenBackend:
 
     def forget_vm(self, instance: Any, name_label: str | None = None) -> None:
         """Drop the cached VM ref of ``instance`` (or of its VM called ``name_label``)."""
-        self._vm_refs.pop(self._key(instance, name_label), None)
+        key = self._key(instance, name_label)
+        self._vm_refs.pop(key, None)
+        self._kept_vbds.pop(key, None)
 
-    def remember_vm(self, instance: Any, vm_ref: str, name_label: str | None = None) -> None:
-        """Cache ``vm_ref`` as the VM of ``instance`` (or its VM called ``name_label``)."""
-        self._vm_refs[self._key(instance, name_label)] = vm_ref
+    def remember_vm(self, instance: Any, vm_ref: str, name_label: str | None = None,
+                    vbds: dict[str, dict[str, Any]] | None = None) -> None:
+        """Cache ``vm_ref`` as the VM of ``instance`` (or its VM called ``name_label``);
+        ``vbds``: its VBD records, for a VM this backend halted and leaves untouched (a
+        resize's ``-orig``), so deleting it later reads nothing."""
+        key = self._key(instance, name_label)
+        self._vm_refs[key] = vm_ref
+        if vbds is not None:
+            self._kept_vbds[key] = vbds
+
+    def kept_vm(self, instance: Any, name_label: str) -> tuple[str, Any] | None:
+        """The cached ref of the VM of ``instance`` called ``name_label`` and the VBD records
+        remembered with it (None if none were), without a server call; None if not cached."""
+        key = self._key(instance, name_label)
+        if key not in self._vm_refs:
+            return None
+        return self._vm_refs[key], self._kept_vbds.get(key)
 
     def vm_ref_of(self, instance: Any) -> str:
         """The VM ref of ``instance``; InstanceNotFound when it has none. (The face checked

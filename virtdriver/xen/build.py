@@ -170,6 +170,7 @@ def create_root_disk(backend: XenBackend, context: Any, plan: SpawnPlan,
             # the cached image kept since an earlier spawn was removed: find or import it
             backend.forget_image(plan.sr_ref, str(field_of(plan.image, "id")))
     undo.push(vm_utils.destroy_vdi, backend.session, root)
+    backend.note_sr_of(root, plan.sr_ref)
     plan.vdis[vm_utils.DEVICE_ROOT] = root
 
 

@@ -210,12 +210,16 @@ def clone_for_instance(session: XenAPISession, base_vdi: str, instance: Any,
     return vdi
 
 
-def instance_vdis(session: XenAPISession, vm_ref: str) -> dict[str, tuple[str, str]]:
-    """The VM's own disks: userdevice -> (VBD ref, VDI ref), one VBD read each. Volumes
-    (``osvol`` VBDs) are left out: they belong to the volume service."""
+def instance_vdis(session: XenAPISession, vm_ref: str,
+                  records: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, tuple[str, str]]:
+    """The VM's own disks: userdevice -> (VBD ref, VDI ref), from its VBD ``records`` (read
+    in one call when not given). Volumes (``osvol`` VBDs) are left out: they belong to the
+    volume service."""
+    if records is None:
+        records = vm_utils.vbd_records(session, vm_ref)
     disks = {}
-    for vbd in session.call("VM.get_VBDs", vm_ref):
-        record = session.call("VBD.get_record", vbd)
+    for vbd, record in records.items():
         if vm_utils.OSVOL in (record.get("other_config") or {}):
             continue
         if record.get("VDI") and record["VDI"] != vm_utils.NULL_REF:

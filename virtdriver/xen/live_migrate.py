@@ -27,7 +27,7 @@ from oslo_log import log as logging
 from virtdriver.common import exceptions as exc
 from virtdriver.common.model import field_of, validate_instance, validate_vifs
 from virtdriver.common.volumes import NO_VOLUMES, BlockDevices
-from virtdriver.xen import disks, vm_utils, volumes
+from virtdriver.xen import disks, volumes
 from virtdriver.xen import vif as vif_utils
 from virtdriver.xen.backend import XenBackend
 from virtdriver.xen.session import XenAPISession
@@ -45,17 +45,13 @@ def check_can_live_migrate_destination(backend: XenBackend, instance: Any,
     validate_instance(instance)
     session = backend.session
     host = session.host_ref
-    pifs = session.call("PIF.get_all_records_where",
-                        f'field "management" = "true" and field "host" = '
-                        f'{vm_utils.where_literal(host)}')
-    if not pifs:
-        raise exc.MigrationPreCheckError("the destination host has no management PIF")
-    network = next(iter(pifs.values()))["network"]
     return {"block_migration": bool(block_migration),
             "destination_url": session.url,
             "destination_host_uuid": backend.uuid_of("host", host),
             "destination_sr_uuid": backend.uuid_of("SR", backend.sr_ref()),
-            "destination_network_uuid": backend.uuid_of("network", network)}
+            "destination_network_uuid": backend.uuid_of("network",
+                                                        backend.management_network(host))}
+
 
 
 def _checked(data: Any, what: str) -> dict[str, Any]:
@@ -166,7 +162,7 @@ def live_migrate(backend: XenBackend, context: Any, instance: Any, destination_h
         else:
             host = _pool_host(backend, source_host, destination_hostname,
                               data["destination_host_uuid"])
-            plugged = volumes.connect_host(backend, vm_ref, host)
+            plugged = volumes.connect_host(backend, source_srs, host)
             try:
                 session.call_lasting("VM.pool_migrate", vm_ref, host, {"live": "true"})
             except BaseException:
@@ -225,13 +221,20 @@ def _pool_host(backend: XenBackend, resident_on: str, hostname: str,
     return host
 
 
-def post_live_migration(backend: XenBackend, instance: Any) -> None:
-    """On the source: forget the cached VM ref (the VM lives elsewhere now)."""
-    backend.forget_vm(instance)
+def post_live_migration(backend: XenBackend, instance: Any, block_migration: bool) -> None:
+    """On the source: after a move to another pool, forget the cached VM ref (the VM lives
+    there now); within the pool the VM keeps its ref."""
+    if block_migration:
+        backend.forget_vm(instance)
 
 
-def post_live_migration_at_destination(backend: XenBackend, instance: Any) -> None:
-    """Strip ``base_mirror`` from the arrived VDIs' sm_config (XAPI bug CA-98606)."""
+def post_live_migration_at_destination(backend: XenBackend, instance: Any,
+                                       block_migration: bool) -> None:
+    """After a block migration (the VM came from another pool, its disks by storage
+    motion), strip ``base_mirror`` from the arrived VDIs' sm_config (XAPI bug CA-98606); a
+    move within the pool left the disks where they were, and costs nothing here."""
+    if not block_migration:
+        return  # a move within the pool: the VM kept its ref and its disks
     backend.forget_vm(instance)
     vm_ref = backend.vm_ref_of(instance)
     for _, vdi in disks.instance_vdis(backend.session, vm_ref).values():

@@ -81,10 +81,11 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
                                flavor: Any) -> dict[str, Any]:
     """Source side: refuse a shrink, halt, rename to ``-orig``.
 
-    Returns ``disk_info``: ``url`` (this pool), ``vdis`` (the ``-orig`` disks' uuids by
-    userdevice, config drive and volumes left out: the one is rebuilt, the others
-    reattached), and ``host_uuid`` when ``dest`` names a host of this pool. The volumes are
-    detached from ``-orig``. Any failure puts the source back as it was.
+    Returns ``disk_info``: ``url`` (this pool), ``vdis`` (the ``-orig`` disks by userdevice:
+    uuid, ref in this pool, kind, name and virtual size; config drive and volumes left out:
+    the one is rebuilt, the others reattached), and ``host_uuid`` when ``dest`` names a host
+    of this pool. The volumes are detached from ``-orig``. Any failure puts the source back
+    as it was.
     """
     validate_instance(instance)
     validate_flavor(flavor)
@@ -100,9 +101,7 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
 
     @step
     def power_off_vm(undo: Rollback) -> None:
-        if backend.vm_power_state(vm_ref) != "halted":
-            if not vm_utils.clean_shutdown(session, vm_ref, float(backend.xen.running_timeout)):
-                vm_utils.hard_shutdown(session, vm_ref)
+        if vm_utils.shut_down(session, vm_ref, float(backend.xen.running_timeout)):
             undo.push(vm_utils.start, session, vm_ref)
 
     @step
@@ -111,21 +110,27 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
         undo.push(session.call, "VM.set_name_label", vm_ref, name)
         backend.forget_vm(instance)
 
-    vdis: dict[str, str] = {}
+    vdis: dict[str, dict[str, Any]] = {}
+    vbds: dict[str, dict[str, Any]] = {}
 
     @step
     def describe_disks(undo: Rollback) -> None:
-        for device, (_, vdi) in sorted(disks.instance_vdis(session, vm_ref).items()):
+        vbds.update(vm_utils.vbd_records(session, vm_ref))
+        for device, (_, vdi) in sorted(disks.instance_vdis(session, vm_ref, vbds).items()):
             record = session.call("VDI.get_record", vdi)
-            if (record.get("other_config") or {}).get("nova_disk_type") == "configdrive":
+            kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
+            if kind == "configdrive":
                 continue  # rebuilt on the destination
-            vdis[device] = record["uuid"]
+            # what the destination needs of the disk, so it reads nothing of it again
+            vdis[device] = {"uuid": record["uuid"], "ref": vdi, "kind": kind,
+                            "name_label": record["name_label"],
+                            "virtual_size": int(record["virtual_size"])}
 
     volume_srs: set[str] = set()
 
     def detach_volumes(undo: Rollback) -> None:
         # part of describe_disks' step: the destination attaches them again
-        for vbd, rec in volume_utils.volume_vbds(session, vm_ref).items():
+        for vbd, rec in volume_utils.volume_vbds(session, vm_ref, vbds).items():
             volume_srs.add(session.call("VDI.get_SR", rec["VDI"]))
             volumes.remove_vbd(backend, vbd, None)
             undo.push(volume_utils.create_vbd, session, vm_ref, rec["VDI"], rec["userdevice"],
@@ -138,6 +143,8 @@ def migrate_disk_and_power_off(backend: XenBackend, context: Any, instance: Any,
             describe_disks(undo)
             detach_volumes(undo)
         volumes.forget_unused(backend, volume_srs)
+        # confirm deletes it with the disks read here (its volumes are off): no lookup
+        backend.remember_vm(instance, vm_ref, name + vm_utils.ORIG_SUFFIX, vbds)
     except exc.VirtDriverError as error:
         if isinstance(error, exc.MigrationError):
             raise
@@ -158,16 +165,16 @@ def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], 
     source = _source_session(backend, disk_info["url"])
     copies: dict[str, str] = {}
     try:
-        for device, vdi_uuid in sorted(disk_info["vdis"].items()):
-            vdi = source.call("VDI.get_by_uuid", vdi_uuid)
-            record = source.call("VDI.get_record", vdi)
-            kind = (record.get("other_config") or {}).get("nova_disk_type", "disk")
+        for device, described in sorted(disk_info["vdis"].items()):
+            record = _source_disk(source, described, same_pool=source is session)
+            vdi, kind = record["ref"], record["kind"]
             other = {"nova_disk_type": kind, "migrated-from": record["uuid"],
                      "nova_instance_uuid": str(field_of(instance, "uuid"))}
             if source is session:
                 # Same pool: the storage manager copies server-side, no bytes through us.
                 copy = session.call_lasting("VDI.copy", vdi, sr_ref)
                 undo.push(vm_utils.destroy_vdi, session, copy)
+                backend.note_sr_of(copy, sr_ref)
                 session.call("VDI.set_other_config", copy, other)
             else:
                 copy = disks.create_vdi(session, sr_ref, record["name_label"],
@@ -185,6 +192,24 @@ def _fetch_disks(backend: XenBackend, instance: Any, disk_info: dict[str, Any], 
         if source is not session:
             source.close()
     return copies
+
+
+def _source_disk(source: XenAPISession, described: Any, same_pool: bool) -> dict[str, Any]:
+    """A source disk's ref (in the source's pool), uuid, kind, name and virtual size: from
+    ``disk_info`` as the source described it; read from the source pool for what it did
+    not say (a ref is only good in its own pool; an older source sent the uuid alone)."""
+    if isinstance(described, str):
+        described = {"uuid": described}
+    record = dict(described)
+    if not same_pool or not record.get("ref"):
+        record["ref"] = source.call("VDI.get_by_uuid", record["uuid"])
+    if any(key not in record for key in ("kind", "name_label", "virtual_size")):
+        full = source.call("VDI.get_record", record["ref"])
+        record.setdefault("kind", (full.get("other_config") or {}).get("nova_disk_type",
+                                                                       "disk"))
+        record.setdefault("name_label", full["name_label"])
+        record.setdefault("virtual_size", int(full["virtual_size"]))
+    return record
 
 
 def finish_migration(backend: XenBackend, context: Any, instance: Any, disk_info: Any,
@@ -267,12 +292,27 @@ def unattached_copies(session: XenAPISession, orig_ref: str) -> list[str]:
 
 
 def confirm_migration(backend: XenBackend, instance: Any) -> None:
-    """Source side: destroy the ``-orig`` VM and its disks."""
+    """Source side: destroy the ``-orig`` VM and its disks.
+
+    When this backend kept it (migrate_disk_and_power_off ran here), the VM and the disks
+    it read then are deleted without a lookup; else, or if the VM is not halted any more,
+    they are looked up first."""
     validate_instance(instance)
-    found = vm_utils.find_vm(backend.session, field_of(instance, "name") + vm_utils.ORIG_SUFFIX,
-                             str(field_of(instance, "uuid")))
+    session = backend.session
+    orig_name = field_of(instance, "name") + vm_utils.ORIG_SUFFIX
+    kept = backend.kept_vm(instance, orig_name)
+    backend.forget_vm(instance, orig_name)
+    if kept is not None and kept[1] is not None:
+        try:
+            vm_utils.destroy_vm(session, kept[0], record={"power_state": "Halted"},
+                                vbds=kept[1])
+            return
+        except exc.BackendError as error:
+            if error.code != "VM_BAD_POWER_STATE":
+                raise
+    found = vm_utils.find_vm(session, orig_name, str(field_of(instance, "uuid")))
     if found is not None:
-        vm_utils.destroy_vm(backend.session, found[0], record=found[1])
+        vm_utils.destroy_vm(session, found[0], record=found[1])
 
 
 def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool,
@@ -290,6 +330,7 @@ def finish_revert_migration(backend: XenBackend, instance: Any, power_on: bool,
     if current is not None:
         vm_utils.destroy_vm(session, current[0])
     session.call("VM.set_name_label", orig[0], name)
+    backend.forget_vm(instance, name + vm_utils.ORIG_SUFFIX)
     backend.remember_vm(instance, orig[0])
     if block_devices:
         volumes.reattach(backend, instance, orig[0], block_devices)

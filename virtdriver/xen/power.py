@@ -58,16 +58,8 @@ def reboot(backend: XenBackend, instance: Any, reboot_type: str) -> None:
 def power_off(backend: XenBackend, instance: Any, timeout: int) -> None:
     """Halt the VM: a clean shutdown within ``timeout`` seconds first if > 0, then hard."""
 
-    def do(vm_ref: str) -> None:
-        # a hard stop asks nothing first: hard_shutdown of a halted VM is a no-op
-        if timeout > 0:
-            if backend.vm_power_state(vm_ref) == "halted":
-                return
-            if vm_utils.clean_shutdown(backend.session, vm_ref, float(timeout)):
-                return
-        vm_utils.hard_shutdown(backend.session, vm_ref)
-
-    backend.on_vm(instance, do)
+    backend.on_vm(instance, lambda vm_ref: vm_utils.shut_down(backend.session, vm_ref,
+                                                             float(timeout)))
 
 
 def power_on(backend: XenBackend, instance: Any) -> None:

@@ -25,10 +25,11 @@ IMAGE_UPLOADING = "image_uploading"
 
 
 def _root_vdi(backend: XenBackend, vm_ref: str) -> str:
-    found = disks.instance_vdis(backend.session, vm_ref).get(vm_utils.DEVICE_ROOT)
+    records = vm_utils.vbd_records(backend.session, vm_ref)
+    found = disks.instance_vdis(backend.session, vm_ref, records).get(vm_utils.DEVICE_ROOT)
     if found is None and any(
             rec["userdevice"] == vm_utils.DEVICE_ROOT
-            for rec in volume_utils.volume_vbds(backend.session, vm_ref).values()):
+            for rec in volume_utils.volume_vbds(backend.session, vm_ref, records).values()):
         raise backend.unsupported("snapshot of an instance booted from a volume",
                                   "its root disk is a volume: the volume service snapshots "
                                   "it")
@@ -52,7 +53,7 @@ def snapshot(backend: XenBackend, context: Any, instance: Any, image_id: str,
     def snapshot_root_disk() -> None:
         root = _root_vdi(backend, vm_ref)
         state["root"] = root
-        state["sr"] = session.call("VDI.get_SR", root)
+        state["sr"] = backend.sr_of(root)
         # a metadata operation on a copy-on-write SR, as clone is: one plain call costs
         # less than Async + event.from + task.destroy
         state["snap"] = session.call("VDI.snapshot", root, {})

@@ -116,13 +116,14 @@ def _destroy_with_volumes(backend: XenBackend, vm_ref: str, destroy_disks: bool)
     try:
         vm_utils.hard_shutdown(session, vm_ref)
         # one read of the VBDs: the volumes' to take off, the rest's disks to delete
-        vbds = session.call("VBD.get_all_records_where",
-                            f'field "VM" = {vm_utils.where_literal(vm_ref)}')
+        vbds = vm_utils.vbd_records(session, vm_ref)
         srs = volumes.detach_all(backend, vm_ref, vbds)
     except exc.BackendError as error:
         if is_handle_invalid(error, "VM"):
             return  # gone meanwhile
         raise
     own = {ref: rec for ref, rec in vbds.items() if not volume_utils.is_volume(rec)}
-    vm_utils.destroy_vm(session, vm_ref, destroy_disks=destroy_disks, vbds=own)
+    # halted just now (a suspended VM's suspend image went with the hard shutdown)
+    vm_utils.destroy_vm(session, vm_ref, destroy_disks=destroy_disks, vbds=own,
+                        record={"power_state": "Halted"})
     volumes.forget_unused(backend, srs)

@@ -244,32 +244,46 @@ def start(session: XenAPISession, vm_ref: str, paused: bool = False) -> None:
     session.call_lasting("VM.start", vm_ref, paused, False)
 
 
-def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
-    """Power a VM off now; an already halted VM is left alone.
+def _halted_already(error: exc.BackendError) -> bool:
+    return error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",)
 
-    A plain call: pulling the plug is quick, and one round trip costs less than Async +
-    event.from + task.destroy.
+
+def hard_shutdown(session: XenAPISession, vm_ref: str) -> bool:
+    """Power a VM off now; an already halted VM is left alone (False).
+
+    A plain call: pulling the plug is quick. XAPI cancels a clean shutdown or reboot still
+    in flight first.
     """
     try:
         session.call("VM.hard_shutdown", vm_ref)
     except exc.BackendError as error:
-        if error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",):
-            return
-        raise
-
-
-def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
-    """Ask the guest to shut down within ``timeout`` s; True when it did."""
-    try:
-        session.call_lasting("VM.clean_shutdown", vm_ref, timeout=timeout)
-        return True
-    except exc.BackendError as error:
-        if error.code == "VM_BAD_POWER_STATE" and error.params[-1:] == ("halted",):
-            return True
-        if error.code in ("VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE", "TASK_TIMEOUT",
-                          "VM_BAD_POWER_STATE", "TASK_CANCELLED"):
+        if _halted_already(error):
             return False
         raise
+    return True
+
+
+#: a clean shutdown cannot happen (no PV drivers), or did not within its time
+_CLEAN_SHUTDOWN_FAILED = ("VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE", "TASK_TIMEOUT",
+                          "VM_BAD_POWER_STATE", "TASK_CANCELLED")
+
+
+def shut_down(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
+    """Halt the VM: cleanly if the guest manages within ``timeout`` seconds (0: do not
+    ask it), else hard. False when it was halted already (nothing done), so the caller
+    needs no power-state read first."""
+    if timeout > 0:
+        try:
+            session.call_lasting("VM.clean_shutdown", vm_ref, timeout=timeout)
+            return True
+        except exc.BackendError as error:
+            if _halted_already(error):
+                return False
+            if error.code not in _CLEAN_SHUTDOWN_FAILED:
+                raise
+        hard_shutdown(session, vm_ref)  # halted meanwhile or now: it was running
+        return True
+    return hard_shutdown(session, vm_ref)
 
 
 def set_bootlock(session: XenAPISession, vm_ref: str, locked: bool) -> None:
@@ -281,6 +295,13 @@ def set_bootlock(session: XenAPISession, vm_ref: str, locked: bool) -> None:
     else:
         for op in BOOTLOCK_OPERATIONS:
             session.call("VM.remove_from_blocked_operations", vm_ref, op)
+
+
+def vbd_records(session: XenAPISession, vm_ref: str) -> dict[str, dict[str, Any]]:
+    """Every VBD of the VM with its record, in one call (``VM.get_VBDs`` and a
+    ``VBD.get_record`` each would cost one more per disk)."""
+    return dict(session.call("VBD.get_all_records_where",
+                             f'field "VM" = {where_literal(vm_ref)}'))
 
 
 def destroy_vm(session: XenAPISession, vm_ref: str,
@@ -307,8 +328,7 @@ def destroy_vm(session: XenAPISession, vm_ref: str,
             hard_shutdown(session, vm_ref)
         if destroy_disks:
             if vbds is None:
-                vbds = session.call("VBD.get_all_records_where",
-                                    f'field "VM" = {where_literal(vm_ref)}')
+                vbds = vbd_records(session, vm_ref)
             vdis = [vbd["VDI"] for vbd in vbds.values()
                     if vbd["VDI"] != NULL_REF and vbd["VDI"] not in keep_vdis
                     and OSVOL not in (vbd.get("other_config") or {})]

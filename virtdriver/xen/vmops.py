@@ -258,14 +258,17 @@ class XenVMOps(VMOps):
     def post_live_migration(self, context: Any, instance: Any,
                             migrate_data: dict[str, Any] | None = None) -> None:
         validate_instance_identity(instance)
-        live_migrate.post_live_migration(self._backend, instance)
+        live_migrate.post_live_migration(self._backend, instance,
+                                         bool((migrate_data or {}).get("block_migration")))
 
     def post_live_migration_at_destination(self, context: Any, instance: Any,
                                            network_info: Any, block_migration: bool = False,
                                            block_device_info: Any = None) -> None:
-        """Drops ``base_mirror`` from the VDIs' sm_config (XAPI bug CA-98606)."""
+        """After a block migration, drops ``base_mirror`` from the VDIs' sm_config (XAPI bug
+        CA-98606)."""
         validate_instance_identity(instance)
-        live_migrate.post_live_migration_at_destination(self._backend, instance)
+        live_migrate.post_live_migration_at_destination(self._backend, instance,
+                                                        bool(block_migration))
 
     def rollback_live_migration_at_destination(self, instance: Any,
                                                block_device_info: Any = None) -> None:

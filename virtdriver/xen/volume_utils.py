@@ -279,10 +279,12 @@ def is_volume(vbd_record: dict[str, Any]) -> bool:
     return OSVOL in (vbd_record.get("other_config") or {})
 
 
-def volume_vbds(session: XenAPISession, vm_ref: str) -> dict[str, dict[str, Any]]:
-    """The VM's volume VBDs (one call): VBD ref -> record."""
-    records = session.call("VBD.get_all_records_where",
-                           f'field "VM" = {vm_utils.where_literal(vm_ref)}')
+def volume_vbds(session: XenAPISession, vm_ref: str,
+                records: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The VM's volume VBDs (one call, none when its VBD ``records`` are given): VBD ref
+    -> record."""
+    if records is None:
+        records = vm_utils.vbd_records(session, vm_ref)
     return {ref: rec for ref, rec in records.items() if is_volume(rec)}
 
 

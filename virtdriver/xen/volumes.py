@@ -127,8 +127,8 @@ def attach_volume(backend: XenBackend, info: ConnectionInfo, instance: Any,
 def _attach(backend: XenBackend, instance: Any, vm_ref: str, volume: IscsiVolume,
             userdevice: str, mountpoint: str | None, bootable: bool = False) -> None:
     session = backend.session
-    used = {rec["userdevice"]: ref for ref, rec in session.call(
-        "VBD.get_all_records_where", f'field "VM" = {vm_utils.where_literal(vm_ref)}').items()}
+    used = {rec["userdevice"]: ref
+            for ref, rec in vm_utils.vbd_records(session, vm_ref).items()}
     if userdevice in used:
         raise exc.InvalidInput("mountpoint", mountpoint or userdevice,
                                "is taken by another disk of the instance")
@@ -373,10 +373,10 @@ def reattach(backend: XenBackend, instance: Any, vm_ref: str, devices: BlockDevi
     """Attach the volumes of ``devices`` to a halted VM again where they are missing (a
     reverted resize); all or none."""
     session = backend.session
-    own = {rec["userdevice"] for rec in session.call(
-        "VBD.get_all_records_where", f'field "VM" = {vm_utils.where_literal(vm_ref)}').values()
-        if not volume_utils.is_volume(rec)}
-    attached = {rec["VDI"] for rec in volume_utils.volume_vbds(session, vm_ref).values()}
+    records = vm_utils.vbd_records(session, vm_ref)
+    own = {rec["userdevice"] for rec in records.values() if not volume_utils.is_volume(rec)}
+    attached = {rec["VDI"] for rec in volume_utils.volume_vbds(session, vm_ref,
+                                                               records).values()}
     with Rollback(f"reattaching the volumes of {field_of(instance, 'name')}") as undo:
         for item in plan(devices, own):
             with sr_lock(item.volume.sr_uuid):
@@ -427,13 +427,14 @@ def destination_vdi_map(backend: XenBackend, dest: Any, vm_ref: str) -> dict[str
     return out
 
 
-def connect_host(backend: XenBackend, vm_ref: str, host_ref: str) -> list[str]:
-    """Before a move within the pool: the SRs of the VM's volumes attached on ``host_ref``
-    too (a PBD each, the same device_config as the PBD that serves them now). Returns
-    the SRs this plugged, for :func:`release_host` if the move fails."""
+def connect_host(backend: XenBackend, srs: set[str], host_ref: str) -> list[str]:
+    """Before a move within the pool: the SRs of the VM's volumes (``srs``, from
+    :func:`volume_srs`) attached on ``host_ref`` too (a PBD each, the same device_config as
+    the PBD that serves them now). Returns the SRs this plugged, for :func:`release_host`
+    if the move fails."""
     session = backend.session
     plugged = []
-    for sr in sorted(set(volume_srs(backend, vm_ref).values())):
+    for sr in sorted(srs):
         pbds = session.call("SR.get_PBDs", sr)
         if not pbds:
             continue

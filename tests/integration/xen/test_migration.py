@@ -165,6 +165,55 @@ def test_resize_in_place_copies_server_side(ops, spawned, image, xapi):
     assert vm_of(xapi, spawned, "-orig") is None
 
 
+def test_resize_within_the_pool_reads_each_disk_once(ops, spawned, image, xapi):
+    """The source describes the disks (one VBD read, one VDI record); the destination
+    copies by the ref it was handed; confirm deletes ``-orig`` and its disk without a
+    lookup; nothing of the instance is left but the new VM and its disk."""
+    orig_root = disks_of(xapi, vm_of(xapi, spawned)[0])["0"]["ref"]
+    ops.stats.reset()
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor())
+    ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, False,
+                         power_on=True)
+    ops.confirm_migration(None, spawned, None)
+    calls = ops.stats.snapshot()
+    assert calls["VBD.get_all_records_where"] == 1 and calls["VDI.get_record"] == 1
+    assert "VM.get_power_state" not in calls and "VDI.get_by_uuid" not in calls
+    assert calls["VM.get_all_records_where"] == 1  # the destination's name check only
+    assert calls["VM.destroy"] == 1 and calls["VDI.destroy"] == 1
+    assert vm_of(xapi, spawned, "-orig") is None
+    ref, vm = vm_of(xapi, spawned)
+    assert vm["power_state"] == "Running"
+    assert orig_root not in xapi.VDI.get_all()
+    assert set(instance_vdis(xapi, spawned.uuid)) == {disks_of(xapi, ref)["0"]["ref"]}
+
+
+def test_confirm_after_the_kept_vm_was_started_looks_it_up(ops, spawned, image, xapi):
+    """An operator started ``-orig`` after the source kept it: confirm does not trust what
+    it remembered, halts it and deletes it with its disk."""
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor())
+    ops.finish_migration(None, None, spawned, disk_info, [make_vif(1)], image, False,
+                         power_on=True)
+    orig_ref, _ = vm_of(xapi, spawned, "-orig")
+    orig_root = disks_of(xapi, orig_ref)["0"]["ref"]
+    xapi.VM.start(orig_ref, False, False)
+    ops.confirm_migration(None, spawned, None)
+    assert vm_of(xapi, spawned, "-orig") is None
+    assert orig_root not in xapi.VDI.get_all()
+    assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
+
+
+def test_disk_info_of_an_older_source_still_finishes(ops, spawned, image, xapi):
+    """disk_info naming each disk by uuid alone (as sources before the full description
+    sent it) is looked up on the source pool."""
+    disk_info = ops.migrate_disk_and_power_off(None, spawned, "", small_flavor())
+    older = dict(disk_info, vdis={dev: d["uuid"] for dev, d in disk_info["vdis"].items()})
+    ops.finish_migration(None, None, spawned, older, [make_vif(1)], image, False,
+                         power_on=True)
+    assert vm_of(xapi, spawned)[1]["power_state"] == "Running"
+    ops.confirm_migration(None, spawned, None)
+    assert vm_of(xapi, spawned, "-orig") is None
+
+
 def test_cold_migration_to_another_host_of_the_pool(ops, spawned, image, xapi):
     _, vm = vm_of(xapi, spawned)
     other = [h for h in xapi.host.get_all() if h != vm["resident_on"]][0]

@@ -163,3 +163,23 @@ def test_spawn_with_a_volume_of_an_unknown_type_is_unsupported_before_any_call()
     with pytest.raises(exc.UnsupportedOperation, match="rbd"):
         ops.spawn(None, instance(), image, [], None, [], block_device_info=bdi)
     assert ops.session.calls == []
+
+
+def test_after_a_move_within_the_pool_the_vm_keeps_its_ref_and_disks():
+    """pool_migrate moves no disk and keeps the VM's ref: the post steps cost nothing and
+    the next operation needs no lookup."""
+    ops = make_ops({"VM.get_all_records_where": records(), "VM.pause": None})
+    ops.pause(instance())
+    ops.post_live_migration(None, instance(), {"block_migration": False})
+    ops.post_live_migration_at_destination(None, instance(), [], False)
+    ops.pause(instance())
+    assert ops.session.methods() == ["VM.get_all_records_where", "VM.pause", "VM.pause"]
+
+
+def test_after_a_block_migration_base_mirror_is_stripped():
+    vbds = {"OpaqueRef:vbd": {"VDI": "OpaqueRef:vdi", "userdevice": "0", "other_config": {}}}
+    ops = make_ops({"VM.get_all_records_where": records(), "VBD.get_all_records_where": vbds,
+                    "VDI.remove_from_sm_config": None})
+    ops.post_live_migration_at_destination(None, instance(), [], True)
+    assert ops.session.calls[-1] == ("VDI.remove_from_sm_config",
+                                     ("OpaqueRef:vdi", "base_mirror"))
