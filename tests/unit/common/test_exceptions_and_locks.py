@@ -111,3 +111,41 @@ def test_instance_lock_under_eventlet_monkey_patching():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_lock_is_dropped_from_the_table_by_its_last_holder_even_on_failure():
+    """The table holds only names in use; a block that raises releases its lock."""
+    from virtdriver.common import locks
+
+    instance = {"uuid": "6f2c1e2a-0a4b-4c55-9d8e-2b1e7a3c9f10", "name": "a"}
+    name = f"virtdriver-instance-{instance['uuid']}"
+    with pytest.raises(RuntimeError), instance_lock(instance):
+        assert name in locks._TABLE
+        raise RuntimeError("boom")
+    assert name not in locks._TABLE
+    with instance_lock(instance):  # released: taken again at once
+        pass
+    assert name not in locks._TABLE
+
+
+def test_a_waiter_keeps_the_lock_in_the_table_until_it_is_done():
+    from virtdriver.common import locks
+
+    instance = {"uuid": "0b7e9c3d-5a1f-4e2b-8c6d-9f0a1b2c3d4e", "name": "b"}
+    name = f"virtdriver-instance-{instance['uuid']}"
+    entered: list[bool] = []
+
+    def second():
+        with instance_lock(instance):
+            entered.append(True)
+
+    with instance_lock(instance):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        for _ in range(200):  # until the waiter has registered
+            if locks._TABLE[name][1] == 2:
+                break
+            time.sleep(0.005)
+        assert locks._TABLE[name][1] == 2 and entered == []
+    waiter.join(5)
+    assert entered == [True] and name not in locks._TABLE
