@@ -6,7 +6,8 @@
 Starts the backend's simulator, puts a :class:`FaultProxy` in front of it and, with every
 option at its default, times: a call on a stalled server, the next call on the same
 session once the server answers, a call on a refused (dead) server, the next call after
-it, and a task wait on a stalled server. Prints one JSON line of ``[seconds, outcome]``.
+it, a task wait on a stalled server and (Xen) a lasting plain call on a stalled server.
+Prints one JSON line of ``[seconds, outcome]``.
 The fault tests (tests/integration/faults) check the same paths with short options.
 """
 
@@ -107,6 +108,13 @@ def xen() -> dict[str, Any]:
             proxy.forward()
             proxy.reset()
             out["tasks left for cleanup"] = len(session.pending_cleanup)
+            sim.clear_faults()
+            sim.inject_delay("VM.clone", 600)
+            threading.Timer(1.0, proxy.stall).start()
+            out["stalled lasting call"] = timed(
+                lambda: session.call_lasting("VM.clone", vm, "y"))
+            proxy.forward()
+            proxy.reset()
             session.close()
             out["tasks left after close"] = len(session.pending_cleanup)
     finally:

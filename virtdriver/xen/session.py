@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import queue
+import select
 import ssl
 import threading
 import time
@@ -138,10 +139,26 @@ class _RecordFieldFilter(xmlrpc.client.Unmarshaller):
 
 class _TimeoutTransportMixin:
     """Sets a socket timeout on every connection the XML-RPC transport opens; while
-    ``keep_fields`` is set, parses replies with :class:`_RecordFieldFilter`."""
+    ``keep_fields`` is set, parses replies with :class:`_RecordFieldFilter`; while
+    ``heartbeat`` is set (``(seconds, check)``), waits for a reply in slices of that many
+    seconds and calls ``check()`` between them (it raises when the server is gone)."""
 
     timeout: float = CALL_TIMEOUT_SECONDS
     keep_fields: frozenset[str] | None = None
+    heartbeat: tuple[float, Callable[[], None]] | None = None
+
+    def send_request(self, host: Any, handler: Any, request_body: Any, debug: Any) -> Any:
+        conn = super().send_request(host, handler, request_body, debug)  # type: ignore[misc]
+        if self.heartbeat is not None and conn.sock is not None:
+            interval, check = self.heartbeat
+            deadline = time.monotonic() + self.timeout
+            # nothing to read yet: the server is still at work, or gone; ask another way
+            while not select.select([conn.sock], [], [], max(0.0, min(
+                    interval, deadline - time.monotonic())))[0]:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError("no answer in time")
+                check()
+        return conn
 
     def getparser(self) -> tuple[Any, Any]:
         if self.keep_fields is None:
@@ -447,12 +464,17 @@ class XenAPISession:
         It is sent on a long connection (outside the pool of short calls) and waits up to
         ``timeout`` seconds (default ``task_timeout``) for its answer; past that TaskTimeout
         (code ``TASK_TIMEOUT``) is raised while the server may still be running it (a
-        ``VM.hard_shutdown`` cancels a clean shutdown or reboot in flight). It is never
-        sent again once it may have reached the server. Failures are translated as by
-        :meth:`call`.
+        ``VM.hard_shutdown`` cancels a clean shutdown or reboot in flight). Every
+        ``call_timeout`` without an answer, one short call checks that the server is still
+        there: if it is not, the lasting call fails with that call's ConnectionFailed. It is
+        never sent again once it may have reached the server. Failures are translated as
+        by :meth:`call`.
         """
         limit = self.task_timeout if timeout is None else float(timeout)
         with self.long_connection() as conn:
+            heartbeat = isinstance(conn.transport, _TimeoutTransportMixin)
+            if heartbeat:
+                conn.transport.heartbeat = (self.call_timeout, self._check_alive)
             try:
                 result = self._call_on(conn, method, args, limit, repeatable=False)
             except exc.ConnectionFailed as error:
@@ -460,8 +482,22 @@ class XenAPISession:
                     raise
                 raise exc.TaskTimeout(f"XAPI {method} did not finish within {limit:g}s",
                                       "TASK_TIMEOUT") from error
+            finally:
+                if heartbeat:
+                    conn.transport.heartbeat = None
         self._clean_up_after_outage()
         return result
+
+    def _check_alive(self) -> None:
+        """While a lasting call has no answer yet: one short call on the pool. A server
+        gone or stalled fails it (ConnectionFailed within ``call_timeout``), which ends
+        the lasting call too rather than let it wait out ``task_timeout``."""
+        try:
+            self.call("pool.get_all")
+        except exc.ConnectionFailed as error:
+            raise exc.ConnectionFailed(f"XAPI at {self._parsed.hostname} stopped answering "
+                                       f"during a lasting call: {error}",
+                                       "CONNECTION") from error
 
     def _clean_up_after_outage(self) -> None:
         """The server answers again: destroy the tasks an outage left behind."""

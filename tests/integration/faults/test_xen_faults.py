@@ -152,3 +152,51 @@ def test_concurrent_task_waits_leave_the_pool_to_short_calls(xapi_proxy: FaultPr
     assert len(results) == 4
     assert clone_tasks(xapi) == []
     session.close()
+
+
+def test_a_lasting_call_on_a_stalled_server_fails_within_two_call_timeouts(
+        xapi_proxy: FaultProxy, xapi_sim: Any, xapi: Any, vm: str) -> None:
+    """VM.clone lasting 12 s as a plain call (task_timeout an hour), the server stalled
+    under it: after call_timeout without an answer, a short call checks the server, which
+    does not answer either; the lasting call fails with ConnectionFailed then, not after
+    task_timeout, and is not sent again. Healthy again, the same session works."""
+    session = make_session(xapi_proxy, task_timeout=3600)
+    session.call("VM.get_all")
+    xapi_sim.inject_delay("VM.clone", 12)
+    threads, fds = client_threads(), open_fds()
+    threading.Timer(0.5, xapi_proxy.stall).start()
+    _, error, took = run_bounded(lambda: session.call_lasting("VM.clone", vm, "fault-dst"),
+                                 4 * CALL_TIMEOUT)
+    assert isinstance(error, exceptions.ConnectionFailed), error
+    assert CALL_TIMEOUT <= took < 2 * CALL_TIMEOUT + 2, took
+    assert session.stats.calls["VM.clone"] == 1
+    xapi_proxy.forward()
+    xapi_proxy.reset()
+    xapi_sim.clear_faults()
+    assert isinstance(session.call("VM.get_all"), list)
+    assert client_threads() <= threads | {"bounded-call"}
+    assert open_fds() <= fds + 2
+    session.close()
+    deadline = time.monotonic() + 20  # the server finishes the clone it was sent
+    while xapi.task.get_all() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for ref, record in xapi.VM.get_all_records().items():
+        if record["name_label"] == "fault-dst":
+            xapi.VM.destroy(ref)
+
+
+def test_a_lasting_call_that_outlives_a_check_still_answers(xapi_proxy: FaultProxy,
+                                                           xapi_sim: Any, xapi: Any,
+                                                           vm: str) -> None:
+    """A healthy server working longer than call_timeout: the checks in between answer, the
+    lasting call gets its answer, one call of it."""
+    session = make_session(xapi_proxy, call_timeout=0.5)
+    xapi_sim.inject_delay("VM.clone", 1.6)
+    clone, error, took = run_bounded(
+        lambda: session.call_lasting("VM.clone", vm, "fault-dst"), 20)
+    assert error is None, error
+    assert xapi.VM.get_name_label(clone) == "fault-dst"
+    assert 1.5 <= took < 4
+    assert session.stats.calls["VM.clone"] == 1 and session.stats.calls["pool.get_all"] >= 2
+    session.close()
+    xapi.VM.destroy(clone)
