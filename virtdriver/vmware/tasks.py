@@ -86,11 +86,12 @@ class TaskWaiter:
     ``info.result``), all three made once, with the collector. A wait puts its task in the
     view with one ``ResetListView`` (which also takes out the task of the collector's
     previous wait) and calls ``WaitForUpdatesEx`` from the version the collector's last wait
-    reached: first the view's change (the task entering, with its state), then the change
-    saying it ended. That is four calls for every wait on a pooled collector, however many
-    waits the collector served before, and nothing piles up on the server: the view holds
-    one task, the collector one filter. Updates of other objects (another server's report
-    of the previous task leaving the view) are passed over.
+    reached: first the view's change (a filter over a view follows what the view holds, so
+    the task enters, with its state), then the change saying it ended. That is four calls
+    for every wait on a pooled collector, however many waits the collector served before,
+    and nothing piles up on the server: the view holds one task, the collector one filter,
+    so no collector ever needs retiring. Updates of other objects (on vCenter, the previous
+    task leaving the view; vcsim does not report that) are passed over.
 
     ``ResetListView`` rather than ``ModifyListView(add, remove)``: the same one call, but it
     says what the view holds instead of what changes, so a call the session repeats after a

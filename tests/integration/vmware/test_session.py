@@ -350,3 +350,26 @@ def test_collectors_the_pool_does_not_keep_are_destroyed_with_their_views(
             session.call_task(ref, "PowerOffVM_Task")
     finally:
         session.logout()
+
+
+def test_progress_listeners_get_collectors_of_their_own(vcsim: Any, vcsim_faults: Any,
+                                                         vm_ref: Any) -> None:
+    """A caller who listens to info.progress borrows a collector whose filter watches it;
+    such collectors are pooled apart, so a wait that does not listen never pays for
+    progress steps (on vCenter each would answer a WaitForUpdatesEx)."""
+    session = _session(vcsim)
+    made = []
+    try:
+        for listens in (True, False, True, False):
+            vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=300)
+            task = session.invoke(vm_ref, "PowerOnVM_Task")
+            session.stats.reset()
+            session.wait_for_task(task, progress=(lambda p: None) if listens else None)
+            made.append(session.stats.calls.get("CreatePropertyCollector", 0))
+            session.call_task(vm_ref, "PowerOffVM_Task")
+        assert made == [1, 1, 0, 0]  # one of each kind, then each borrowed back
+        waiter = session._waiter
+        assert waiter is not None
+        assert sorted(c.progress for c in waiter._idle) == [False, True]
+    finally:
+        session.logout()
