@@ -187,10 +187,13 @@ class _SafeTransport(_TimeoutTransportMixin, xmlrpc.client.SafeTransport):
 class _Connection:
     """One XenAPI proxy and the session handle logged in on it (not thread-safe: lent)."""
 
-    def __init__(self, proxy: Any, transport: _TimeoutTransportMixin) -> None:
+    def __init__(self, proxy: Any, transport: _TimeoutTransportMixin,
+                 shared: bool = False) -> None:
         self.proxy = proxy
         self.transport = transport
         self.handle: str | None = None
+        #: a long connection: its handle is the one XAPI session all of them share
+        self.shared = shared
 
     def send(self, method: str, params: tuple[Any, ...], timeout: float) -> Any:
         """Send one call; return its value or raise XenAPI.Failure (including SESSION_INVALID).
@@ -251,8 +254,12 @@ class XenAPISession:
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        # Connections for long polls (event.from), apart from the pool of short calls.
+        # Connections for lasting calls and long polls, apart from the pool of short calls.
+        # They share one XAPI session (a session is not bound to a connection), so a burst
+        # of lasting calls costs no logins.
         self._long_idle: queue.LifoQueue[_Connection] = queue.LifoQueue()
+        self._long_handle: str | None = None
+        self._long_login = threading.Lock()
         self._tasks = TaskWatch(self)
         # Tasks whose task.destroy failed: destroyed by the next good call, or at close().
         self._leftover = LeftoverTasks(self.call)
@@ -312,9 +319,9 @@ class XenAPISession:
             transport = _Transport()
         return XenAPI.Session(self.url, transport=transport), transport
 
-    def _new_connection(self) -> _Connection:
+    def _new_connection(self, shared: bool = False) -> _Connection:
         proxy, transport = self._proxy_factory()
-        return _Connection(proxy, transport)
+        return _Connection(proxy, transport, shared)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[_Connection]:
@@ -329,24 +336,34 @@ class XenAPISession:
         finally:
             self._idle.put(conn)
 
+    #: idle long connections kept for reuse (more are closed: a TCP connection, no logout)
+    LONG_IDLE_KEPT = 8
+
     @contextlib.contextmanager
     def long_connection(self) -> Iterator[_Connection]:
-        """Lend a logged-in connection for a long poll, from outside the pool of short calls.
+        """Lend a connection for a lasting call or a long poll, from outside the pool of
+        short calls, logged in with the session every long connection shares.
 
-        One is created when none is idle; they are kept for reuse and logged out at close().
+        One is created when none is idle; up to :attr:`LONG_IDLE_KEPT` are kept for reuse;
+        the shared session is logged out at close().
         """
         if self._closed:
             raise exc.SessionExpired("the XAPI session is closed", "SESSION_CLOSED")
         try:
             conn = self._long_idle.get_nowait()
         except queue.Empty:
-            conn = self._new_connection()
+            conn = self._new_connection(shared=True)
         try:
-            if conn.handle is None:
+            if conn.handle is None or conn.handle != self._long_handle:
+                conn.handle = None
                 self._login(conn)
             yield conn
         finally:
-            self._long_idle.put(conn)
+            if self._long_idle.qsize() < self.LONG_IDLE_KEPT:
+                self._long_idle.put(conn)
+            else:
+                with contextlib.suppress(Exception):
+                    conn.transport.close()  # type: ignore[attr-defined]
 
     def _acquire(self) -> _Connection:
         try:
@@ -362,6 +379,19 @@ class XenAPISession:
         return self._idle.get()
 
     def _login(self, conn: _Connection) -> None:
+        """Log ``conn`` in; a long connection takes the shared session, logging in only if
+        there is none yet or its handle is the one that just failed."""
+        if not conn.shared:
+            self._login_alone(conn)
+            return
+        with self._long_login:
+            if self._long_handle is not None and self._long_handle != conn.handle:
+                conn.handle = self._long_handle  # logged in (again) by another already
+                return
+            self._login_alone(conn)
+            self._long_handle = conn.handle
+
+    def _login_alone(self, conn: _Connection) -> None:
         # The password travels only as this call's parameter; it is never logged.
         conn.handle = None
         try:
@@ -381,19 +411,23 @@ class XenAPISession:
         if not self._closed:
             self._leftover.destroy_all()
         self._closed = True
+        logged_out: set[str] = set()
         for idle in (self._idle, self._long_idle):
             while True:
                 try:
                     conn = idle.get_nowait()
                 except queue.Empty:
                     break
-                if conn.handle is None:
-                    continue
+                stale = conn.shared and conn.handle != self._long_handle
+                if conn.handle is None or conn.handle in logged_out or stale:
+                    continue  # the long connections' shared session: logged out once
+                logged_out.add(conn.handle)
                 try:
                     self._send(conn, "session.logout", (conn.handle,), self.login_timeout)
                 except (exc.VirtDriverError, XenAPI.Failure, OSError) as error:
                     LOG.debug("logout failed: %s", type(error).__name__)
                 conn.handle = None
+        self._long_handle = None
 
     # -- calls ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ The fake sits at the one seam (the XML-RPC proxy the session is given); nothing 
 
 import logging
 import threading
+import time
 import xmlrpc.client
 
 import pytest
@@ -316,6 +317,36 @@ def test_a_lasting_call_is_one_plain_call_outside_the_pool(server):
     assert not lasting.is_alive()
     assert [m for m in server.methods() if m != "session.login_with_password"] == \
         ["VM.get_all", "VM.start", "VM.get_all"]
+
+
+def test_lasting_calls_in_flight_share_one_login(server):
+    """Four lasting calls at once: four connections, one XAPI session among them; an
+    expired session is logged in again once for all; close logs it out once."""
+    started, release = threading.Barrier(4, timeout=5), threading.Event()
+
+    def start(*args):
+        started.wait()
+        release.wait(5)
+        return ok("")
+
+    server.handlers["VM.start"] = start
+    session = make_session(server)
+    threads = [threading.Thread(target=session.call_lasting, args=("VM.start", "v", False,
+                                                                   False)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert server.logins == 1
+    server.sessions.clear()  # expired on the server
+    server.handlers["VM.start"] = lambda *a: ok("")
+    session.call_lasting("VM.start", "v", False, False)
+    session.call_lasting("VM.start", "v", False, False)
+    assert server.logins == 2
+    session.close()
+    assert server.methods().count("session.logout") == 1
 
 
 def test_a_lasting_call_waits_up_to_task_timeout(server):
