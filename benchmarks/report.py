@@ -132,7 +132,7 @@ def targets_table(judged: list[dict[str, Any]]) -> Table:
     for entry in judged:
         met = {True: "[green]met[/green]", False: "[red]NOT met[/red]",
                None: "[yellow]not measured[/yellow]"}[entry["met"]]
-        table.add_row(entry["target"], entry["limit"], met, str(entry["figure"])[:110])
+        table.add_row(entry["target"], entry["limit"], met, str(entry["figure"])[:240])
     return table
 
 

@@ -178,10 +178,9 @@ def test_task_timeout(session: VMwareSession, vcsim_faults: Any, vm_ref: Any) ->
     session.wait_for_task(task)  # still completes later
 
 
-def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
-                                                    vcsim_faults: Any) -> None:
-    """Each concurrent waiter waits on a collector of its own (one view and one filter
-    each), and the pool keeps at most POOL_SIZE of them afterwards."""
+def power_on_every_vm_at_once(session: VMwareSession, vcsim_faults: Any) -> list[Any]:
+    """Power every VM of the simulator off, then on again at once (each power-on lasting
+    0.7 s on the server), with the session's call counts reset in between; its VMs."""
     import concurrent.futures
 
     refs = [ref for ref, _ in session.list_objects(vim.VirtualMachine, ["name"]).values()]
@@ -193,6 +192,15 @@ def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
     session.stats.reset()
     with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
         list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
+    return refs
+
+
+def test_concurrent_waiters_each_borrow_a_collector(session: VMwareSession,
+                                                    vcsim_faults: Any) -> None:
+    """Each concurrent waiter waits on a collector of its own (one view and one filter
+    each), and the pool keeps at most POOL_SIZE of them afterwards."""
+
+    refs = power_on_every_vm_at_once(session, vcsim_faults)
     calls = session.stats.calls
     # one collector, view and filter each at most (the pool's waiters reuse theirs)
     assert calls["CreateFilter"] <= len(refs) and "DestroyPropertyFilter" not in calls
@@ -323,23 +331,14 @@ def test_collectors_the_pool_does_not_keep_are_destroyed_with_their_views(
         vcsim: Any, vcsim_faults: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Concurrent waits each take a collector; past POOL_SIZE idle ones, a collector given
     back is destroyed, its ListView with it: the server keeps POOL_SIZE of each at most."""
-    import concurrent.futures
 
     session = _session(vcsim)
     created = _recording_creations(session, monkeypatch)
     waiter = session._waiter = TaskWaiter(session)
     waiter.POOL_SIZE = 2  # fewer than the simulator's VMs
     try:
-        refs = [ref for ref, _ in session.list_objects(vim.VirtualMachine, ["name"]).values()]
+        refs = power_on_every_vm_at_once(session, vcsim_faults)
         assert len(refs) > waiter.POOL_SIZE
-        states = session.retrieve(refs, ["runtime.powerState"])
-        for ref in refs:
-            if states[ref._moId]["runtime.powerState"] == "poweredOn":
-                session.call_task(ref, "PowerOffVM_Task")
-        vcsim_faults.inject("PowerOnVM_Task", "delay", delay_ms=700, count=len(refs))
-        session.stats.reset()
-        with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
-            list(pool.map(lambda r: session.call_task(r, "PowerOnVM_Task"), refs))
         calls = session.stats.calls
         made = calls["CreatePropertyCollector"]
         assert made > waiter.POOL_SIZE and calls["CreateListView"] == made

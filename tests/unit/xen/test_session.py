@@ -82,6 +82,19 @@ class FakeTransport:
     timeout = None
 
 
+def timeout_recording_transport():
+    """A fake transport class whose instances note every socket timeout set on them."""
+    seen = []
+
+    class Transport(FakeTransport):
+        def __setattr__(self, name, value):
+            if name == "timeout":
+                seen.append(value)
+            super().__setattr__(name, value)
+
+    return Transport, seen
+
+
 def make_session(server, **kwargs):
     sleeps = []
     kwargs.setdefault("sleep", sleeps.append)
@@ -350,18 +363,11 @@ def test_lasting_calls_in_flight_share_one_login(server):
 
 
 def test_a_lasting_call_waits_up_to_task_timeout(server):
-    seen = []
-
-    class Transport(FakeTransport):
-        def __setattr__(self, name, value):
-            if name == "timeout":
-                seen.append(value)
-            super().__setattr__(name, value)
-
+    transport, seen = timeout_recording_transport()
     server.handlers["VM.start"] = lambda *a: ok("")
     session = XenAPISession("http://xapi.example", "root", PASSWORD, call_timeout=42,
                             login_timeout=3, task_timeout=900,
-                            proxy_factory=lambda: (FakeProxy(server), Transport()))
+                            proxy_factory=lambda: (FakeProxy(server), transport()))
     session.call_lasting("VM.start", "v", False, False)
     session.call_lasting("VM.start", "v", False, False, timeout=7)
     assert seen == [3, 900, 7]
@@ -450,18 +456,11 @@ def test_a_call_that_times_out_is_not_repeated(server):
 
 
 def test_call_timeout_is_the_default_socket_timeout(server):
-    seen = []
-
-    class Transport(FakeTransport):
-        def __setattr__(self, name, value):
-            if name == "timeout":
-                seen.append(value)
-            super().__setattr__(name, value)
-
+    transport, seen = timeout_recording_transport()
     server.handlers["VM.get_all"] = lambda: ok([])
     session = XenAPISession("http://xapi.example", "root", PASSWORD, call_timeout=42,
                             login_timeout=3,
-                            proxy_factory=lambda: (FakeProxy(server), Transport()))
+                            proxy_factory=lambda: (FakeProxy(server), transport()))
     session.call("VM.get_all")
     session.call("VM.get_all", timeout=5)
     assert seen == [3, 42, 5]
