@@ -23,12 +23,14 @@ afterwards (untimed, by a few worker threads, bounded in time).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,28 @@ SPAWN_SECONDS = 180.0
 CLEANUP_SECONDS = 120.0
 #: Server time of each power-on task in the second scenario.
 SLOW_TASK_SECONDS = 0.2
+
+
+def run_at_once(jobs: list[Callable[[], None]], name: str) -> tuple[float, int]:
+    """Run every job in a thread of its own, all released together by one barrier; the wall
+    time from the release until the last ended (or SPAWN_SECONDS passed), and how many were
+    still running then (daemon threads: one that never returns cannot hang the run)."""
+    barrier = threading.Barrier(len(jobs) + 1)
+
+    def runner(job: Callable[[], None]) -> None:
+        barrier.wait()
+        job()
+
+    threads = [threading.Thread(target=runner, args=(job,), name=f"{name}-{n}", daemon=True)
+               for n, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    deadline = time.monotonic() + SPAWN_SECONDS
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return time.perf_counter() - start, sum(thread.is_alive() for thread in threads)
 
 
 def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str, Any]:
@@ -59,23 +83,7 @@ def spawn_many(client: Any, image: Any, count: int, parallel: bool) -> dict[str,
             made.append(instance)
 
     if parallel:
-        barrier = threading.Barrier(count + 1)
-
-        def runner() -> None:
-            barrier.wait()
-            one()
-
-        threads = [threading.Thread(target=runner, name=f"spawn-{n}", daemon=True)
-                   for n in range(count)]
-        for thread in threads:
-            thread.start()
-        barrier.wait()
-        start = time.perf_counter()
-        deadline = time.monotonic() + SPAWN_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        wall = time.perf_counter() - start
-        stuck = sum(thread.is_alive() for thread in threads)
+        wall, stuck = run_at_once([one] * count, "spawn")
         if stuck:
             errors.append(f"{stuck} spawns still running after {SPAWN_SECONDS:.0f} s")
     else:
@@ -178,10 +186,8 @@ def _raw(spec: Any, running: Any, count: int) -> dict[str, Any]:
         made: list[Any] = []
         errors: list[str] = []
         lock = threading.Lock()
-        barrier = threading.Barrier(count + 1)
 
         def one(client: Any) -> None:
-            barrier.wait()
             try:
                 vm = client.spawn(image, False)
             except Exception as error:  # noqa: BLE001 - counted, the rest go on
@@ -191,16 +197,7 @@ def _raw(spec: Any, running: Any, count: int) -> dict[str, Any]:
             with lock:
                 made.append((client, vm))
 
-        threads = [threading.Thread(target=one, args=(c,), daemon=True, name=f"raw-{n}")
-                   for n, c in enumerate(clients)]
-        for thread in threads:
-            thread.start()
-        barrier.wait()
-        start = time.perf_counter()
-        deadline = time.monotonic() + SPAWN_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        wall = time.perf_counter() - start
+        wall, _ = run_at_once([functools.partial(one, c) for c in clients], "raw")
         result["threads"] = {"wall_s": wall, "failures": len(errors),
                              "first_error": errors[0] if errors else "",
                              "speedup": common.ratio(serial["wall_s"], wall)}
