@@ -240,6 +240,33 @@ class _HostFacts:
             self._wait_for_event(events, instance.uuid, virtevent.EVENT_LIFECYCLE_RESUMED)
 
 
+def _volume_block_device_info(ctxt: Any, instance_ref: Any, volume_id: str, device: str,
+                              connection_info: dict[str, Any]) -> dict[str, Any]:
+    """Nova's block_device_info with one attached volume at ``device``, as Nova's own
+    ``test_attach_detach_different_power_states`` builds it."""
+    bdm = {
+        "root_device_name": None,
+        "swap": None,
+        "ephemerals": [],
+        "block_device_mapping": driver_block_device.convert_volumes([
+            objects.BlockDeviceMapping(
+                ctxt,
+                **fake_block_device.FakeDbBlockDeviceDict(
+                    {"id": 1, "instance_uuid": instance_ref["uuid"],
+                     "device_name": device,
+                     "source_type": "volume",
+                     "destination_type": "volume",
+                     "delete_on_termination": False,
+                     "snapshot_id": None,
+                     "volume_id": volume_id,
+                     "volume_size": None,
+                     "no_device": None})),
+        ]),
+    }
+    bdm["block_device_mapping"][0]["connection_info"] = connection_info
+    return bdm
+
+
 class _VmdkVolumes:
     """Nova's volume tests with real vmdk volumes on vcsim (see the note on VMWARE_ALLOWED)."""
 
@@ -302,26 +329,8 @@ class _VmdkVolumes:
         volume_id, connection_info = self._volume()
         self.connection.power_off(instance_ref)
         self.connection.attach_volume(None, connection_info, instance_ref, "/dev/sda")
-        bdm = {
-            "root_device_name": None,
-            "swap": None,
-            "ephemerals": [],
-            "block_device_mapping": driver_block_device.convert_volumes([
-                objects.BlockDeviceMapping(
-                    self.ctxt,
-                    **fake_block_device.FakeDbBlockDeviceDict(
-                        {"id": 1, "instance_uuid": instance_ref["uuid"],
-                         "device_name": "/dev/sda",
-                         "source_type": "volume",
-                         "destination_type": "volume",
-                         "delete_on_termination": False,
-                         "snapshot_id": None,
-                         "volume_id": volume_id,
-                         "volume_size": None,
-                         "no_device": None})),
-            ]),
-        }
-        bdm["block_device_mapping"][0]["connection_info"] = connection_info
+        bdm = _volume_block_device_info(self.ctxt, instance_ref, volume_id, "/dev/sda",
+                                        connection_info)
         with mock.patch.object(driver_block_device.DriverVolumeBlockDevice, "save"):
             self.connection.power_on(self.ctxt, instance_ref, network_info, bdm)
             self.assertEqual(1, len(self._attached(instance_ref)))
@@ -398,26 +407,8 @@ class _IscsiVolumes:
         volume_id, connection_info = self._volume()
         self.connection.power_off(instance_ref)
         self.connection.attach_volume(None, connection_info, instance_ref, "/dev/sdf")
-        bdm = {
-            "root_device_name": None,
-            "swap": None,
-            "ephemerals": [],
-            "block_device_mapping": driver_block_device.convert_volumes([
-                objects.BlockDeviceMapping(
-                    self.ctxt,
-                    **fake_block_device.FakeDbBlockDeviceDict(
-                        {"id": 1, "instance_uuid": instance_ref["uuid"],
-                         "device_name": "/dev/sdf",
-                         "source_type": "volume",
-                         "destination_type": "volume",
-                         "delete_on_termination": False,
-                         "snapshot_id": None,
-                         "volume_id": volume_id,
-                         "volume_size": None,
-                         "no_device": None})),
-            ]),
-        }
-        bdm["block_device_mapping"][0]["connection_info"] = connection_info
+        bdm = _volume_block_device_info(self.ctxt, instance_ref, volume_id, "/dev/sdf",
+                                        connection_info)
         with mock.patch.object(driver_block_device.DriverVolumeBlockDevice, "save"):
             self.connection.power_on(self.ctxt, instance_ref, network_info, bdm)
             self.assertEqual({"5": self._vdi(volume_id)}, self._attached(instance_ref))
