@@ -44,9 +44,10 @@ CLEANUP_SECONDS = 120.0
 SLOW_TASK_SECONDS = 0.2
 
 
-def run_at_once(jobs: list[Callable[[], None]], name: str) -> tuple[float, int]:
+def run_at_once(jobs: list[Callable[[], None]], name: str,
+                seconds: float = SPAWN_SECONDS) -> tuple[float, int]:
     """Run every job in a thread of its own, all released together by one barrier; the wall
-    time from the release until the last ended (or SPAWN_SECONDS passed), and how many were
+    time from the release until the last ended (or ``seconds`` passed), and how many were
     still running then (daemon threads: one that never returns cannot hang the run)."""
     barrier = threading.Barrier(len(jobs) + 1)
 
@@ -60,7 +61,7 @@ def run_at_once(jobs: list[Callable[[], None]], name: str) -> tuple[float, int]:
         thread.start()
     barrier.wait()
     start = time.perf_counter()
-    deadline = time.monotonic() + SPAWN_SECONDS
+    deadline = time.monotonic() + seconds
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return time.perf_counter() - start, sum(thread.is_alive() for thread in threads)

@@ -3,10 +3,9 @@ once, several runs on one simulator, and the cost of ``event.from`` with token `
 simulator's history grows.
 
 Each client is the Xen floor (:class:`benchmarks.floor_xen.FloorXen`: a stock ``XenAPI``
-session of its own; every long call ``Async.*``, waited with ``event.from`` from token
-``""`` on the task, then ``task.destroy``), so the figures are those of issue 15's "raw
-XenAPI with 50 sessions". The simulator runs in a child process (``benchmarks.sims.XenSim``)
-with ``VM.start`` lasting ``--task-seconds``.
+session of its own, plain calls, ``VM.start`` holding its connection while it lasts), so the
+figures are those of issue 15's "raw XenAPI with 50 sessions". The simulator runs in a child
+process (``benchmarks.sims.XenSim``) with ``VM.start`` lasting ``--task-seconds``.
 
 Run: ``.venv/bin/python -m benchmarks.xapi_sim_load [--sessions 50] [--runs 3]``; prints one
 JSON object per line (a ``serial`` line, then one per run). ``--history`` instead times
@@ -18,12 +17,14 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import json
 import statistics
 import threading
 import time
 from typing import Any
 
+from benchmarks.concurrency import run_at_once
 from benchmarks.floor_xen import FloorXen
 from benchmarks.sims import XenSim
 
@@ -45,10 +46,8 @@ def _spawn_all(clients: list[FloorXen], image: str) -> dict[str, Any]:
     made: list[tuple[FloorXen, Any]] = []
     errors: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
-    barrier = threading.Barrier(len(clients) + 1)
 
     def one(client: FloorXen) -> None:
-        barrier.wait()
         try:
             vm = client.spawn(image, False)
         except Exception as error:  # noqa: BLE001 - counted by type, the others go on
@@ -58,15 +57,7 @@ def _spawn_all(clients: list[FloorXen], image: str) -> dict[str, Any]:
         with lock:
             made.append((client, vm))
 
-    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in clients]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    start = time.perf_counter()
-    deadline = time.monotonic() + JOIN_SECONDS
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    wall = time.perf_counter() - start
+    wall, _ = run_at_once([functools.partial(one, c) for c in clients], "load", JOIN_SECONDS)
     for client, vm in made:
         with contextlib.suppress(Exception):  # best-effort cleanup between runs
             client.destroy(vm)
