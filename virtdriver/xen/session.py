@@ -139,18 +139,30 @@ class _RecordFieldFilter(xmlrpc.client.Unmarshaller):
 
 class _TimeoutTransportMixin:
     """Sets a socket timeout on every connection the XML-RPC transport opens; while
-    ``keep_fields`` is set, parses replies with :class:`_RecordFieldFilter`; while
-    ``heartbeat`` is set (``(seconds, check)``), waits for a reply in slices of that many
-    seconds and calls ``check()`` between them (it raises when the server is gone)."""
+    ``keep_fields`` is set, parses replies with :class:`_RecordFieldFilter`.
+
+    While ``lasting`` is set (``(seconds, check)``: a call that lasts on the server), the
+    call goes on a fresh connection and is sent once: the standard transport sends a call
+    again when its kept-alive connection turns out closed, which is safe only if the call
+    never reached the server, and a lasting call may break off after it did. Its reply is
+    awaited in slices of ``seconds``, with ``check()`` between them (it raises when the
+    server is gone)."""
 
     timeout: float = CALL_TIMEOUT_SECONDS
     keep_fields: frozenset[str] | None = None
-    heartbeat: tuple[float, Callable[[], None]] | None = None
+    lasting: tuple[float, Callable[[], None]] | None = None
+
+    def request(self, host: Any, handler: Any, request_body: Any, verbose: bool = False) -> Any:
+        if self.lasting is None:
+            return super().request(host, handler, request_body, verbose)  # type: ignore[misc]
+        self.close()  # type: ignore[attr-defined]
+        return self.single_request(host, handler, request_body,  # type: ignore[attr-defined]
+                                   verbose)
 
     def send_request(self, host: Any, handler: Any, request_body: Any, debug: Any) -> Any:
         conn = super().send_request(host, handler, request_body, debug)  # type: ignore[misc]
-        if self.heartbeat is not None and conn.sock is not None:
-            interval, check = self.heartbeat
+        if self.lasting is not None and conn.sock is not None:
+            interval, check = self.lasting
             deadline = time.monotonic() + self.timeout
             # nothing to read yet: the server is still at work, or gone; ask another way
             while not select.select([conn.sock], [], [], max(0.0, min(
@@ -498,17 +510,18 @@ class XenAPISession:
         It is sent on a long connection (outside the pool of short calls) and waits up to
         ``timeout`` seconds (default ``task_timeout``) for its answer; past that TaskTimeout
         (code ``TASK_TIMEOUT``) is raised while the server may still be running it (a
-        ``VM.hard_shutdown`` cancels a clean shutdown or reboot in flight). Every
+        ``VM.hard_shutdown`` cancels a clean shutdown or reboot in flight). It goes on a
+        fresh TCP connection and is never sent again once it may have reached the server
+        (only a refused connection is tried again). Every
         ``call_timeout`` without an answer, one short call checks that the server is still
-        there: if it is not, the lasting call fails with that call's ConnectionFailed. It is
-        never sent again once it may have reached the server. Failures are translated as
-        by :meth:`call`.
+        there: if it is not, the lasting call fails with that call's ConnectionFailed.
+        Failures are translated as by :meth:`call`.
         """
         limit = self.task_timeout if timeout is None else float(timeout)
         with self.long_connection() as conn:
-            heartbeat = isinstance(conn.transport, _TimeoutTransportMixin)
-            if heartbeat:
-                conn.transport.heartbeat = (self.call_timeout, self._check_alive)
+            lasting = isinstance(conn.transport, _TimeoutTransportMixin)
+            if lasting:
+                conn.transport.lasting = (self.call_timeout, self._check_alive)
             try:
                 result = self._call_on(conn, method, args, limit, repeatable=False)
             except exc.ConnectionFailed as error:
@@ -517,8 +530,8 @@ class XenAPISession:
                 raise exc.TaskTimeout(f"XAPI {method} did not finish within {limit:g}s",
                                       "TASK_TIMEOUT") from error
             finally:
-                if heartbeat:
-                    conn.transport.heartbeat = None
+                if lasting:
+                    conn.transport.lasting = None
         self._clean_up_after_outage()
         return result
 

@@ -200,3 +200,29 @@ def test_a_lasting_call_that_outlives_a_check_still_answers(xapi_proxy: FaultPro
     assert session.stats.calls["VM.clone"] == 1 and session.stats.calls["pool.get_all"] >= 2
     session.close()
     xapi.VM.destroy(clone)
+
+
+def test_a_lasting_call_whose_connection_breaks_is_not_sent_again(
+        xapi_proxy: FaultProxy, xapi_sim: Any, xapi: Any, vm: str) -> None:
+    """The connection of a lasting VM.clone is reset while the server works on it: the
+    caller gets ConnectionFailed at once, and the server made one clone, not two (the
+    standard transport would have sent the call again on a fresh connection)."""
+    session = make_session(xapi_proxy, retry=RetryPolicy(attempts=3))
+    session.call("VM.get_all")
+    xapi_sim.inject_delay("VM.clone", 1.0, 2)
+    threading.Timer(0.3, xapi_proxy.reset).start()
+    _, error, took = run_bounded(lambda: session.call_lasting("VM.clone", vm, "fault-dst"),
+                                 20)
+    assert isinstance(error, exceptions.ConnectionFailed), error
+    assert took < 1.0
+    assert session.stats.calls["VM.clone"] == 1
+    deadline = time.monotonic() + 10  # the server finishes the clone it was sent
+    while xapi.task.get_all() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    clones = [ref for ref, record in xapi.VM.get_all_records().items()
+              if record["name_label"] == "fault-dst"]
+    assert len(clones) == 1
+    xapi_sim.clear_faults()
+    session.close()
+    for ref in clones:
+        xapi.VM.destroy(ref)
