@@ -21,11 +21,6 @@ from virtdriver.xen.session import is_handle_invalid
 
 LOG = logging.getLogger(__name__)
 
-#: What a clean reboot fails with when only a hard one can do it.
-_CLEAN_REBOOT_IMPOSSIBLE = ("VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE", "TASK_TIMEOUT",
-                            "TASK_CANCELLED")
-
-
 def reboot(backend: XenBackend, instance: Any, reboot_type: str) -> None:
     """SOFT: ``VM.clean_reboot``, falling back to hard when the guest cannot; HARD:
     ``VM.hard_reboot``. A halted VM is started."""
@@ -41,7 +36,7 @@ def reboot(backend: XenBackend, instance: Any, reboot_type: str) -> None:
                                        timeout=backend.xen.running_timeout)
                     return
                 except exc.BackendError as error:
-                    if error.code not in _CLEAN_REBOOT_IMPOSSIBLE:
+                    if error.code not in vm_utils.CLEAN_IMPOSSIBLE:
                         raise
                     LOG.info("clean reboot failed (%s); rebooting hard", error.code,
                              instance=instance)

@@ -263,9 +263,10 @@ def hard_shutdown(session: XenAPISession, vm_ref: str) -> bool:
     return True
 
 
-#: a clean shutdown cannot happen (no PV drivers), or did not within its time
-_CLEAN_SHUTDOWN_FAILED = ("VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE", "TASK_TIMEOUT",
-                          "VM_BAD_POWER_STATE", "TASK_CANCELLED")
+#: What a clean shutdown or reboot fails with when only a hard one can do it: the guest
+#: cannot (no PV drivers), or did not within its time (or a hard one cut it short).
+CLEAN_IMPOSSIBLE = ("VM_MISSING_PV_DRIVERS", "VM_LACKS_FEATURE", "TASK_TIMEOUT",
+                    "TASK_CANCELLED")
 
 
 def shut_down(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
@@ -279,7 +280,8 @@ def shut_down(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
         except exc.BackendError as error:
             if _halted_already(error):
                 return False
-            if error.code not in _CLEAN_SHUTDOWN_FAILED:
+            # VM_BAD_POWER_STATE otherwise: suspended or paused, which only a hard one stops
+            if error.code not in (*CLEAN_IMPOSSIBLE, "VM_BAD_POWER_STATE"):
                 raise
         hard_shutdown(session, vm_ref)  # halted meanwhile or now: it was running
         return True
