@@ -159,9 +159,7 @@ class TaskWaiter:
 
     def _read(self, pending: _Pending) -> None:
         values = self.session.retrieve_one(pending.task, TASK_PATHS)
-        self._apply(pending, [vmodl.query.PropertyCollector.Change(name=path, op="assign",
-                                                                      val=value)
-                              for path, value in values.items()])
+        self._apply(pending, values.items())
 
     def _wait_by_push(self, pending: _Pending, deadline: float, timeout: float,
                       what: str) -> None:
@@ -224,7 +222,8 @@ class TaskWaiter:
                 for filter_update in update.filterSet or []:
                     for obj_update in filter_update.objectSet or []:
                         if obj_update.obj._moId == pending.task._moId:
-                            self._apply(pending, obj_update.changeSet or [])
+                            self._apply(pending, ((change.name, change.val)
+                                                  for change in obj_update.changeSet or []))
         except exceptions.ConnectionFailed:
             clean = False
             raise
@@ -308,14 +307,15 @@ class TaskWaiter:
         return pending.result
 
     @staticmethod
-    def _apply(pending: _Pending, changes: Iterable[Any]) -> None:
-        for change in changes:
-            if change.name == "info.state":
-                pending.state = str(change.val)
-            elif change.name == "info.error":
-                pending.error = change.val
-            elif change.name == "info.result":
-                pending.result = change.val
-            elif change.name == "info.progress" and pending.progress and change.val is not None:
+    def _apply(pending: _Pending, values: Iterable[tuple[str, Any]]) -> None:
+        """Take in (path, value) pairs of a read or of a wait's changes."""
+        for path, value in values:
+            if path == "info.state":
+                pending.state = str(value)
+            elif path == "info.error":
+                pending.error = value
+            elif path == "info.result":
+                pending.result = value
+            elif path == "info.progress" and pending.progress and value is not None:
                 with contextlib.suppress(Exception):
-                    pending.progress(int(change.val))
+                    pending.progress(int(value))
