@@ -223,6 +223,13 @@ def ops(vcsim: Any, image_store: Any) -> Iterator[Any]:
 TWO_CLUSTERS = ("DC0_C0", "DC0_C1")
 
 
+@pytest.fixture(scope="module", name="vcsim_flags")
+def two_clusters_vcsim_flags() -> dict[str, Any]:
+    """vcsim with the two clusters of :data:`TWO_CLUSTERS`, two hosts each, no VM: a module
+    that imports this fixture gets it as its ``vcsim_flags``."""
+    return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
+
+
 @pytest.fixture(scope="module")
 def inspector(vcsim: Any) -> Iterator[Inspector]:
     """The independent reader."""

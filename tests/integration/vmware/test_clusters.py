@@ -22,17 +22,13 @@ from tests.integration.vmware.helpers import (  # noqa: F401 (fixtures)
     make_conf,
     make_instance,
     make_vif,
+    two_clusters_vcsim_flags,
 )
 from virtdriver.common.model import Flavor
 
 pytestmark = pytest.mark.integration
 
 CLUSTERS = TWO_CLUSTERS
-
-
-@pytest.fixture(scope="module")
-def vcsim_flags() -> dict[str, Any]:
-    return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
 
 
 @pytest.fixture

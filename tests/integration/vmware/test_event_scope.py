@@ -21,6 +21,7 @@ from tests.integration.vmware.helpers import (  # noqa: F401 (fixtures)
     make_conf,
     make_instance,
     make_vif,
+    two_clusters_vcsim_flags,
 )
 from virtdriver.common.power_state import PowerState
 from virtdriver.vmware.events import PowerStateChannel
@@ -28,11 +29,6 @@ from virtdriver.vmware.events import PowerStateChannel
 pytestmark = pytest.mark.integration
 
 CLUSTERS = TWO_CLUSTERS
-
-
-@pytest.fixture(scope="module")
-def vcsim_flags() -> dict[str, Any]:
-    return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
 
 
 def channel_of(ops: Any) -> PowerStateChannel:

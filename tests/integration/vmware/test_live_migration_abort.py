@@ -25,17 +25,13 @@ from tests.integration.vmware.helpers import (  # noqa: F401 (fixtures)
     make_conf,
     make_instance,
     make_vif,
+    two_clusters_vcsim_flags,
 )
 from virtdriver.common import exceptions
 
 pytestmark = pytest.mark.integration
 
 CLUSTERS = TWO_CLUSTERS
-
-
-@pytest.fixture(scope="module")
-def vcsim_flags() -> dict[str, Any]:
-    return {"cluster": 2, "host": 2, "vm": 0, "autostart": False}
 
 
 def placement(inspector: Any, uuid: str) -> tuple[str, str]:  # noqa: F811
