@@ -124,24 +124,12 @@ class LifecyclePromises:
         assert ops.get_info(instance).state == PowerState.RUNNING
 
     def test_suspend_and_resume(self, ops, server, instance):
-        gate(ops, "supports_suspend", {"suspend": lambda: ops.suspend(instance),
-                                       "resume": lambda: ops.resume(instance)})
-        with supported("supports_suspend"):
-            ops.suspend(instance)
-            assert vm_of(server, instance).power_state == PowerState.SUSPENDED
-            assert ops.get_info(instance).state == PowerState.SUSPENDED
-            ops.resume(instance)
-        assert vm_of(server, instance).power_state == PowerState.RUNNING
+        _there_and_back(ops, server, instance, "supports_suspend", "suspend", "resume",
+                        PowerState.SUSPENDED)
 
     def test_pause_and_unpause(self, ops, server, instance):
-        gate(ops, "supports_pause", {"pause": lambda: ops.pause(instance),
-                                     "unpause": lambda: ops.unpause(instance)})
-        with supported("supports_pause"):
-            ops.pause(instance)
-            assert vm_of(server, instance).power_state == PowerState.PAUSED
-            assert ops.get_info(instance).state == PowerState.PAUSED
-            ops.unpause(instance)
-        assert vm_of(server, instance).power_state == PowerState.RUNNING
+        _there_and_back(ops, server, instance, "supports_pause", "pause", "unpause",
+                        PowerState.PAUSED)
 
     def test_soft_delete_restore_and_set_bootable(self, ops, server, instance):
         gate(ops, "supports_soft_delete", {
@@ -244,3 +232,17 @@ class LifecyclePromises:
             ops.destroy(inst)
         assert server.read_vm(inst) is None
         assert not (left := server.leftovers() - before), left
+
+
+def _there_and_back(ops, server, instance, capability, there, back, state):
+    """``ops.<there>`` puts the running VM in ``state`` (on the server and in get_info),
+    ``ops.<back>`` makes it run again; both unsupported, as declared, if ``capability`` is
+    False."""
+    gate(ops, capability, {there: lambda: getattr(ops, there)(instance),
+                           back: lambda: getattr(ops, back)(instance)})
+    with supported(capability):
+        getattr(ops, there)(instance)
+        assert vm_of(server, instance).power_state == state
+        assert ops.get_info(instance).state == state
+        getattr(ops, back)(instance)
+    assert vm_of(server, instance).power_state == PowerState.RUNNING
